@@ -1,0 +1,16 @@
+# The two commands: `make run` starts the product, `make test` runs the whole suite.
+# Both set up everything they need first (see scripts/setup.sh).
+.PHONY: run test setup bench
+
+setup:
+	@scripts/setup.sh $(if $(or $(OPENAI_API_KEY),$(OPENAI_BASE_URL)),,--model)
+
+run: setup
+	.venv/bin/python -m stack run
+
+test:
+	@scripts/setup.sh --model
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python -m bench

@@ -1,0 +1,1 @@
+"""Restate services of the durable coding agent: Agent, Task and Sandbox."""

@@ -1,0 +1,60 @@
+"""The agent loop for one plan step: model round, tool calls, repeat, until `finish`.
+
+Each model round is one journaled `ctx.run_typed` step and each tool call is a durable call,
+so the message list is rebuilt identically on replay from journaled results alone.
+The loop is bounded by `max_rounds`; a step that runs out of rounds fails, the task goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restate import WorkflowContext
+
+from app import retry, tools
+from app.llm import model_client
+from app.models import ModelTurn, PlanStep, StepResult, Usage
+
+SYSTEM_PROMPT = (
+    "You are a coding agent. You work in a Linux sandbox; /project is the working directory "
+    "and there is no network. Use the tools to do the current step, then call finish with a "
+    "one-line result. Be brief."
+)
+
+
+def step_prompt(context: str, number: int, step: PlanStep) -> str:
+    return f"{context}\n\nCurrent step {number}: {step.title}\n{step.instructions}".strip()
+
+
+async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, number: int,
+                   step: PlanStep, context: str, max_rounds: int) -> StepResult:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": step_prompt(context, number, step)},
+    ]
+    usage = Usage()
+    for round_no in range(1, max_rounds + 1):
+        turn = await ctx.run_typed(
+            f"step {number}: {step.title[:60]}, round {round_no}",
+            model_client().complete, retry.model_step(ModelTurn),
+            messages, tools.SCHEMAS, f"{task_id}-s{number}-r{round_no}",
+        )
+        usage = usage.plus(turn.usage)
+        messages.append(turn.message)
+        if turn.format_error:
+            messages.append({"role": "user", "content": f"error: {turn.format_error}"})
+            continue
+        calls = turn.message.get("tool_calls") or []
+        if not calls:
+            # A plain answer with no tool call is the model saying it is done.
+            return StepResult(status="done", summary=turn.message.get("content") or "(no result)", usage=usage)
+        finished: str | None = None
+        for index, call in enumerate(calls):
+            op_id = f"{task_id}/s{number}/r{round_no}/c{index}"
+            outcome = await tools.dispatch(ctx, session_id, op_id, call)
+            messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
+            if outcome.finished:
+                finished = outcome.text
+        if finished is not None:
+            return StepResult(status="done", summary=finished, usage=usage)
+    return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)

@@ -1,0 +1,18 @@
+"""The Restate deployment: every service in one ASGI app, served by hypercorn over HTTP/2.
+
+    hypercorn app.main:app --bind 127.0.0.1:9080
+"""
+
+from __future__ import annotations
+
+import restate
+
+from app.agent import agent_object
+from app.sandbox_service import backend, sandbox_object
+from app.task import task_workflow
+
+# Build the sandbox backend now: it probes its isolation (bubblewrap, cgroups) and refuses
+# to start unprotected, so a misconfigured machine fails at start, not at the first command.
+backend()
+
+app = restate.app(services=[agent_object, task_workflow, sandbox_object])

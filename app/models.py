@@ -1,0 +1,206 @@
+"""Typed inputs, outputs and durable state for every service. No loose dicts in state."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+# ---------------------------------------------------------------- Agent (public)
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1)
+
+
+class MessageOut(BaseModel):
+    task_id: str
+
+
+class HistoryEntry(BaseModel):
+    seq: int
+    role: Literal["user", "agent", "event"]
+    text: str
+    task_id: str | None = None
+
+
+class HistoryOut(BaseModel):
+    messages: list[HistoryEntry]
+
+
+StepStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+
+
+class PlanItem(BaseModel):
+    title: str
+    status: StepStatus = "pending"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rounds: int = 0
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            rounds=self.rounds + other.rounds,
+        )
+
+
+class StatusOut(BaseModel):
+    state: Literal["idle", "running"]
+    task_id: str | None = None
+    plan: list[PlanItem] = []
+    last_usage: Usage | None = None
+
+
+class InterruptOut(BaseModel):
+    interrupted: bool
+    task_id: str | None = None
+
+
+# ---------------------------------------------------------------- Agent (state)
+
+
+class History(BaseModel):
+    entries: list[HistoryEntry] = []
+
+
+class LastTask(BaseModel):
+    """What `status` shows once the session is idle again."""
+
+    plan: list[PlanItem] = []
+    usage: Usage = Usage()
+
+
+class RunningTask(BaseModel):
+    """The task the session is waiting on. Reports from any other task id are stale."""
+
+    task_id: str
+    invocation_id: str
+    plan: list[PlanItem] = []
+
+
+# ---------------------------------------------------------------- Task <-> Agent
+
+
+class ConversationTurn(BaseModel):
+    role: Literal["user", "agent", "event"]
+    text: str
+
+
+class TaskInput(BaseModel):
+    session_id: str
+    task_id: str
+    conversation: list[ConversationTurn]
+
+
+class ProgressReport(BaseModel):
+    task_id: str
+    plan: list[PlanItem]
+
+
+class TaskOutcome(BaseModel):
+    task_id: str
+    status: Literal["done", "failed", "interrupted"]
+    text: str
+    plan: list[PlanItem] = []
+    usage: Usage = Usage()
+
+
+# ---------------------------------------------------------------- Plan and loop
+
+
+class PlanStep(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    instructions: str = Field(default="", max_length=4000)
+
+
+class Plan(BaseModel):
+    steps: list[PlanStep] = Field(min_length=1)
+
+
+class ModelTurn(BaseModel):
+    """One journaled model round: the assistant message exactly as the loop appends it."""
+
+    message: dict[str, Any]
+    usage: Usage
+    # Set when a structured-mode answer could not be parsed; fed back to the model.
+    format_error: str | None = None
+
+
+class StepResult(BaseModel):
+    status: Literal["done", "failed"]
+    summary: str
+    usage: Usage
+
+
+# ---------------------------------------------------------------- Sandbox
+
+
+class AcquireIn(BaseModel):
+    task_id: str
+
+
+class ReleaseIn(BaseModel):
+    task_id: str
+
+
+class ExecIn(BaseModel):
+    op_id: str
+    command: str = Field(min_length=1)
+    timeout_s: float = Field(default=60, gt=0)
+
+
+class ExecOut(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    timed_out: bool = False
+    full_output_path: str | None = None
+    # The command may or may not have run (a crash between its start and its recorded result).
+    outcome_unknown: bool = False
+
+
+class WriteFileIn(BaseModel):
+    op_id: str
+    path: str
+    content: str
+
+
+class EditFileIn(BaseModel):
+    op_id: str
+    path: str
+    old: str = Field(min_length=1)
+    new: str
+    replace_all: bool = False
+
+
+class PathIn(BaseModel):
+    path: str = "."
+
+
+class FileOpOut(BaseModel):
+    """Result of a file operation that the model sees. `error` set means nothing changed."""
+
+    ok: bool
+    detail: str
+
+
+class ReadFileOut(BaseModel):
+    path: str
+    content: str
+
+
+class FileEntryOut(BaseModel):
+    path: str
+    kind: str
+    size: int
+
+
+class ListFilesOut(BaseModel):
+    path: str
+    entries: list[FileEntryOut]

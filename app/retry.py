@@ -1,0 +1,52 @@
+"""The one retry policy module: how Restate re-drives invocations and journaled steps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from restate import InvocationRetryPolicy, RunOptions
+
+T = TypeVar("T")
+
+# Restate's default backoff grows to a minute, so a worker restarted after a crash could sit
+# idle for up to a minute before its invocations resume. Capping the interval at 1 s makes a
+# restarted worker pick its work up within about a second. The attempt budget is large
+# (about three hours of outage at the cap) and then the invocation pauses, so an operator
+# can resume it instead of losing it.
+INVOCATION_RETRY = InvocationRetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    exponentiation_factor=2.0,
+    max_interval=timedelta(seconds=1),
+    max_attempts=10_000,
+    on_max_attempts="pause",
+)
+
+# Handlers may run long steps (a model round on a CPU, a command with a long timeout).
+# Restate asks an invocation to suspend after `inactivity_timeout` without journal progress,
+# and aborts it `abort_timeout` later; both must exceed the longest single step, or the
+# step would be cut off and re-run.
+LONG_STEP_INACTIVITY = timedelta(minutes=10)
+LONG_STEP_ABORT = timedelta(minutes=5)
+
+
+def model_step(type_hint: type[T]) -> RunOptions[T]:
+    """A model round: transient provider failures back off inside the step, up to 30 s apart."""
+    return RunOptions(
+        type_hint=type_hint,
+        initial_retry_interval=timedelta(milliseconds=200),
+        max_retry_interval=timedelta(seconds=30),
+        retry_interval_factor=2.0,
+        max_duration=timedelta(minutes=30),
+    )
+
+
+def sandbox_step(type_hint: type[T]) -> RunOptions[T]:
+    """A backend operation: infrastructure hiccups are retried briefly, then the task fails."""
+    return RunOptions(
+        type_hint=type_hint,
+        initial_retry_interval=timedelta(milliseconds=100),
+        max_retry_interval=timedelta(seconds=5),
+        retry_interval_factor=2.0,
+        max_attempts=8,
+    )

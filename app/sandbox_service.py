@@ -1,0 +1,441 @@
+"""`Sandbox`: a virtual object keyed by session id that owns the sandbox's lifecycle.
+
+The state machine lives here; backends (sandbox/) only perform vendor operations. Every
+backend call is a journaled step, so a replay never repeats a completed operation, and the
+backend's deterministic names make a retried in-flight operation find its own earlier work.
+
+    none ──create──▶ running ──idle timer──▶ suspended ──next op──▶ running (restored)
+                      │  ▲                                               ▲
+                      │  └── restart timer (TTL - margin): snapshot, terminate, create
+                      └── backend says gone ──▶ recreate from last snapshot ──┘
+    any ──reset──▶ released (terminated, snapshots deleted)
+
+Durable timers are delayed self-sends. There is one restart chain: a timer carries the
+generation it was scheduled for, recreating cancels the old timer, and a timer for an older
+generation is a no-op. The idle timer works the same way with an activity counter.
+
+Exclusive handlers are ingress-private: only the Task (and timers) drive the sandbox. The
+shared read-only handlers are public so users can inspect the workspace while a command runs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Annotated, Awaitable, Callable, Literal, TypeVar, Union
+
+import restate
+from pydantic import BaseModel, Field
+from restate import ObjectContext, ObjectSharedContext, TerminalError
+from restate.serde import BytesSerde
+
+from app import retry
+from app.config import settings
+from app.errors import conflict, is_gone, not_found, sandbox_failure
+from app.models import (
+    AcquireIn, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, ListFilesOut, PathIn,
+    ReadFileOut, ReleaseIn, WriteFileIn,
+)
+from app.validation import check_key, parse
+from sandbox import SandboxBackend, create_backend
+from sandbox.protocol import FileMissing
+
+T = TypeVar("T")
+
+MAX_READ_BYTES = 256_000
+MAX_LIST_ENTRIES = 2_000
+
+# ---------------------------------------------------------------- state
+
+
+class NoSandbox(BaseModel):
+    kind: Literal["none"] = "none"
+    generation: int = 0
+    snapshot_id: str | None = None
+
+
+class Running(BaseModel):
+    kind: Literal["running"] = "running"
+    sandbox_id: str
+    generation: int
+    expires_at: float | None = None
+    snapshot_id: str | None = None
+    restart_timer: str | None = None  # invocation id of the pending restart
+
+
+class Suspended(BaseModel):
+    kind: Literal["suspended"] = "suspended"
+    generation: int
+    snapshot_id: str | None = None
+
+
+class Released(BaseModel):
+    kind: Literal["released"] = "released"
+    generation: int
+    snapshot_id: None = None
+
+
+Phase = Annotated[Union[NoSandbox, Running, Suspended, Released], Field(discriminator="kind")]
+
+
+class SandboxState(BaseModel):
+    current: Phase = NoSandbox()
+    lease: str | None = None  # the task that holds the sandbox
+    activity: int = 0  # bumped by every command; an idle timer for an older value is stale
+    idle_timer: str | None = None
+    snapshots: list[str] = []  # every snapshot taken, so reset can delete them
+    creates: int = 0
+    restores: int = 0
+    restarts: int = 0
+
+
+class TimerIn(BaseModel):
+    generation: int = 0
+    activity: int = 0
+
+
+class SandboxInfoOut(BaseModel):
+    state: str
+    sandbox_id: str | None
+    generation: int
+    expires_at: float | None
+    snapshot_id: str | None
+    lease: str | None
+    creates: int
+    restores: int
+    restarts: int
+
+
+sandbox_object = restate.VirtualObject(
+    "Sandbox",
+    invocation_retry_policy=retry.INVOCATION_RETRY,
+    inactivity_timeout=retry.LONG_STEP_INACTIVITY,
+    abort_timeout=retry.LONG_STEP_ABORT,
+)
+
+
+@lru_cache(maxsize=1)
+def backend() -> SandboxBackend:
+    config = settings()
+    return create_backend(config.sandbox_backend, config.sandbox_root)
+
+
+async def _load(ctx: ObjectContext | ObjectSharedContext) -> SandboxState:
+    return await ctx.get("state", type_hint=SandboxState) or SandboxState()
+
+
+async def _step(ctx: ObjectContext | ObjectSharedContext, name: str, type_hint: type[T],
+                action: Callable[[], Awaitable[T]]) -> T:
+    """Run one backend operation as a journaled step, mapping backend errors inside it."""
+
+    async def guarded() -> T:
+        try:
+            return await action()
+        except Exception as error:  # noqa: BLE001 - mapped to terminal/retryable right here
+            raise sandbox_failure(error) from error
+
+    return await ctx.run_typed(name, guarded, retry.sandbox_step(type_hint))
+
+
+# ---------------------------------------------------------------- transitions
+
+
+async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: bool = False) -> Running:
+    """Return the live sandbox, creating it (or restoring the last snapshot) if there is none."""
+    current = state.current
+    if isinstance(current, Running):
+        return current
+    generation = current.generation + 1
+    snapshot_id = current.snapshot_id
+    name = f"{ctx.key()}-g{generation}"  # deterministic, so a retried create finds its own
+    info = await _step(ctx, f"create sandbox {name}", dict, lambda: _create(name, snapshot_id))
+    running = Running(sandbox_id=info["sandbox_id"], generation=generation,
+                      expires_at=info["expires_at"], snapshot_id=snapshot_id)
+    state.creates += 1
+    state.restores += 1 if snapshot_id and not restart else 0
+    if running.expires_at is not None:
+        running.restart_timer = await _schedule_restart(ctx, running)
+    state.current = running
+    ctx.set("state", state)
+    return running
+
+
+async def _create(name: str, snapshot_id: str | None) -> dict:
+    return (await backend().create(name, snapshot_id)).model_dump()
+
+
+async def _schedule_restart(ctx: ObjectContext, running: Running) -> str:
+    """The durable timer: a delayed self-send at TTL minus a margin."""
+    now = await ctx.time()
+    ttl = max(running.expires_at - now, 0.0)
+    margin = min(settings().sandbox_restart_margin_s, ttl / 3)
+    handle = ctx.object_send(restart, key=ctx.key(), arg=TimerIn(generation=running.generation),
+                             send_delay=timedelta(seconds=max(ttl - margin, 0.1)))
+    return await handle.invocation_id()
+
+
+def _leave_running(ctx: ObjectContext, state: SandboxState, phase: Suspended | Released | NoSandbox,
+                   inside_timer: bool = False) -> None:
+    """Move out of `running`, cancelling its restart timer (unless we are that timer)."""
+    if isinstance(state.current, Running) and state.current.restart_timer and not inside_timer:
+        ctx.cancel_invocation(state.current.restart_timer)
+    state.current = phase
+    ctx.set("state", state)
+
+
+async def _snapshot(ctx: ObjectContext, state: SandboxState, running: Running, why: str) -> str | None:
+    """Snapshot the workspace; the id goes into state at once so a crash cannot lose it."""
+    name = f"{ctx.key()}-g{running.generation}-{why}"
+    try:
+        snapshot_id = await _step(ctx, f"snapshot {name}", str,
+                                  lambda: backend().snapshot(running.sandbox_id, name))
+    except TerminalError as error:
+        if not is_gone(error):
+            raise
+        return running.snapshot_id  # already dead: the last snapshot is all there is
+    running.snapshot_id = snapshot_id
+    if snapshot_id not in state.snapshots:
+        state.snapshots.append(snapshot_id)
+    ctx.set("state", state)
+    return snapshot_id
+
+
+async def _terminate(ctx: ObjectContext, running: Running) -> None:
+    await _step(ctx, f"terminate {running.sandbox_id}", bool, lambda: _terminate_backend(running.sandbox_id))
+
+
+async def _terminate_backend(sandbox_id: str) -> bool:
+    await backend().terminate(sandbox_id)
+    return True
+
+
+async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
+                        op: Callable[[str], Awaitable[T]]) -> T:
+    """Run `op` against the live sandbox; if the backend says it is gone, recreate it once."""
+    state = await _load(ctx)
+    await _arm_idle_timer(ctx, state)
+    for attempt in (1, 2):
+        running = await _ensure_running(ctx, state)
+        try:
+            return await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
+                               lambda: op(running.sandbox_id))
+        except TerminalError as error:
+            if not is_gone(error) or attempt == 2:
+                raise
+            # The sandbox died under us (TTL, crash). Restore it from its last snapshot.
+            _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=running.snapshot_id))
+    raise AssertionError("unreachable")
+
+
+async def _arm_idle_timer(ctx: ObjectContext, state: SandboxState) -> None:
+    """Record activity and re-arm the one idle timer (the old one is cancelled)."""
+    if state.idle_timer:
+        ctx.cancel_invocation(state.idle_timer)
+    state.activity += 1
+    handle = ctx.object_send(suspend_if_idle, key=ctx.key(), arg=TimerIn(activity=state.activity),
+                             send_delay=timedelta(seconds=settings().sandbox_idle_s))
+    state.idle_timer = await handle.invocation_id()
+    ctx.set("state", state)
+
+
+# ---------------------------------------------------------------- task-facing handlers
+
+
+@sandbox_object.handler(ingress_private=True)
+async def acquire(ctx: ObjectContext, req: AcquireIn) -> None:
+    """Make sure a live sandbox exists and record which task holds it."""
+    check_key(ctx.key())
+    state = await _load(ctx)
+    await _arm_idle_timer(ctx, state)
+    await _ensure_running(ctx, state)
+    state.lease = req.task_id
+    ctx.set("state", state)
+
+
+@sandbox_object.handler(ingress_private=True)
+async def release(ctx: ObjectContext, req: ReleaseIn) -> None:
+    """Park the sandbox: the lease ends, the workspace stays for the session's next task, and
+    the idle timer suspends it (snapshot, terminate) if nothing else comes.
+
+    Only the holder's release counts, so a late release from an interrupted task cannot take
+    the sandbox from the task that replaced it. Repeating a release is a no-op.
+    """
+    state = await _load(ctx)
+    if state.lease == req.task_id:
+        state.lease = None
+        ctx.set("state", state)
+
+
+@sandbox_object.handler(ingress_private=True)
+async def exec(ctx: ObjectContext, req: ExecIn) -> ExecOut:
+    timeout = min(req.timeout_s, settings().command_timeout_s)
+    result = await _with_sandbox(ctx, f"exec {req.op_id}", dict,
+                                 lambda sid: _exec_once(sid, req.op_id, req.command, timeout))
+    return ExecOut(**result)
+
+
+OPS_DIR = ".agent/ops"
+OUTCOME_UNKNOWN = (
+    "outcome unknown: this command was started but the platform crashed before its result was "
+    "recorded. It may or may not have run. Inspect the workspace before retrying it."
+)
+
+
+async def _exec_once(sandbox_id: str, op_id: str, command: str, timeout_s: float) -> dict:
+    """Journal before effect, reconcile on retry.
+
+    The step that runs a command is at-least-once, so it leaves markers in the sandbox's own
+    storage (they survive a worker crash and travel with snapshots): an intent before the
+    command and the result after. A retry of the same operation returns the recorded result,
+    and an intent without a result means the command may have partly run: it is reported as
+    outcome-unknown instead of being run a second time.
+    """
+    marker = f"{OPS_DIR}/{op_id.replace('/', '_')}"
+    recorded = await _read_marker(sandbox_id, f"{marker}.result")
+    if recorded is not None:
+        return ExecOut.model_validate_json(recorded).model_dump()
+    if await _read_marker(sandbox_id, f"{marker}.intent") is not None:
+        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True).model_dump()
+    await backend().write_file(sandbox_id, f"{marker}.intent", command)
+    result = await backend().exec(sandbox_id, command, timeout_s)
+    out = ExecOut(**result.model_dump())
+    await backend().write_file(sandbox_id, f"{marker}.result", out.model_dump_json())
+    return out.model_dump()
+
+
+async def _read_marker(sandbox_id: str, path: str) -> str | None:
+    try:
+        return await backend().read_file(sandbox_id, path, MAX_READ_BYTES)
+    except FileMissing:
+        return None
+
+
+@sandbox_object.handler(ingress_private=True)
+async def write_file(ctx: ObjectContext, req: WriteFileIn) -> FileOpOut:
+    async def write(sid: str) -> bool:
+        await backend().write_file(sid, req.path, req.content)
+        return True
+
+    await _with_sandbox(ctx, f"write {req.op_id}", bool, write)
+    return FileOpOut(ok=True, detail=f"wrote {len(req.content.encode())} bytes to {req.path}")
+
+
+@sandbox_object.handler(ingress_private=True)
+async def edit_file(ctx: ObjectContext, req: EditFileIn) -> FileOpOut:
+    """Replace exact text. The read, the check and the write are one step, so they agree."""
+
+    async def edit(sid: str) -> dict:
+        text = await backend().read_file(sid, req.path, MAX_READ_BYTES)
+        found = text.count(req.old)
+        if found == 0:
+            return {"ok": False, "detail": f"the text to replace was not found in {req.path}"}
+        if found > 1 and not req.replace_all:
+            return {"ok": False, "detail": f"the text to replace occurs {found} times in {req.path}; "
+                                           "give more context or set replace_all"}
+        await backend().write_file(sid, req.path, text.replace(req.old, req.new))
+        return {"ok": True, "detail": f"replaced {found if req.replace_all else 1} occurrence(s) in {req.path}"}
+
+    return FileOpOut(**await _with_sandbox(ctx, f"edit {req.op_id}", dict, edit))
+
+
+@sandbox_object.handler(ingress_private=True)
+async def reset(ctx: ObjectContext) -> None:
+    """Terminate the sandbox and delete every snapshot. Repeating it is a no-op."""
+    state = await _load(ctx)
+    if isinstance(state.current, Released):
+        return
+    if isinstance(state.current, Running):
+        await _terminate(ctx, state.current)
+    for snapshot_id in list(state.snapshots):
+        await _step(ctx, f"delete snapshot {snapshot_id}", bool, lambda s=snapshot_id: _delete_snapshot(s))
+        state.snapshots.remove(snapshot_id)
+        ctx.set("state", state)
+    if state.idle_timer:
+        ctx.cancel_invocation(state.idle_timer)
+        state.idle_timer = None
+    state.lease = None
+    _leave_running(ctx, state, Released(generation=state.current.generation))
+
+
+async def _delete_snapshot(snapshot_id: str) -> bool:
+    await backend().delete_snapshot(snapshot_id)
+    return True
+
+
+# ---------------------------------------------------------------- timers
+
+
+@sandbox_object.handler(ingress_private=True)
+async def restart(ctx: ObjectContext, timer: TimerIn) -> None:
+    """Before the TTL hits: snapshot, terminate, create from the snapshot, schedule the next."""
+    state = await _load(ctx)
+    running = state.current
+    if not isinstance(running, Running) or running.generation != timer.generation:
+        return  # a stale timer from an older generation
+    running.restart_timer = None  # this invocation is the timer; nothing to cancel
+    snapshot_id = await _snapshot(ctx, state, running, "restart")
+    await _terminate(ctx, running)
+    _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=snapshot_id), inside_timer=True)
+    await _ensure_running(ctx, state, restart=True)
+    state.restarts += 1
+    ctx.set("state", state)
+
+
+@sandbox_object.handler(ingress_private=True)
+async def suspend_if_idle(ctx: ObjectContext, timer: TimerIn) -> None:
+    """No command for the idle period: snapshot and terminate, so it costs no compute."""
+    state = await _load(ctx)
+    if state.activity != timer.activity or not isinstance(state.current, Running):
+        return  # there was activity since this timer was armed, or nothing is running
+    running = state.current
+    state.idle_timer = None
+    snapshot_id = await _snapshot(ctx, state, running, f"idle{timer.activity}")
+    await _terminate(ctx, running)
+    _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=snapshot_id))
+
+
+# ---------------------------------------------------------------- public, read-only
+
+
+async def _live_sandbox_id(ctx: ObjectSharedContext) -> str:
+    state = await _load(ctx)
+    if isinstance(state.current, Running):
+        return state.current.sandbox_id
+    if isinstance(state.current, Suspended):
+        raise conflict(f"the sandbox of session {ctx.key()!r} is suspended; it resumes on the next command")
+    raise not_found(f"session {ctx.key()!r} has no sandbox")
+
+
+@sandbox_object.handler(kind="shared", input_serde=BytesSerde())
+async def read_file(ctx: ObjectSharedContext, raw: bytes) -> ReadFileOut:
+    """Read a workspace file (path relative to /project). 400 for unsafe paths, 404 if missing."""
+    req = parse(raw, PathIn)
+    sid = await _live_sandbox_id(ctx)
+    content = await _step(ctx, f"read {req.path}", str,
+                          lambda: backend().read_file(sid, req.path, MAX_READ_BYTES))
+    return ReadFileOut(path=req.path, content=content)
+
+
+@sandbox_object.handler(kind="shared", input_serde=BytesSerde())
+async def list_files(ctx: ObjectSharedContext, raw: bytes) -> ListFilesOut:
+    """List a workspace directory recursively (path relative to /project)."""
+    req = parse(raw, PathIn)
+    sid = await _live_sandbox_id(ctx)
+
+    async def listing() -> list:
+        return [e.model_dump() for e in await backend().list_files(sid, req.path, MAX_LIST_ENTRIES)]
+
+    entries = await _step(ctx, f"list {req.path}", list, listing)
+    return ListFilesOut(path=req.path, entries=[FileEntryOut(**e) for e in entries])
+
+
+@sandbox_object.handler(kind="shared")
+async def info(ctx: ObjectSharedContext) -> SandboxInfoOut:
+    """The lifecycle state and its counters (creates, restores, restarts)."""
+    state = await _load(ctx)
+    cur = state.current
+    return SandboxInfoOut(
+        state=cur.kind, sandbox_id=cur.sandbox_id if isinstance(cur, Running) else None,
+        generation=cur.generation, expires_at=cur.expires_at if isinstance(cur, Running) else None,
+        snapshot_id=cur.snapshot_id, lease=state.lease, creates=state.creates,
+        restores=state.restores, restarts=state.restarts)

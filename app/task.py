@@ -1,0 +1,130 @@
+"""`Task`: a workflow keyed by task id that runs plan, then steps, then tool loops.
+
+A workflow runs exactly once per key, so the Agent's one-way start can never spawn a second
+copy. Progress and the outcome go to the Agent as one-way sends: the Agent may be busy
+waiting for this very task to clean up, and a blocking call back into it would deadlock.
+
+SAGA: a compensation is registered *before* the resource it undoes is acquired (the acquire
+may complete even if we are cancelled while awaiting its answer). On a terminal error or a
+cancellation the compensations run durably, the Agent is told, and the error is re-raised.
+Retryable errors are not caught here: Restate retries them from the journal and nothing is
+cleaned up that is still needed.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+import restate
+from restate import TerminalError, WorkflowContext
+
+from app import agent, loop, retry
+from app import sandbox_service as sandbox
+from app.config import settings
+from app.errors import is_cancellation
+from app.models import (
+    AcquireIn, ConversationTurn, PlanItem, ProgressReport, ReleaseIn, StepResult, TaskInput,
+    TaskOutcome, Usage,
+)
+from app.planner import make_plan
+
+MAX_CONTEXT_CHARS = 12_000
+MAX_SUMMARY_CHARS = 1_500
+
+task_workflow = restate.Workflow(
+    "Task",
+    invocation_retry_policy=retry.INVOCATION_RETRY,
+    inactivity_timeout=retry.LONG_STEP_INACTIVITY,
+    abort_timeout=retry.LONG_STEP_ABORT,
+)
+
+Compensation = Callable[[], Awaitable[None]]
+
+
+@task_workflow.main(ingress_private=True)
+async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
+    config = settings()
+    compensations: list[Compensation] = []
+    plan: list[PlanItem] = []
+    usage = Usage()
+
+    def report() -> None:
+        ctx.object_send(agent.task_progress, key=inp.session_id,
+                        arg=ProgressReport(task_id=inp.task_id, plan=plan))
+
+    async def release_sandbox() -> None:
+        await ctx.object_call(sandbox.release, key=inp.session_id, arg=ReleaseIn(task_id=inp.task_id))
+
+    try:
+        compensations.append(release_sandbox)
+        await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
+
+        conversation = render_conversation(inp.conversation)
+        the_plan, plan_usage = await make_plan(ctx, task_id=inp.task_id, request=conversation,
+                                               max_steps=config.max_steps)
+        usage = usage.plus(plan_usage)
+        plan = [PlanItem(title=s.title) for s in the_plan.steps]
+        report()
+
+        results: list[StepResult] = []
+        for number, step in enumerate(the_plan.steps, start=1):
+            plan[number - 1].status = "running"
+            report()
+            result = await loop.run_step(
+                ctx, session_id=inp.session_id, task_id=inp.task_id, number=number, step=step,
+                context=step_context(conversation, the_plan.steps, results),
+                max_rounds=config.max_rounds_per_step,
+            )
+            usage = usage.plus(result.usage)
+            results.append(result)
+            plan[number - 1].status = result.status
+            report()
+
+        await release_sandbox()
+        compensations.clear()
+        outcome = TaskOutcome(task_id=inp.task_id, status="done", text=final_answer(plan, results),
+                              plan=plan, usage=usage)
+    except TerminalError as error:
+        cancelled = is_cancellation(error)
+        for item in plan:
+            if item.status in ("pending", "running"):
+                item.status = "cancelled" if cancelled else "failed"
+        for compensate in reversed(compensations):
+            await compensate()
+        ctx.object_send(agent.task_finished, key=inp.session_id, arg=TaskOutcome(
+            task_id=inp.task_id, status="interrupted" if cancelled else "failed",
+            text="task interrupted" if cancelled else f"task failed: {error.message}",
+            plan=plan, usage=usage))
+        raise
+
+    ctx.object_send(agent.task_finished, key=inp.session_id, arg=outcome)
+    return outcome
+
+
+def render_conversation(turns: list[ConversationTurn]) -> str:
+    """The conversation as the model sees it, newest last, trimmed from the oldest end."""
+    lines: list[str] = []
+    size = 0
+    for turn in reversed(turns):
+        line = f"{turn.role}: {turn.text}"
+        if size + len(line) > MAX_CONTEXT_CHARS and lines:
+            lines.append("(earlier conversation omitted)")
+            break
+        lines.append(line)
+        size += len(line)
+    return "\n".join(reversed(lines))
+
+
+def step_context(conversation: str, steps: list, results: list[StepResult]) -> str:
+    """What a step knows: the conversation, the plan, and a summary of each finished step."""
+    plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(steps, start=1))
+    done = "\n".join(f"{i}. [{r.status}] {r.summary[:MAX_SUMMARY_CHARS]}" for i, r in enumerate(results, start=1))
+    text = f"Conversation:\n{conversation}\n\nPlan:\n{plan}"
+    return f"{text}\n\nResults so far:\n{done}" if done else text
+
+
+def final_answer(plan: list[PlanItem], results: list[StepResult]) -> str:
+    if len(results) == 1:
+        return results[0].summary
+    return "\n".join(f"{i}. {item.title} [{item.status}]: {r.summary}"
+                     for i, (item, r) in enumerate(zip(plan, results), start=1))

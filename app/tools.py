@@ -1,0 +1,196 @@
+"""The tools the model can call: description, input schema, validation, durable behaviour and
+the projection of the result into text, kept together per tool.
+
+Each tool call is a durable call to the `Sandbox` object, so a completed call is in the
+Task's journal and a replay returns the recorded result instead of running it again. Bad
+calls (unknown tool, malformed or invalid arguments, unsafe paths) come back to the model as
+a tool error: they cost a round, never the task.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from pydantic import BaseModel, Field, ValidationError
+from restate import TerminalError, WorkflowContext
+
+from app import sandbox_service as sandbox
+from app.errors import is_tool_input_error
+from app.models import EditFileIn, ExecIn, ExecOut, PathIn, WriteFileIn
+
+MAX_RESULT_CHARS = 12_000
+
+
+class RunCommandArgs(BaseModel):
+    command: str = Field(min_length=1, max_length=20_000, description="Shell command, run with sh -c in /project")
+    timeout_s: int = Field(default=60, ge=1, le=3600, description="Wall-clock limit in seconds")
+
+
+class WriteFileArgs(BaseModel):
+    path: str = Field(min_length=1, description="Path relative to /project")
+    content: str = Field(max_length=1_000_000)
+
+
+class ReadFileArgs(BaseModel):
+    path: str = Field(min_length=1, description="Path relative to /project")
+
+
+class ListFilesArgs(BaseModel):
+    path: str = Field(default=".", description="Directory relative to /project")
+
+
+class EditFileArgs(BaseModel):
+    path: str = Field(min_length=1, description="Path relative to /project")
+    old: str = Field(min_length=1, description="Exact text to replace")
+    new: str = Field(description="Replacement text")
+    replace_all: bool = Field(default=False, description="Replace every occurrence")
+
+
+class FinishArgs(BaseModel):
+    result: str = Field(min_length=1, description="What this step achieved, briefly")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    ctx: WorkflowContext
+    session_id: str
+    op_id: str  # deterministic: task, step, round and call index
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args: type[BaseModel]
+    run: Callable[[CallContext, Any], Awaitable[str]]
+
+    def schema(self) -> dict[str, Any]:
+        params = self.args.model_json_schema()
+        params.pop("title", None)
+        for prop in params.get("properties", {}).values():
+            prop.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": params}}
+
+
+async def _run_command(c: CallContext, a: RunCommandArgs) -> str:
+    out: ExecOut = await c.ctx.object_call(sandbox.exec, key=c.session_id,
+                                           arg=ExecIn(op_id=c.op_id, command=a.command, timeout_s=a.timeout_s))
+    return _project_exec(out)
+
+
+def _project_exec(out: ExecOut) -> str:
+    if out.outcome_unknown:
+        return f"error: {out.stderr}"
+    parts = [f"exit code: {out.exit_code}" + (" (timed out)" if out.timed_out else "")]
+    if out.stdout:
+        parts.append(f"stdout:\n{out.stdout}")
+    if out.stderr:
+        parts.append(f"stderr:\n{out.stderr}")
+    if out.truncated and out.full_output_path:
+        parts.append(f"(output was truncated; the full output is in {out.full_output_path})")
+    return "\n".join(parts)
+
+
+async def _write_file(c: CallContext, a: WriteFileArgs) -> str:
+    out = await c.ctx.object_call(sandbox.write_file, key=c.session_id,
+                                  arg=WriteFileIn(op_id=c.op_id, path=a.path, content=a.content))
+    return out.detail
+
+
+async def _read_file(c: CallContext, a: ReadFileArgs) -> str:
+    out = await c.ctx.object_call(sandbox.read_file, key=c.session_id,
+                                  arg=PathIn(path=a.path).model_dump_json().encode())
+    return out.content
+
+
+async def _list_files(c: CallContext, a: ListFilesArgs) -> str:
+    out = await c.ctx.object_call(sandbox.list_files, key=c.session_id,
+                                  arg=PathIn(path=a.path).model_dump_json().encode())
+    lines = [f"{e.path}{'/' if e.kind == 'dir' else ''}" + (f"  ({e.size} bytes)" if e.kind == "file" else "")
+             for e in out.entries]
+    return "\n".join(lines) or "(empty)"
+
+
+async def _edit_file(c: CallContext, a: EditFileArgs) -> str:
+    out = await c.ctx.object_call(sandbox.edit_file, key=c.session_id,
+                                  arg=EditFileIn(op_id=c.op_id, path=a.path, old=a.old, new=a.new,
+                                                 replace_all=a.replace_all))
+    return out.detail if out.ok else f"error: {out.detail}"
+
+
+async def _finish(c: CallContext, a: FinishArgs) -> str:
+    return a.result
+
+
+FINISH = "finish"
+
+TOOLS: dict[str, Tool] = {t.name: t for t in [
+    Tool("run_command", "Run a shell command in /project (no network). Returns exit code and output.",
+         RunCommandArgs, _run_command),
+    Tool("write_file", "Create or overwrite a text file.", WriteFileArgs, _write_file),
+    Tool("read_file", "Read a text file.", ReadFileArgs, _read_file),
+    Tool("list_files", "List files under a directory.", ListFilesArgs, _list_files),
+    Tool("edit_file", "Replace exact text in a file.", EditFileArgs, _edit_file),
+    Tool(FINISH, "Finish the current step with a short result.", FinishArgs, _finish),
+]}
+
+SCHEMAS: list[dict[str, Any]] = [t.schema() for t in TOOLS.values()]
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    text: str
+    finished: bool = False
+    error: bool = False
+
+
+def validate(call: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolOutcome:
+    """Check a model's tool call. A problem becomes a ToolOutcome the model can act on."""
+    name = call.get("function", {}).get("name", "")
+    tool = TOOLS.get(name)
+    if tool is None:
+        return ToolOutcome(f"error: unknown tool {name!r}. Available tools: {', '.join(TOOLS)}", error=True)
+    raw = call.get("function", {}).get("arguments") or "{}"
+    try:
+        args = tool.args.model_validate_json(raw) if isinstance(raw, str) else tool.args.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'arguments'}: {x['msg']}"
+                             for x in e.errors(include_url=False))
+        return ToolOutcome(f"error: invalid arguments for {name}: {problems}", error=True)
+    return tool, args
+
+
+async def dispatch(ctx: WorkflowContext, session_id: str, op_id: str, call: dict[str, Any]) -> ToolOutcome:
+    """Validate and run one tool call durably, returning the text the model will see."""
+    checked = validate(call)
+    if isinstance(checked, ToolOutcome):
+        return checked
+    tool, args = checked
+    try:
+        text = await tool.run(CallContext(ctx, session_id, op_id), args)
+    except TerminalError as error:
+        if not is_tool_input_error(error):
+            raise  # cancellation or a real failure: not the model's business
+        return ToolOutcome(f"error: {error.message}", error=True)
+    return ToolOutcome(_clip(text), finished=tool.name == FINISH)
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_RESULT_CHARS:
+        return text
+    half = MAX_RESULT_CHARS // 2
+    return f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
+
+
+def describe_call(call: dict[str, Any]) -> str:
+    """A short label for journals and logs."""
+    fn = call.get("function", {})
+    args = fn.get("arguments", "")
+    try:
+        args = json.dumps(json.loads(args))[:80]
+    except (TypeError, ValueError):
+        args = str(args)[:80]
+    return f"{fn.get('name', '?')}({args})"

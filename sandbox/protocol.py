@@ -1,0 +1,124 @@
+"""The sandbox backend contract.
+
+A backend only performs vendor operations on one sandbox at a time. It keeps no lifecycle
+state of its own: the `Sandbox` virtual object (app/sandbox_service.py) owns the state machine
+and journals every call. Because a journaled step is at-least-once, every operation here must
+be retry-safe: a retry may follow a success that was never recorded.
+
+See docs/sandbox-backends.md for what a new backend has to do.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+
+class SandboxError(Exception):
+    """Base class for errors a backend reports about a sandbox."""
+
+
+class SandboxGone(SandboxError):
+    """The sandbox no longer exists (expired, terminated, killed). Recreate it from a snapshot."""
+
+
+class PathRejected(SandboxError):
+    """A file path is absolute, climbs out with `..`, or resolves outside the workspace."""
+
+
+class FileMissing(SandboxError):
+    """The file or directory does not exist inside the workspace."""
+
+
+class SnapshotMissing(FileMissing):
+    """`create` was given a snapshot id that does not exist (deleted, or never taken)."""
+
+
+class WorkspaceFull(SandboxError):
+    """A write would take the workspace over its size cap."""
+
+
+class ExecResult(BaseModel):
+    """What one command produced. Output is capped: head and tail are kept around a marker."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    # The command hit its timeout and was killed with everything it started; exit_code is 124.
+    timed_out: bool = False
+    # Workspace-relative path of the full output (both streams, up to a hard cap) when
+    # `truncated` is true; None if it could not be saved (the marker then says why).
+    full_output_path: str | None = None
+
+
+class FileEntry(BaseModel):
+    path: str  # relative to the workspace root
+    kind: str  # "file" | "dir" | "symlink" | "other" (FIFOs, sockets)
+    size: int
+
+
+class SandboxInfo(BaseModel):
+    """A live sandbox as the backend created it."""
+
+    sandbox_id: str
+    # Unix time (seconds) after which the backend may kill the sandbox; None when it has no TTL.
+    expires_at: float | None = None
+
+
+@runtime_checkable
+class SandboxBackend(Protocol):
+    """Vendor operations. `name` values are deterministic, so a retried create finds its own."""
+
+    kind: str
+
+    async def create(self, name: str, snapshot_id: str | None = None) -> SandboxInfo:
+        """Create the sandbox `name`, restoring `snapshot_id` if given.
+
+        If a live sandbox with this name already exists (a retry after an unrecorded
+        success), return it unchanged instead of failing. After the previous one was
+        terminated or expired, a new one with a new `sandbox_id` is made. Raises
+        SnapshotMissing if `snapshot_id` does not exist.
+        """
+        ...
+
+    async def exec(self, sandbox_id: str, command: str, timeout_s: float) -> ExecResult:
+        """Run `command` with `sh -c` in the workspace. Raises SandboxGone.
+
+        A command killed by signal N reports exit_code 128+N, like a shell. A command that
+        outlives `timeout_s` is killed with everything it started: timed_out=True,
+        exit_code=124. Limits the backend enforced are explained in `[sandbox] ...` lines at
+        the end of stderr. If the sandbox dies (TTL, terminate) mid-command: SandboxGone.
+        """
+        ...
+
+    async def write_file(self, sandbox_id: str, path: str, content: str) -> None:
+        """Write a text file (creating parent directories). Raises PathRejected, WorkspaceFull, SandboxGone."""
+        ...
+
+    async def read_file(self, sandbox_id: str, path: str, max_bytes: int) -> str:
+        """Read a text file (UTF-8, undecodable bytes replaced). If it is longer than
+        `max_bytes`, the first `max_bytes` are followed by a `... [truncated: ...]` line.
+        Raises PathRejected, FileMissing, SandboxGone."""
+        ...
+
+    async def list_files(self, sandbox_id: str, path: str, max_entries: int) -> list[FileEntry]:
+        """List a directory recursively, at most `max_entries` entries (breadth first, so
+        the top levels survive the cap), sorted by path. Symlinks are listed, not followed.
+        Raises PathRejected, FileMissing, SandboxGone."""
+        ...
+
+    async def snapshot(self, sandbox_id: str, snapshot_name: str) -> str:
+        """Snapshot the workspace; return a snapshot id usable by `create`. Idempotent per
+        name: if the snapshot already exists it is returned as it is, even if the sandbox
+        has gone since. Raises SandboxGone."""
+        ...
+
+    async def terminate(self, sandbox_id: str) -> None:
+        """Stop the sandbox. Terminating a sandbox that is already gone is a success."""
+        ...
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot. Deleting one that is already gone is a success."""
+        ...

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: Python deps, the pinned Restate binaries,
+# bubblewrap and (when asked) the offline model. Re-running skips what is already current.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_model=0
+for arg in "$@"; do
+  case "$arg" in
+    --model) want_model=1 ;;
+    *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+# 1. Python virtualenv and dependencies (re-installed only when pyproject.toml changes).
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+py_stamp="$(stamp pyproject.toml)"
+if [ "$(cat .venv/.deps-stamp 2>/dev/null || true)" != "$py_stamp" ]; then
+  echo "setup: installing Python dependencies"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import restate, hypercorn, openai, pydantic, zstandard' # fail loudly if the install did not take
+  echo "$py_stamp" > .venv/.deps-stamp
+fi
+
+# 2. The pinned restate-server and CLI from npm (exact versions in package-lock.json).
+npm_stamp="$(stamp package-lock.json)"
+if [ "$(cat node_modules/.deps-stamp 2>/dev/null || true)" != "$npm_stamp" ]; then
+  echo "setup: installing restate-server from npm"
+  npm ci --no-fund --no-audit --ignore-scripts --loglevel=error
+  echo "$npm_stamp" > node_modules/.deps-stamp
+fi
+
+# 3. bubblewrap, the local sandbox's isolation boundary.
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: installing bubblewrap"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  fi
+fi
+
+# 4. The offline model (only when no OpenAI endpoint is configured, or for the test suite).
+if [ "$want_model" = 1 ]; then
+  .venv/bin/python -m stack.model ensure
+fi

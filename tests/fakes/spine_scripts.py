@@ -1,0 +1,59 @@
+"""Scripts for the spine's end-to-end tests (tests/test_spine.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.scripts import (
+    current_step, finish, is_planning, make_plan, message_text, rounds_in_step, run, scripted,
+    slow, tool, write,
+)
+
+# Four appends across two steps, with a slow command in step 1 and a slow model round in
+# step 2: the crash tests kill the worker inside each and between the steps.
+appender = scripted(
+    plan=[("Append one and two", "Append lines to log.txt."), ("Append three and four", "Append more lines.")],
+    step_actions={
+        1: [run("echo one >> log.txt"), run("sleep 3; echo two >> log.txt"), finish("appended one, two")],
+        2: [slow(run("echo three >> log.txt"), 3.0), run("echo four >> log.txt"), finish("appended three, four")],
+    },
+)
+
+# The model gets things wrong three ways before it gets them right.
+clumsy = scripted(
+    plan=[("Write a file", "Create ok.txt.")],
+    step_actions={1: [
+        tool("launch_rockets", count=3),                      # unknown tool
+        tool("write_file", '{"path": "ok.txt", "content": '),  # malformed JSON arguments
+        tool("run_command", timeout_s=5),                      # missing required argument
+        write("../escape.txt", "out"),                         # path traversal
+        write("ok.txt", "fine\n"),
+        finish("ok.txt written"),
+    ]},
+)
+
+
+def interruptible(request: dict[str, Any]):
+    """First message: a task stuck in a slow command. A later message: a quick task.
+
+    The second task's planning call must see both messages, so it answers with a plan whose
+    title proves it (and the test checks the request itself).
+    """
+    everything = "\n".join(message_text(m) for m in request.get("messages", []))
+    second = "second request" in everything
+    if is_planning(request):
+        return make_plan([("Quick note", "Write note.txt")] if second else [("Slow work", "Sleep a while")])
+    step_round = rounds_in_step(request)
+    if second:
+        return [write("note.txt", "second\n"), finish("note written")][min(step_round, 1)]
+    return [run("echo started >> first.txt; sleep 30"), finish("slept")][min(step_round, 1)]
+
+
+def answer_without_tools(request: dict[str, Any]):
+    """Plans one step, then answers in plain text: the loop takes that as the step's result."""
+    if is_planning(request):
+        return make_plan([("Answer", "Say hi")])
+    if current_step(request) is not None:
+        from tests.fakes.scripts import text
+        return text("hi there")
+    return finish("unexpected")

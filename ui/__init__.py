@@ -1,0 +1,1 @@
+"""The web UI (its own issue fills this package)."""
