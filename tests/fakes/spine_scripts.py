@@ -57,3 +57,29 @@ def answer_without_tools(request: dict[str, Any]):
         from tests.fakes.scripts import text
         return text("hi there")
     return finish("unexpected")
+
+
+# Ten one-second commands, each appending a tick: a task that outlives several short TTLs.
+ticker = scripted(
+    plan=[("Tick", "Append ten ticks, one a second.")],
+    step_actions={1: [run(f"echo tick {n} >> ticks.txt; sleep 1") for n in range(1, 11)]
+                  + [finish("ten ticks")]},
+)
+
+# The same, after writing 40 MB of random data, so each restart's snapshot takes a while.
+heavy_ticker = scripted(
+    plan=[("Tick", "Make a big file, then append ticks.")],
+    step_actions={1: [run("head -c 40000000 /dev/urandom > big.bin")]
+                  + [run(f"echo tick {n} >> ticks.txt; sleep 1") for n in range(1, 9)]
+                  + [finish("eight ticks")]},
+)
+
+
+def write_then_read(request: dict[str, Any]):
+    """First message writes keep.txt; a message containing 'read' cats it."""
+    everything = "\n".join(message_text(m) for m in request.get("messages", []))
+    reading = "read it back" in everything
+    if is_planning(request):
+        return make_plan([("Read", "cat keep.txt")] if reading else [("Write", "write keep.txt")])
+    actions = [run("cat keep.txt"), finish("read")] if reading else [write("keep.txt", "kept\n"), finish("written")]
+    return actions[min(rounds_in_step(request), 1)]

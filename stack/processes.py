@@ -1,0 +1,371 @@
+"""Start, wait for and stop the processes the product is made of, and talk to Restate's HTTP APIs.
+
+This is the one place that knows the command lines: restate-server (the pinned npm binary, never
+the Node wrapper, so that its PID is really the server's) and the worker (hypercorn serving
+`app.main:app` over HTTP/2 cleartext). Both the supervisor and the test harness use it.
+
+Every child is started in a new session, so it leads its own process group. hypercorn forks
+worker processes, and a crash test SIGKILLs the whole group: killing only the PID we hold would
+leave a child serving on the port.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESTATE_CONFIG = REPO_ROOT / "restate.toml"
+HOST = "127.0.0.1"
+WORKER_APP = "app.main:app"
+
+# What every start function returns: a child that leads its own process group.
+Process = subprocess.Popen[bytes]
+
+
+# --- starting ------------------------------------------------------------------------------------
+
+
+def spawn(
+    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
+) -> Process:
+    """Start `argv` as the leader of a new session, appending its output to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"\n--- {stamp} starting: {' '.join(argv)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+# --- ports ---------------------------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
+    # All sockets stay open until every port is chosen, so the kernel cannot hand one out twice.
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return free_ports(1)[0]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: Process | None = None) -> None:
+    """Wait until 127.0.0.1:`port` accepts connections; fail early if `proc` exits meanwhile."""
+    _wait_for(lambda: port_in_use(port), timeout, f"port {port} to accept connections", proc)
+
+
+# --- restate-server ------------------------------------------------------------------------------
+
+
+def restate_binary() -> Path:
+    """The pinned restate-server binary that scripts/setup.sh installed from npm."""
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine()
+    )
+    binary = REPO_ROOT / f"node_modules/@restatedev/restate-server-linux-{arch}/bin/restate-server"
+    if not binary.exists():
+        raise FileNotFoundError(f"{binary} is missing; run scripts/setup.sh (or `make setup`)")
+    return binary
+
+
+def start_restate(
+    base_dir: Path,
+    ingress_port: int,
+    admin_port: int,
+    node_port: int,
+    log_path: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> Process:
+    """Start restate-server with its data in `base_dir` and its three ports on 127.0.0.1.
+
+    Everything else comes from restate.toml (telemetry off, small RocksDB budget, partitions).
+    Restarting on the same `base_dir` resumes every invocation where its journal left off.
+    """
+    # Not inside base_dir: Restate takes every directory there for a node's data.
+    tmp_dir = base_dir.with_name(base_dir.name + "-tmp")
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    base_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "RESTATE_BASE_DIR": str(base_dir),
+        "RESTATE_INGRESS__BIND_ADDRESS": f"{HOST}:{ingress_port}",
+        "RESTATE_ADMIN__BIND_ADDRESS": f"{HOST}:{admin_port}",
+        "RESTATE_BIND_ADDRESS": f"{HOST}:{node_port}",
+        # TCP only: the default mode also puts unix sockets under base-dir, and their paths can
+        # exceed the 108-byte limit in a deep temporary directory.
+        "RESTATE_LISTEN_MODE": "tcp",
+        "RESTATE_DISABLE_TELEMETRY": "true",
+        "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
+        # Restate makes an `invoker-*` directory per partition in the temp dir at every start
+        # and never removes it; keep those next to base_dir instead of littering /tmp.
+        "TMPDIR": str(tmp_dir),
+        **(extra_env or {}),
+    }
+    argv = [str(restate_binary()), "--config-file", str(RESTATE_CONFIG), "--no-logo"]
+    return spawn(argv, env, log_path)
+
+
+def wait_restate_healthy(
+    admin_port: int, ingress_port: int, timeout: float = 30.0, proc: Process | None = None
+) -> None:
+    """Wait until both the admin API and the ingress report healthy."""
+
+    def healthy() -> bool:
+        return _get_ok(f"http://{HOST}:{admin_port}/health") and _get_ok(
+            f"http://{HOST}:{ingress_port}/restate/health"
+        )
+
+    _wait_for(healthy, timeout, "restate-server to become healthy", proc)
+
+
+def register(
+    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None
+) -> dict[str, Any]:
+    """Register (or re-register) the worker with Restate and return the deployment it created.
+
+    `force` makes Restate take the handler definitions the worker serves now, even when a
+    deployment at the same URI already exists; without it Restate answers 200 and keeps the old
+    revision. Restate answers 5xx while it cannot reach the worker, so we retry until `timeout`,
+    or until the worker process `proc` exits.
+    """
+    url = f"http://{HOST}:{admin_port}/deployments"
+    body = {"uri": f"http://{HOST}:{worker_port}", "force": True}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = _http().post(url, json=body)
+        except httpx.TransportError as exc:
+            last_error = f"admin API unreachable: {exc!r}"
+        else:
+            if response.is_success:
+                return response.json()
+            last_error = f"{response.status_code}: {response.text}"
+            if response.status_code < 500:  # the worker answered, and Restate refused its services
+                raise RuntimeError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with {proc.returncode} before registering: "
+                               f"{last_error}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+        time.sleep(0.1)
+
+
+def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
+    """Run SQL on Restate's introspection tables (sys_invocation, sys_journal, state, ...).
+
+    Columns that are NULL are left out of a row, so read them with `row.get(...)`.
+    """
+    # Without `Accept: application/json` the admin API answers in Arrow IPC, not JSON.
+    response = _http().post(
+        f"http://{HOST}:{admin_port}/query",
+        json={"query": sql},
+        headers={"accept": "application/json"},
+    )
+    if not response.is_success:
+        raise RuntimeError(f"query failed ({response.status_code}): {response.text}\n{sql}")
+    return response.json()["rows"]
+
+
+# --- the worker ----------------------------------------------------------------------------------
+
+
+def start_worker(
+    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
+) -> Process:
+    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`.
+
+    `env` is the worker's whole environment: app.config reads its settings from it, so callers
+    decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
+    what Restate uses for its bidirectional stream to the handlers.
+    """
+    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
+    return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
+
+
+# --- stopping ------------------------------------------------------------------------------------
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process (other than a zombie) is still in process group `pgid`."""
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_file.read_text()
+        except OSError:  # the process ended while we were looking
+            continue
+        # The fields after the parenthesised command name start with: state, ppid, pgrp.
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to process group `pgid`; a group that is already gone is fine."""
+    if pgid == os.getpgrp():  # a child that did not get its own group: never signal ourselves
+        raise ValueError(f"refusing to signal our own process group {pgid}")
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM the group, give it `grace` seconds to exit, then SIGKILL whatever is left."""
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill_pgid(pgid)
+
+
+def kill_pgid(pgid: int, timeout: float = 5.0) -> None:
+    """SIGKILL the group and wait until none of its processes is left holding a port or a lock."""
+    signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def kill_group(proc: Process, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to `proc`'s whole process group. For SIGKILL, also wait until it is all gone."""
+    if sig == signal.SIGKILL:
+        kill_pgid(proc.pid)
+        proc.wait()
+    else:
+        signal_group(proc.pid, sig)
+
+
+def stop(proc: Process, grace: float = 5.0) -> None:
+    """Stop `proc` and everything it started: SIGTERM, up to `grace` seconds, then SIGKILL."""
+    stop_group(proc.pid, grace)
+    proc.wait()
+
+
+# --- the ingress ---------------------------------------------------------------------------------
+
+
+class Ingress:
+    """A small client for Restate's HTTP ingress: call a handler, send one-way, attach.
+
+    Answers come back as (status, body), the body parsed as JSON when it is JSON and as text
+    otherwise, because tests check error answers as much as results.
+    """
+
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.base_url = f"http://{HOST}:{port}"
+        self.timeout = timeout
+
+    def url(self, service: str, key: str | None, handler: str) -> str:
+        """The ingress URL of a handler; `key` is None for a plain service."""
+        parts = [service] if key is None else [service, quote(key, safe="")]
+        return "/".join([self.base_url, *parts, handler])
+
+    def call(
+        self,
+        service: str,
+        key: str | None,
+        handler: str,
+        body: Any = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Invoke a handler and wait for its result."""
+        return self._post(self.url(service, key, handler), body, timeout, headers)
+
+    def send(
+        self,
+        service: str,
+        key: str | None,
+        handler: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Invoke a handler one-way; the answer (202) carries the `invocationId`."""
+        return self._post(self.url(service, key, handler) + "/send", body, None, headers)
+
+    def attach(self, invocation_id: str, timeout: float | None = None) -> tuple[int, Any]:
+        """Wait for a running or finished invocation's result."""
+        response = _http().get(
+            f"{self.base_url}/restate/invocation/{invocation_id}/attach",
+            timeout=timeout or self.timeout,
+        )
+        return response.status_code, _body(response)
+
+    def _post(
+        self, url: str, body: Any, timeout: float | None, headers: Mapping[str, str] | None
+    ) -> tuple[int, Any]:
+        # No body and no content-type at all for handlers that take no input: the ingress
+        # answers 400 to a content-type on an empty body.
+        response = _http().post(url, json=body, headers=headers, timeout=timeout or self.timeout)
+        return response.status_code, _body(response)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@cache
+def _http() -> httpx.Client:
+    # trust_env=False: a proxy configured in the environment must never see loopback traffic.
+    return httpx.Client(timeout=10.0, trust_env=False)
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        return _http().get(url, timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _wait_for(check: Callable[[], bool], timeout: float, what: str, proc: Process | None) -> None:
+    """Poll `check` until it holds; raise if `proc` exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"gave up waiting for {what}: it exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.05)

@@ -1,0 +1,247 @@
+"""The test harness: a whole product per test, on free ports, that a test can crash at will.
+
+A `Stack` owns a temporary directory, a restate-server with its own base dir, the scripted LLM
+and the worker (hypercorn serving app.main:app), each a subprocess in its own process group.
+Tests kill and restart any of them to prove that the work survives. Processes are started and
+stopped only through stack.processes, the same code `python -m stack run` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stack import processes
+from stack.processes import REPO_ROOT, Ingress, Process
+
+T = TypeVar("T")
+
+# The settings app.config reads. The worker gets none of the developer's own values, so a
+# real OPENAI_API_KEY in the shell can never reach a test.
+_CONFIG_PREFIXES = ("OPENAI_", "AGENT_", "RESTATE_", "LOCAL_MODEL", "SANDBOX_", "WORKER_", "LLM_")
+
+
+class ScriptedLLM:
+    """The scripted OpenAI-compatible server (tests/fakes/scripted_llm.py) as a subprocess."""
+
+    def __init__(self, script: str, root: Path, port: int | None = None) -> None:
+        self.script = script if ":" in script else f"tests.fakes.scripts:{script}"
+        self.port = port or processes.free_port()
+        self.requests_log = root / "llm-requests.jsonl"
+        self.log_path = root / "logs" / "llm.log"
+        self.proc: Process | None = None
+
+    @property
+    def base_url(self) -> str:
+        """What OPENAI_BASE_URL should be."""
+        return f"http://{processes.HOST}:{self.port}/v1"
+
+    def start(self, wait: bool = True) -> None:
+        """Start serving the script (again); the request log keeps growing across restarts."""
+        argv = [sys.executable, "-m", "tests.fakes.scripted_llm", "--port", str(self.port),
+                "--script", self.script, "--log", str(self.requests_log)]
+        self.proc = processes.spawn(argv, {**os.environ, "PYTHONUNBUFFERED": "1"}, self.log_path)
+        if wait:
+            self.wait()
+
+    def wait(self, timeout: float = 20.0) -> None:
+        """Wait until it accepts connections."""
+        processes.wait_port(self.port, timeout, self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL it."""
+        if self.proc is not None:
+            processes.kill_group(self.proc)
+            self.proc = None
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request so far, oldest first: {"time", "attempt", "request", "reply"} each."""
+        if not self.requests_log.exists():
+            return []
+        lines = self.requests_log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+class Stack:
+    """restate-server, the scripted LLM and the worker, wired together for one test."""
+
+    def __init__(
+        self,
+        root: Path,
+        script: str = "echo",
+        env: Mapping[str, str] | None = None,
+        app: str = processes.WORKER_APP,
+        app_dir: Path = REPO_ROOT,
+        restate_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.logs = root / "logs"
+        self.ingress_port, self.admin_port, self.node_port, self.worker_port, llm_port = (
+            processes.free_ports(5)
+        )
+        self.llm = ScriptedLLM(script, root, llm_port)
+        self.extra_env = dict(env or {})
+        self.restate_env = dict(restate_env or {})
+        self.app = app
+        self.app_dir = app_dir
+        self.ingress = Ingress(self.ingress_port)
+        self.restate: Process | None = None
+        self.worker: Process | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        """Start all three processes together, then wait for them and register the worker."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start_restate(wait=False)
+            self.llm.start(wait=False)
+            self.worker = self._spawn_worker()
+            self._wait_restate()
+            self.llm.wait()
+            self._wait_worker()
+        except BaseException:
+            self.close()  # `with Stack(...)` never reaches __exit__ when __enter__ fails
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop everything that is still running. Safe to call twice."""
+        if self.worker is not None:
+            processes.kill_group(self.worker)
+            self.worker = None
+        self.llm.kill()
+        if self.restate is not None:
+            processes.stop(self.restate, grace=3.0)
+            self.restate = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- crashing and restarting -------------------------------------------------------------
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker's whole process group, as a crash would."""
+        if self.worker is not None:
+            processes.kill_group(self.worker)
+            self.worker = None
+
+    def start_worker(self) -> None:
+        """Start the worker again and wait until Restate can reach it."""
+        self.worker = self._spawn_worker()
+        self._wait_worker()
+
+    def kill_restate(self) -> None:
+        """SIGKILL restate-server."""
+        if self.restate is not None:
+            processes.kill_group(self.restate)
+            self.restate = None
+
+    def start_restate(self, wait: bool = True) -> None:
+        """Start restate-server on the same ports and data dir; it resumes where it stopped."""
+        self.restate = processes.start_restate(
+            self.data_dir / "restate", self.ingress_port, self.admin_port, self.node_port,
+            self.logs / "restate.log", self.restate_env,
+        )
+        if wait:
+            self._wait_restate()
+
+    def kill_llm(self) -> None:
+        """SIGKILL the scripted LLM."""
+        self.llm.kill()
+
+    def start_llm(self) -> None:
+        """Start the scripted LLM again on the same port."""
+        self.llm.start()
+
+    # --- talking to it -----------------------------------------------------------------------
+
+    def call(self, service: str, key: str | None, handler: str, body: Any = None,
+             timeout: float = 60.0, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """Invoke a handler through the ingress and wait: (status, JSON or text)."""
+        return self.ingress.call(service, key, handler, body, timeout, headers)
+
+    def send(self, service: str, key: str | None, handler: str, body: Any = None,
+             headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        """Invoke a handler one-way: (202, {"invocationId": ...})."""
+        return self.ingress.send(service, key, handler, body, headers)
+
+    def attach(self, invocation_id: str, timeout: float = 60.0) -> tuple[int, Any]:
+        """Wait for an invocation's result."""
+        return self.ingress.attach(invocation_id, timeout)
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """SQL over Restate's introspection tables; NULL columns are absent from the rows."""
+        return processes.admin_query(self.admin_port, sql)
+
+    def llm_requests(self) -> list[dict[str, Any]]:
+        """Every request the scripted LLM received, oldest first."""
+        return self.llm.requests()
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float = 30.0,
+                   interval: float = 0.1, message: str = "") -> T:
+        """Poll `predicate` until it returns something truthy, and return that.
+
+        Exceptions count as "not yet" (Restate may be restarting), and the last one is shown
+        if time runs out.
+        """
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while True:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except Exception as exc:  # noqa: BLE001 - reported below when time runs out
+                last_error = exc
+            if time.monotonic() > deadline:
+                what = message or getattr(predicate, "__name__", "condition")
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                                     + (f"; last error: {last_error!r}" if last_error else ""))
+            time.sleep(interval)
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker's whole environment: ours, minus the developer's settings, plus the test's."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIG_PREFIXES)}
+        env.update({
+            "OPENAI_BASE_URL": self.llm.base_url,
+            "OPENAI_API_KEY": "test",
+            "AGENT_DATA_DIR": str(self.data_dir),
+            "RESTATE_INGRESS_PORT": str(self.ingress_port),
+            "RESTATE_ADMIN_PORT": str(self.admin_port),
+            "RESTATE_NODE_PORT": str(self.node_port),
+            "WORKER_PORT": str(self.worker_port),
+        })
+        env.update(self.extra_env)
+        return env
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last `lines` of every process log, for a failed test's report."""
+        parts = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            parts.append(f"===== {log} (last {len(tail)} lines) =====\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _spawn_worker(self) -> Process:
+        return processes.start_worker(self.worker_port, self.worker_env(), self.logs / "worker.log",
+                                      app=self.app, cwd=self.app_dir)
+
+    def _wait_restate(self) -> None:
+        processes.wait_restate_healthy(self.admin_port, self.ingress_port, 30.0, self.restate)
+
+    def _wait_worker(self) -> None:
+        processes.wait_port(self.worker_port, 30.0, self.worker)
+        # Registration doubles as the readiness check: Restate itself must reach the handlers.
+        processes.register(self.admin_port, self.worker_port, 30.0, self.worker)

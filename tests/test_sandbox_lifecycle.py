@@ -1,0 +1,105 @@
+"""The Sandbox object's lifecycle on the real local backend: restarts before the TTL, one
+timer chain, a worker killed mid-restart, and idle suspension with transparent restore."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.agent_helpers import read_file, send_message, tool_results, wait_idle
+
+SCRIPTS = "tests.fakes.spine_scripts"
+PENDING = "('scheduled', 'pending', 'ready', 'running', 'suspended', 'backing-off', 'paused')"
+
+
+def info(stack, session: str) -> dict:
+    code, body = stack.call("Sandbox", session, "info")
+    assert code == 200, (code, body)
+    return body
+
+
+def pending_restart_timers(stack, session: str) -> list[dict]:
+    return stack.query(
+        "SELECT id, status FROM sys_invocation WHERE target_service_name = 'Sandbox' "
+        f"AND target_handler_name = 'restart' AND target_service_key = '{session}' AND status IN {PENDING}")
+
+
+def live_sandboxes(stack, session: str) -> list[str]:
+    """Sandboxes of this session that the local backend considers alive."""
+    root = stack.data_dir / "sandboxes"
+    alive = []
+    for meta_path in root.glob(f"{session}-g*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        if not meta.get("gone"):
+            alive.append(meta["sandbox_id"])
+    return alive
+
+
+def test_a_task_longer_than_three_ttls_keeps_every_file_with_one_timer_chain(stack_factory):
+    ttl, margin = 3.0, 1.0
+    stack = stack_factory(f"{SCRIPTS}:ticker", env={
+        "SANDBOX_TTL_S": str(ttl), "SANDBOX_RESTART_MARGIN_S": str(margin), "SANDBOX_IDLE_S": "600"})
+    started = time.monotonic()
+    send_message(stack, "ttl", "tick ten times")
+
+    chains = []
+    while (state := stack.call("Agent", "ttl", "status")[1])["state"] == "running" or not state.get("plan"):
+        chains.append(len(pending_restart_timers(stack, "ttl")))
+        time.sleep(0.3)
+        assert time.monotonic() - started < 60, "task took too long"
+    elapsed = time.monotonic() - started
+    sandbox = info(stack, "ttl")
+
+    assert elapsed > 3 * ttl
+    assert read_file(stack, "ttl", "ticks.txt") == "".join(f"tick {n}\n" for n in range(1, 11))
+    assert not any("outcome unknown" in r for r in tool_results(stack))
+    # A restart is due every (ttl - margin) s, and may wait up to one command (1 s) for its turn.
+    assert elapsed / (ttl - margin + 1.2) - 1 <= sandbox["restarts"] <= elapsed / (ttl - margin) + 1, (
+        elapsed, sandbox)
+    assert sandbox["state"] == "running" and sandbox["restores"] == 0
+    # From the first create on, exactly one restart timer is pending at every moment.
+    assert chains[chains.index(1):] == [1] * (len(chains) - chains.index(1)), chains
+    assert len(pending_restart_timers(stack, "ttl")) == 1
+    assert live_sandboxes(stack, "ttl") == [sandbox["sandbox_id"]]
+
+
+def test_worker_killed_in_the_middle_of_a_restart(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:heavy_ticker", env={
+        "SANDBOX_TTL_S": "12", "SANDBOX_RESTART_MARGIN_S": "8", "SANDBOX_IDLE_S": "600"})
+    send_message(stack, "mid", "make a big file and tick")
+
+    def restart_running():
+        rows = stack.query(
+            "SELECT id FROM sys_invocation WHERE target_service_name = 'Sandbox' "
+            "AND target_handler_name = 'restart' AND status = 'running'")
+        return bool(rows)
+
+    stack.wait_until(restart_running, timeout=30, interval=0.02, message="a restart in progress")
+    stack.kill_worker()
+    stack.start_worker()
+
+    wait_idle(stack, "mid", timeout=90)
+    sandbox = info(stack, "mid")
+    assert sandbox["restarts"] >= 1
+    assert read_file(stack, "mid", "ticks.txt") == "".join(f"tick {n}\n" for n in range(1, 9))
+    code, listing = stack.call("Sandbox", "mid", "list_files", {"path": "."})
+    assert {"path": "big.bin", "kind": "file", "size": 40_000_000} in listing["entries"]
+    assert live_sandboxes(stack, "mid") == [sandbox["sandbox_id"]]
+    assert len(pending_restart_timers(stack, "mid")) == 1
+
+
+def test_an_idle_sandbox_is_suspended_and_restored_by_the_next_command(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:write_then_read", env={"SANDBOX_IDLE_S": "2"})
+    send_message(stack, "idle", "write keep.txt")
+    wait_idle(stack, "idle")
+    stack.wait_until(lambda: info(stack, "idle")["state"] == "suspended", timeout=20, message="suspension")
+    assert live_sandboxes(stack, "idle") == []  # a suspended sandbox costs no compute
+    code, body = stack.call("Sandbox", "idle", "read_file", {"path": "keep.txt"})
+    assert code == 409 and "suspended" in str(body)
+
+    send_message(stack, "idle", "now read it back")
+    wait_idle(stack, "idle")
+    sandbox = info(stack, "idle")
+    assert sandbox["state"] == "running" and sandbox["restores"] == 1
+    assert "kept" in tool_results(stack)[-1]  # `cat keep.txt` in the restored sandbox
+    assert read_file(stack, "idle", "keep.txt") == "kept\n"
