@@ -1,0 +1,76 @@
+"""The structured-output adapter: tools become a JSON schema, answers become OpenAI tool_calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.structured_tools import StructuredAnswerError, response_format_for, to_tool_calls, tool_prompt
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "write_file", "description": "Write a file in the workspace.\nOverwrites.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+                       "required": ["path", "content"]}}},
+    {"type": "function", "function": {
+        "name": "run", "description": "Run a shell command.",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}},
+]
+
+
+def test_schema_has_one_branch_per_tool_keyed_by_a_constant_name():
+    fmt = response_format_for(TOOLS)
+
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "tool_call"
+    branches = fmt["json_schema"]["schema"]["oneOf"]
+    assert [b["properties"]["tool"] for b in branches] == [{"const": "write_file"}, {"const": "run"}]
+    assert all(b["required"] == ["tool", "args"] for b in branches)
+    run_args = branches[1]["properties"]["args"]
+    assert run_args["properties"] == {"command": {"type": "string"}}
+    assert run_args["required"] == ["command"]
+    assert run_args["additionalProperties"] is False
+    assert "additionalProperties" not in TOOLS[1]["function"]["parameters"], "the caller's tools are not mutated"
+    json.dumps(fmt)  # it goes over the wire as is
+
+
+def test_tool_prompt_is_short_and_names_every_tool_and_its_arguments():
+    prompt = tool_prompt(TOOLS)
+
+    assert "- write_file(path, content): Write a file in the workspace." in prompt
+    assert "- run(command): Run a shell command." in prompt
+    assert '{"tool": NAME, "args": {...}}' in prompt
+    assert len(prompt) < 300
+
+
+def test_a_constrained_answer_becomes_an_openai_tool_call_with_a_deterministic_id():
+    answer = '{\n  "tool": "write_file",\n  "args": {"path": "hello.py", "content": "print(\'hello\')\\n"}\n}'
+
+    calls = to_tool_calls(answer, "task-1-step-0-round-2")
+
+    assert calls == [{"id": "task-1-step-0-round-2-0", "type": "function", "function": {
+        "name": "write_file", "arguments": json.dumps({"path": "hello.py", "content": "print('hello')\n"})}}]
+    assert to_tool_calls(answer, "task-1-step-0-round-2") == calls
+
+
+def test_a_fenced_json_block_in_free_text_is_parsed():
+    answer = 'I will run it.\n```json\n{"tool": "run", "args": {"command": "python hello.py"}}\n```\nDone.'
+
+    [call] = to_tool_calls(answer, "p")
+
+    assert call["function"] == {"name": "run", "arguments": '{"command": "python hello.py"}'}
+
+
+def test_the_first_object_in_free_text_and_qwens_own_call_shape_are_understood():
+    answer = '<tool_call>\n{"name": "run", "arguments": {"command": "ls"}}\n</tool_call>'
+
+    [call] = to_tool_calls(answer, "p")
+
+    assert call["function"] == {"name": "run", "arguments": '{"command": "ls"}'}
+
+
+@pytest.mark.parametrize("answer", ["Sure, I wrote the file.", '{"path": "x.py"}', "```json\n{oops\n```", ""])
+def test_an_answer_without_a_call_is_refused_with_a_message_for_the_model(answer):
+    with pytest.raises(StructuredAnswerError, match=r'Reply with only a JSON object like \{"tool"'):
+        to_tool_calls(answer, "p")
