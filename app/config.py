@@ -25,6 +25,8 @@ class Settings(BaseModel):
     # "native": the server understands `tools`. "structured": it gets a JSON schema as
     # `response_format` instead (small local models). Empty means: pick by endpoint.
     tool_mode: Literal["native", "structured", ""] = ""
+    # Sampling temperature; unset leaves the provider's default.
+    temperature: float | None = None
 
     # The embedded offline model (used when neither key nor base URL is set).
     local_model: Literal["1.5b", "0.5b"] = "1.5b"
@@ -81,6 +83,7 @@ def settings() -> Settings:
         openai_base_url=e("OPENAI_BASE_URL") or None,
         agent_model=_env("AGENT_MODEL", "gpt-4.1-mini"),
         tool_mode=_env("AGENT_TOOL_MODE", ""),  # type: ignore[arg-type]
+        temperature=float(e("AGENT_TEMPERATURE")) if e("AGENT_TEMPERATURE") else None,
         local_model=_env("LOCAL_MODEL", "1.5b"),  # type: ignore[arg-type]
         local_model_port=int(_env("LOCAL_MODEL_PORT", "9090")),
         local_model_threads=int(_env("LOCAL_MODEL_THREADS", "2")),

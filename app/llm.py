@@ -27,6 +27,7 @@ from app.models import ModelTurn, Usage
 class ModelClient:
     def __init__(self, config: Settings) -> None:
         base_url, api_key, self.model, self.tool_mode = config.llm_endpoint()
+        self.temperature = config.temperature
         # The openai client must not retry on its own: retries belong to the journaled step,
         # where they are bounded, backed off, and visible in the Restate UI.
         self._client = openai.AsyncOpenAI(
@@ -37,6 +38,8 @@ class ModelClient:
                        call_id_prefix: str) -> ModelTurn:
         """One model round. Raises RetryableError, TerminalError, or a transient error."""
         request: dict[str, Any] = {"model": self.model}
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
         if self.tool_mode == "structured":
             request["messages"] = _structured_messages(messages, tools)
             request["response_format"] = structured_tools.response_format_for(tools)

@@ -7,6 +7,7 @@ The loop is bounded by `max_rounds`; a step that runs out of rounds fails, the t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from restate import WorkflowContext
@@ -16,9 +17,13 @@ from app.llm import model_client
 from app.models import ModelTurn, PlanStep, StepResult, Usage
 
 SYSTEM_PROMPT = (
-    "You are a coding agent. You work in a Linux sandbox; /project is the working directory "
-    "and there is no network. Use the tools to do the current step, then call finish with a "
-    "one-line result. Be brief."
+    "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
+    "python3 is installed and there is no network. Use the tools to do the current step, then "
+    "call finish with a one-line result. Be brief."
+)
+REPEATED_CALL = (
+    "error: this is exactly the call you made in the previous round, and its result is above. "
+    "If the step is done, call finish; otherwise do something different."
 )
 
 
@@ -33,6 +38,7 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
         {"role": "user", "content": step_prompt(context, number, step)},
     ]
     usage = Usage()
+    previous_calls: list[dict[str, Any]] = []
     for round_no in range(1, max_rounds + 1):
         turn = await ctx.run_typed(
             f"step {number}: {step.title[:60]}, round {round_no}",
@@ -51,10 +57,30 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
         finished: str | None = None
         for index, call in enumerate(calls):
             op_id = f"{task_id}/s{number}/r{round_no}/c{index}"
+            if _same_call(call, previous_calls):
+                # Small models loop on a call that already worked; re-running it helps nobody.
+                messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": REPEATED_CALL})
+                continue
             outcome = await tools.dispatch(ctx, session_id, op_id, call)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
             if outcome.finished:
                 finished = outcome.text
         if finished is not None:
             return StepResult(status="done", summary=finished, usage=usage)
+        previous_calls = calls
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
+
+
+def _same_call(call: dict[str, Any], previous: list[dict[str, Any]]) -> bool:
+    """Whether the previous round made exactly this call (same tool, same arguments)."""
+    fn = call.get("function", {})
+    return any(p.get("function", {}).get("name") == fn.get("name")
+               and _canonical(p.get("function", {}).get("arguments")) == _canonical(fn.get("arguments"))
+               for p in previous)
+
+
+def _canonical(arguments: object) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True) if isinstance(arguments, str) else str(arguments)
+    except ValueError:
+        return str(arguments)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from app.validation import workspace_relative
+
+# A path inside the workspace; `/project/x` is accepted as `x`.
+WorkspacePath = Annotated[str, AfterValidator(workspace_relative)]
 
 # ---------------------------------------------------------------- Agent (public)
 
@@ -167,20 +172,20 @@ class ExecOut(BaseModel):
 
 class WriteFileIn(BaseModel):
     op_id: str
-    path: str
+    path: WorkspacePath
     content: str
 
 
 class EditFileIn(BaseModel):
     op_id: str
-    path: str
+    path: WorkspacePath
     old: str = Field(min_length=1)
     new: str
     replace_all: bool = False
 
 
 class PathIn(BaseModel):
-    path: str = "."
+    path: WorkspacePath = "."
 
 
 class FileOpOut(BaseModel):

@@ -26,7 +26,7 @@ def response_format_for(tools: list[dict]) -> dict:
     branches = []
     for tool in tools:
         function = tool["function"]
-        args = dict(function.get("parameters") or {"type": "object", "properties": {}})
+        args = _inline_refs(function.get("parameters") or {"type": "object", "properties": {}})
         # Without this the grammar lets a small model wander into invented arguments.
         args.setdefault("additionalProperties", False)
         branches.append({
@@ -37,6 +37,27 @@ def response_format_for(tools: list[dict]) -> dict:
         })
     return {"type": "json_schema",
             "json_schema": {"name": "tool_call", "strict": True, "schema": {"oneOf": branches}}}
+
+
+def _inline_refs(schema: dict) -> dict:
+    """Replace local `$ref`s (pydantic's `#/$defs/...`) by their definitions.
+
+    llama.cpp compiles each branch on its own and cannot resolve a `$ref` to the root's `$defs`,
+    so nested models have to be spelled out in place.
+    """
+    defs = schema.get("$defs", {})
+
+    def resolve(node: object) -> object:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+                return resolve(defs[ref[8:]])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)  # type: ignore[return-value]
 
 
 def tool_prompt(tools: list[dict]) -> str:

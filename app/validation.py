@@ -42,3 +42,19 @@ def check_key(key: str, what: str = "session id") -> str:
     if not _KEY.match(key):
         raise bad_request(f"invalid {what} {key!r}: use 1-64 letters, digits, '_', '-' or '.'")
     return key
+
+
+WORKSPACE = "/project"
+
+
+def workspace_relative(path: str) -> str:
+    """Accept the workspace's own absolute spelling (`/project/x`) as the relative `x`.
+
+    Commands run with /project as their working directory, so models and users naturally
+    write it; every other absolute path is still refused by the backend.
+    """
+    if path == WORKSPACE or path == WORKSPACE + "/":
+        return "."
+    if path.startswith(WORKSPACE + "/"):
+        return path[len(WORKSPACE) + 1:]
+    return path

@@ -74,3 +74,13 @@ def test_the_first_object_in_free_text_and_qwens_own_call_shape_are_understood()
 def test_an_answer_without_a_call_is_refused_with_a_message_for_the_model(answer):
     with pytest.raises(StructuredAnswerError, match=r'Reply with only a JSON object like \{"tool"'):
         to_tool_calls(answer, "p")
+
+
+def test_nested_models_are_inlined_for_llama_cpp():
+    from app.planner import plan_tool
+
+    schema = response_format_for([plan_tool(4)])["json_schema"]["schema"]
+    text = json.dumps(schema)
+    assert "$ref" not in text and "$defs" not in text
+    items = schema["oneOf"][0]["properties"]["args"]["properties"]["steps"]["items"]
+    assert set(items["properties"]) == {"title", "instructions"}

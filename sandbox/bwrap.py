@@ -1,0 +1,126 @@
+"""The one place that builds a sandboxed command line.
+
+A command runs as `/bin/sh -c <command>` inside bubblewrap: every namespace unshared (so
+no network but its own loopback, its own PIDs, hostname and IPC), a read-only root with
+/usr and a few /etc files, a fresh size-limited tmpfs at /tmp, the workspace read-write at
+/project, and an environment built from nothing, so the service's own variables (API keys,
+tokens) never reach a command. Resource limits are not bubblewrap's job: sandbox/spawn.py
+and sandbox/cgroup.py apply them around this argv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from sandbox.paths import MOUNT_POINT
+
+SANDBOX_UID = 1000  # the uid and gid a command sees; mapped to the unprivileged host uid
+SANDBOX_GID = 1000
+
+# The whole environment of a command. Nothing is inherited from the service.
+COMMAND_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin",
+    "HOME": "/tmp",  # fresh each command; persistent state belongs in /project
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "USER": "sandbox",
+    "LOGNAME": "sandbox",
+    "SHELL": "/bin/sh",
+    "TMPDIR": "/tmp",
+    # So `git commit` works without a global config (HOME is fresh every command).
+    "GIT_AUTHOR_NAME": "sandbox",
+    "GIT_AUTHOR_EMAIL": "sandbox@localhost",
+    "GIT_COMMITTER_NAME": "sandbox",
+    "GIT_COMMITTER_EMAIL": "sandbox@localhost",
+}
+
+# The environment of the bwrap process itself: it only needs to exec.
+LAUNCHER_ENV = {"PATH": "/usr/bin:/bin"}
+
+# Host files shown read-only inside, when the host has them.
+_HOST_ETC = ("/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/etc/ld.so.cache", "/etc/localtime")
+# Commands that models (and people) expect but Debian names differently: `python` is
+# `python3` there. Provided in /opt/sandbox/bin, last on PATH, only when the host lacks them.
+_COMPAT_COMMANDS = {"python": "/usr/bin/python3", "pip": "/usr/bin/pip3"}
+# Top-level directories that merged-/usr systems make symlinks into /usr.
+_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+# A minimal /etc of our own: enough for tools that look up the current user or localhost.
+ETC_FILES = {
+    "passwd": (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+               f"sandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:/tmp:/bin/sh\n"
+               "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+    "group": f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\nnogroup:x:65534:\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+}
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap", path=LAUNCHER_ENV["PATH"])
+
+
+def write_etc(etc_dir: Path) -> None:
+    """Write the sandbox's own /etc files (world-readable, owned by the service)."""
+    etc_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for name, text in ETC_FILES.items():
+        path = etc_dir / name
+        if not path.exists() or path.read_text() != text:
+            tmp = etc_dir / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+
+
+def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int) -> list[str]:
+    """`bwrap ... -- /bin/sh -c command`, with `workspace` bound read-write at /project."""
+    argv = [
+        bwrap,
+        "--unshare-all",  # user, ipc, pid, net (only a private lo), uts, cgroup
+        "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
+        "--disable-userns",  # no nested user namespaces: less kernel surface to attack
+        "--die-with-parent",  # the worker dies -> the whole sandboxed tree dies
+        "--new-session",  # no TIOCSTI into a terminal outside
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+    ]
+    for top in _USR_LINKS:
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for path in _HOST_ETC:
+        argv += ["--ro-bind-try", path, path]
+    for name in ETC_FILES:
+        argv += ["--ro-bind", str(etc_dir / name), f"/etc/{name}"]
+    argv += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+        "--dir", "/var", "--symlink", "../tmp", "/var/tmp",
+        "--dir", "/opt/sandbox/bin",
+        *compat_links(),
+        "--bind", str(workspace), MOUNT_POINT,
+        "--remount-ro", "/",  # the sandbox's own root: only /project and /tmp are writable
+        "--chdir", MOUNT_POINT,
+        "--clearenv",
+    ]
+    for key, value in COMMAND_ENV.items():
+        argv += ["--setenv", key, value]
+    return [*argv, "--", "/bin/sh", "-c", command]
+
+
+def compat_links() -> list[str]:
+    argv: list[str] = []
+    for name, target in _COMPAT_COMMANDS.items():
+        if os.path.exists(target) and not os.path.exists(f"/usr/bin/{name}"):
+            argv += ["--symlink", target, f"/opt/sandbox/bin/{name}"]
+    return argv
+
+
+def unprotected_argv(command: str) -> list[str]:
+    """The fallback when bubblewrap is unavailable and SANDBOX_ALLOW_UNPROTECTED=1 was given:
+    a plain shell in the workspace (the host path, not /project), with the same clean env."""
+    return ["/bin/sh", "-c", command]
