@@ -1,0 +1,81 @@
+"""Workspace snapshots as tar + zstd.
+
+Writing walks the workspace with sandbox/paths.walk (never following a symlink, every file
+opened with O_NOFOLLOW), so a snapshot holds exactly what is inside the workspace. The
+archive appears under its final name only when complete (temporary file, fsync, rename).
+Restoring goes into a fresh directory through tarfile's "tar" filter (no absolute names,
+nothing outside the destination), keeps only files, directories and links, and gives
+everything to the sandbox's host uid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import tarfile
+from pathlib import Path
+
+import zstandard
+
+from sandbox.paths import Owner, closing, walk
+
+_ZSTD_LEVEL = 3  # fast; source trees still compress several times over
+_KEEP = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+
+
+def write_snapshot(workspace: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as raw:
+            with zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw, closefd=False) as zst, \
+                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                _add_tree(tar, workspace)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+    with closing(dir_fd):
+        os.fsync(dir_fd)
+
+
+def _add_tree(tar: tarfile.TarFile, workspace: Path) -> None:
+    with closing(os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
+        for rel, name, st, dir_fd in walk(root_fd):
+            info = tarfile.TarInfo("/".join([*rel, name]))
+            info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif stat.S_ISLNK(st.st_mode):
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+                tar.addfile(info)
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+                except OSError:
+                    continue  # removed or swapped since it was listed
+                with os.fdopen(fd, "rb") as f:
+                    current = os.fstat(fd)
+                    if not stat.S_ISREG(current.st_mode):
+                        continue
+                    info.size = current.st_size
+                    tar.addfile(info, f)
+            # FIFOs and sockets are not content; they are left out.
+
+
+def restore_snapshot(archive: Path, dest: Path, owner: Owner) -> None:
+    """Unpack `archive` into the empty directory `dest`."""
+
+    def only_workspace_content(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        if member.type not in _KEEP:
+            return None
+        member = tarfile.tar_filter(member, path)
+        return member.replace(uid=owner[0], gid=owner[1], uname="", gname="", deep=False)
+
+    with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
+            tarfile.open(fileobj=zst, mode="r|") as tar:
+        tar.extractall(dest, numeric_owner=True, filter=only_workspace_content)

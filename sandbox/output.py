@@ -1,0 +1,95 @@
+"""Capped capture of a command's output.
+
+The model sees the head and the tail of each stream around a marker. The full stream is
+spooled to an anonymous temporary file (nothing to clean up after a crash) up to a hard cap,
+past which it is read and thrown away, so a 100 MB print costs neither memory nor a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+_CHUNK = 1 << 16
+
+
+class StreamCapture:
+    def __init__(self, head_bytes: int, tail_bytes: int, hard_cap: int, spool_dir: Path) -> None:
+        self._head_limit, self._tail_limit, self._hard_cap = head_bytes, tail_bytes, hard_cap
+        self._spool_dir = spool_dir
+        self._all = bytearray()  # everything, while it still fits in head + tail
+        self._head = b""
+        self._tail = bytearray()
+        self._spool: IO[bytes] | None = None
+        self.total = 0  # bytes the command wrote, kept or not
+        self.spooled = 0  # bytes in the spool file
+
+    @property
+    def truncated(self) -> bool:
+        return self._spool is not None
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self._spool is None:
+            if len(self._all) + len(chunk) <= self._head_limit + self._tail_limit:
+                self._all += chunk
+                return
+            # First overflow: everything so far is still in memory, so the spool starts complete.
+            self._spool = tempfile.TemporaryFile(dir=self._spool_dir)
+            chunk, self._all = bytes(self._all) + chunk, bytearray()
+            self._head, chunk = chunk[: self._head_limit], chunk[self._head_limit:]
+            self._write_spool(self._head)
+        self._write_spool(chunk)
+        if self._tail_limit:
+            self._tail += chunk
+            del self._tail[: -self._tail_limit]
+
+    def _write_spool(self, data: bytes) -> None:
+        assert self._spool is not None
+        room = self._hard_cap - self.spooled
+        if room > 0 and data:
+            self._spool.write(data[:room])
+            self.spooled += min(room, len(data))
+
+    def text(self, where: str) -> str:
+        """What the model sees; `where` says where the full output went (used when truncated)."""
+        if self._spool is None:
+            return self._all.decode("utf-8", errors="replace")
+        omitted = self.total - len(self._head) - len(self._tail)
+        return (self._head.decode("utf-8", errors="replace")
+                + f"\n... [{omitted} bytes omitted; {where}] ...\n"
+                + self._tail.decode("utf-8", errors="replace"))
+
+    def full(self) -> Iterator[bytes]:
+        """The kept output: all of it, or the first `hard_cap` bytes when it was longer."""
+        if self._spool is None:
+            yield bytes(self._all)
+            return
+        self._spool.flush()
+        self._spool.seek(0)
+        while chunk := self._spool.read(1 << 20):
+            yield chunk
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+
+async def pump(stream: asyncio.StreamReader, capture: StreamCapture) -> None:
+    """Read a pipe to its end. Never stops early: a writer must not block on a full pipe."""
+    while chunk := await stream.read(_CHUNK):
+        capture.feed(chunk)
+
+
+def full_log(command: str, stdout: StreamCapture, stderr: StreamCapture) -> Iterator[bytes]:
+    """The file saved in the workspace when output was truncated."""
+    yield f"$ {command}\n".encode()
+    for name, capture in (("stdout", stdout), ("stderr", stderr)):
+        kept = "" if capture.spooled >= capture.total or not capture.truncated else (
+            f", only the first {capture.spooled} kept")
+        yield f"--- {name} ({capture.total} bytes{kept}) ---\n".encode()
+        yield from capture.full()
+        yield b"\n"

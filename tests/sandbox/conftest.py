@@ -1,0 +1,93 @@
+"""Fixtures for the sandbox suites: a fresh backend per test, on a real machine.
+
+`make_backend(**limits)` builds one more backend of the kind under test; `backend` is one
+with default limits. The contract suite is parametrised over BACKENDS, so another backend
+(a fake of a remote provider, say) joins every contract test by adding a factory here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from sandbox import LocalLimits, SandboxBackend, create_backend
+
+T = TypeVar("T")
+Run = Callable[[Coroutine[Any, Any, T]], T]
+MakeBackend = Callable[..., SandboxBackend]
+
+
+@pytest.fixture(scope="session")
+def run() -> Iterator[Run]:
+    """Run a coroutine to completion on one event loop shared by the whole session."""
+    with asyncio.Runner() as runner:
+        yield runner.run
+
+
+@pytest.fixture
+def sandbox_root() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are 0700, and commands run as an unprivileged
+    # host uid that must be able to reach the workspace.
+    root = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/tmp"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _local(root: Path, made: list[Any]) -> MakeBackend:
+    def make(**limits: Any) -> SandboxBackend:
+        backend = create_backend("local", root / f"b{len(made)}", LocalLimits(**limits))
+        made.append(backend)
+        return backend
+    return make
+
+
+BACKENDS: dict[str, Callable[[Path, list[Any]], MakeBackend]] = {"local": _local}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_backend(request: pytest.FixtureRequest, sandbox_root: Path) -> Iterator[MakeBackend]:
+    made: list[Any] = []
+    yield BACKENDS[request.param](sandbox_root, made)
+    for backend in made:
+        if hasattr(backend, "close"):
+            backend.close()
+
+
+@pytest.fixture
+def backend(make_backend: MakeBackend) -> SandboxBackend:
+    return make_backend()
+
+
+@pytest.fixture
+def local(sandbox_root: Path) -> Iterator[MakeBackend]:
+    """Local backends only, for the abuse suite and local specifics."""
+    made: list[Any] = []
+    yield _local(sandbox_root, made)
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def processes_with() -> Callable[[str], list[int]]:
+    """Pids on this machine whose command line contains a token."""
+
+    def find(token: str) -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                        found.append(int(entry))
+                except OSError:
+                    pass
+        return found
+
+    return find

@@ -1,0 +1,230 @@
+"""The contract every sandbox backend keeps (docs/sandbox-backends.md), run against each one.
+
+Only behaviour the `Sandbox` object relies on is tested here: retry-safe lifecycle calls,
+commands, files, snapshots, expiry, and the path rules of the file APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sandbox import (
+    FileEntry,
+    FileMissing,
+    PathRejected,
+    SandboxBackend,
+    SandboxGone,
+    SnapshotMissing,
+)
+
+from .conftest import MakeBackend, Run
+
+
+def test_create_gives_a_live_sandbox_and_create_again_returns_it_unchanged(backend: SandboxBackend, run: Run) -> None:
+    first = run(backend.create("box"))
+    run(backend.write_file(first.sandbox_id, "keep.txt", "still here"))
+
+    again = run(backend.create("box"))  # a retried create whose first success was not recorded
+
+    assert again == first
+    assert run(backend.read_file(again.sandbox_id, "keep.txt", 100)) == "still here"
+
+
+def test_exec_runs_sh_in_the_workspace(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.write_file(box.sandbox_id, "in.txt", "from the file API\n"))
+
+    result = run(backend.exec(box.sandbox_id, "cat in.txt; echo made > out.txt; echo oops >&2; exit 3", 30))
+
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "from the file API\n", "oops\n")
+    assert not result.timed_out and not result.truncated
+    assert run(backend.read_file(box.sandbox_id, "out.txt", 100)) == "made\n"
+
+
+def test_a_command_past_its_timeout_is_killed(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+
+    started = time.monotonic()
+    result = run(backend.exec(box.sandbox_id, "echo before; sleep 60", 1))
+
+    assert time.monotonic() - started < 10
+    assert result.timed_out and result.exit_code == 124
+    assert result.stdout == "before\n"
+
+
+def test_long_output_keeps_head_and_tail_and_saves_the_rest(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+
+    result = run(backend.exec(box.sandbox_id, "seq 1 100000", 30))
+
+    assert result.exit_code == 0 and result.truncated
+    assert result.stdout.startswith("1\n2\n3\n") and result.stdout.endswith("99999\n100000\n")
+    assert "bytes omitted" in result.stdout and len(result.stdout) < 20_000
+    assert result.full_output_path is not None and result.full_output_path in result.stdout
+    saved = run(backend.read_file(box.sandbox_id, result.full_output_path, 10_000_000))
+    assert "\n50000\n" in saved and "\n100000\n" in saved
+
+
+def test_files_are_written_read_and_listed(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.write_file(box.sandbox_id, "src/pkg/mod.py", "x = 1\n"))
+    run(backend.write_file(box.sandbox_id, "src/pkg/mod.py", "x = 2\n"))  # overwrite
+    run(backend.write_file(box.sandbox_id, "README.md", "é" * 10))
+    run(backend.exec(box.sandbox_id, "ln -s src/pkg link", 30))
+
+    assert run(backend.read_file(box.sandbox_id, "src/pkg/mod.py", 100)) == "x = 2\n"
+    assert run(backend.read_file(box.sandbox_id, "link/mod.py", 100)) == "x = 2\n"  # symlink inside: fine
+    head = run(backend.read_file(box.sandbox_id, "README.md", 4))
+    assert head.startswith("éé") and "truncated" in head
+    listing = run(backend.list_files(box.sandbox_id, "", 100))
+    assert [e for e in listing if not e.path.startswith(".agent")] == [
+        FileEntry(path="README.md", kind="file", size=20),
+        FileEntry(path="link", kind="symlink", size=7),
+        FileEntry(path="src", kind="dir", size=listing[2].size),
+        FileEntry(path="src/pkg", kind="dir", size=listing[3].size),
+        FileEntry(path="src/pkg/mod.py", kind="file", size=6),
+    ]
+    assert [e.path for e in run(backend.list_files(box.sandbox_id, "src", 100))] == ["src/pkg", "src/pkg/mod.py"]
+    assert len(run(backend.list_files(box.sandbox_id, "", 2))) == 2
+    with pytest.raises(FileMissing):
+        run(backend.read_file(box.sandbox_id, "nope.txt", 100))
+    with pytest.raises(FileMissing):
+        run(backend.list_files(box.sandbox_id, "nope", 100))
+
+
+def test_a_snapshot_restores_into_a_new_sandbox(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.write_file(box.sandbox_id, "app/main.sh", "echo restored\n"))
+    run(backend.exec(box.sandbox_id, "chmod +x app/main.sh && ln -s app/main.sh run && mkdir empty", 30))
+
+    snap = run(backend.snapshot(box.sandbox_id, "box-snap-1"))
+    assert run(backend.snapshot(box.sandbox_id, "box-snap-1")) == snap  # a retried snapshot
+    run(backend.terminate(box.sandbox_id))
+    copy = run(backend.create("copy", snap))
+
+    result = run(backend.exec(copy.sandbox_id, "./run && test -d empty && test -L run && echo ok", 30))
+    assert result.stdout == "restored\nok\n", result
+
+
+@pytest.mark.parametrize("name", ["task:42/step 3", "snapshots", ".hidden", "x" * 300])
+def test_any_name_works(backend: SandboxBackend, run: Run, name: str) -> None:
+    box = run(backend.create(name))
+    snap = run(backend.snapshot(box.sandbox_id, name))
+    run(backend.terminate(box.sandbox_id))
+
+    again = run(backend.create(name, snap))
+
+    assert again.sandbox_id != box.sandbox_id
+    run(backend.delete_snapshot(snap))
+
+
+def test_create_after_terminate_gives_a_new_sandbox(backend: SandboxBackend, run: Run) -> None:
+    old = run(backend.create("box"))
+    run(backend.write_file(old.sandbox_id, "old.txt", "x"))
+    run(backend.terminate(old.sandbox_id))
+
+    new = run(backend.create("box"))
+
+    assert new.sandbox_id != old.sandbox_id
+    assert run(backend.list_files(new.sandbox_id, "", 100)) == []
+    with pytest.raises(SandboxGone):  # a stale id never reaches the new sandbox
+        run(backend.exec(old.sandbox_id, "true", 30))
+
+
+def test_terminate_kills_a_running_command(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+
+    async def terminate_mid_command() -> None:
+        command = asyncio.create_task(backend.exec(box.sandbox_id, "sleep 60", 60))
+        await asyncio.sleep(0.5)
+        await backend.terminate(box.sandbox_id)
+        with pytest.raises(SandboxGone):
+            await asyncio.wait_for(command, 10)
+
+    run(terminate_mid_command())
+
+
+def test_terminate_twice_is_a_success(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.terminate(box.sandbox_id))
+    run(backend.terminate(box.sandbox_id))
+
+    for operation in (backend.exec(box.sandbox_id, "true", 30), backend.read_file(box.sandbox_id, "x", 1),
+                      backend.write_file(box.sandbox_id, "x", ""), backend.list_files(box.sandbox_id, "", 1),
+                      backend.snapshot(box.sandbox_id, "never")):
+        with pytest.raises(SandboxGone):
+            run(operation)
+
+
+def test_delete_snapshot_twice_is_a_success(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    snap = run(backend.snapshot(box.sandbox_id, "snap"))
+
+    run(backend.delete_snapshot(snap))
+    run(backend.delete_snapshot(snap))
+
+    with pytest.raises(SnapshotMissing):
+        run(backend.create("from-deleted", snap))
+
+
+def test_a_sandbox_past_its_ttl_is_gone_and_wiped(make_backend: MakeBackend, run: Run) -> None:
+    backend = make_backend(ttl_s=1)
+    box = run(backend.create("box"))
+    assert box.expires_at is not None and box.expires_at <= time.time() + 1
+    run(backend.write_file(box.sandbox_id, "work.txt", "unsaved"))
+
+    time.sleep(max(0.0, box.expires_at - time.time()) + 0.2)
+
+    with pytest.raises(SandboxGone):
+        run(backend.exec(box.sandbox_id, "true", 30))
+    with pytest.raises(SandboxGone):
+        run(backend.read_file(box.sandbox_id, "work.txt", 100))
+    with pytest.raises(SandboxGone):
+        run(backend.snapshot(box.sandbox_id, "too-late"))
+    run(backend.terminate(box.sandbox_id))  # terminating the dead is a success
+    fresh = run(backend.create("box"))
+    assert run(backend.list_files(fresh.sandbox_id, "", 100)) == []
+
+
+def test_a_command_running_at_the_ttl_deadline_is_killed(make_backend: MakeBackend, run: Run) -> None:
+    backend = make_backend(ttl_s=2)
+    box = run(backend.create("box"))
+
+    started = time.monotonic()
+    with pytest.raises(SandboxGone):
+        run(backend.exec(box.sandbox_id, "sleep 60", 60))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside", "a/../../outside", "a/\x00b", "..", "/"])
+def test_bad_paths_are_rejected(backend: SandboxBackend, run: Run, path: str) -> None:
+    box = run(backend.create("box"))
+
+    with pytest.raises(PathRejected):
+        run(backend.read_file(box.sandbox_id, path, 100))
+    with pytest.raises(PathRejected):
+        run(backend.write_file(box.sandbox_id, path, "x"))
+    with pytest.raises(PathRejected):
+        run(backend.list_files(box.sandbox_id, path, 100))
+
+
+def test_symlinks_out_of_the_workspace_are_not_followed(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    made = run(backend.exec(box.sandbox_id,
+                            "ln -s /etc etc && ln -s /etc/hostname host && ln -s ../../.. up && "
+                            "ln -s /project/inside.txt abs-inside && echo in > inside.txt && ln -s inside.txt rel", 30))
+    assert made.exit_code == 0, made
+
+    for path in ("etc/hostname", "host", "up/etc/hostname"):
+        with pytest.raises(PathRejected):
+            run(backend.read_file(box.sandbox_id, path, 100))
+    for path in ("etc/evil", "up/tmp/evil", "host", "rel"):
+        with pytest.raises(PathRejected):
+            run(backend.write_file(box.sandbox_id, path, "pwned"))
+    with pytest.raises(PathRejected):
+        run(backend.list_files(box.sandbox_id, "etc", 100))
+    assert run(backend.read_file(box.sandbox_id, "abs-inside", 100)) == "in\n"  # /project/... is inside
+    assert run(backend.read_file(box.sandbox_id, "inside.txt", 100)) == "in\n"  # `rel` was not written through

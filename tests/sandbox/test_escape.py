@@ -1,0 +1,324 @@
+"""The abuse suite: hostile commands against the local backend, each one contained.
+
+Every test states the attack, then checks two things: the sandbox refused or survived it,
+and the service (this test process, and the machine) is unharmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import SandboxBackend, WorkspaceFull
+from sandbox.cgroup import Cgroups
+
+from .conftest import MakeBackend, Run
+
+MB = 1024 * 1024
+
+
+def our_cgroups() -> list[str]:
+    """This worker's per-command groups that still exist."""
+    mine = f"worker-{os.getpid()}-"
+    return [str(d) for parent in Cgroups().parents.values() if parent.is_dir()
+            for d in parent.iterdir() if d.name.startswith(mine)]
+
+
+def service_is_fine() -> None:
+    """The test process can still fork, allocate and open files."""
+    assert subprocess.run(["true"], timeout=10).returncode == 0
+    assert len(bytearray(64 * MB)) == 64 * MB
+    assert not our_cgroups(), "a command's cgroup was left behind"
+
+
+@pytest.fixture
+def box(local: MakeBackend, run: Run) -> Iterator[tuple[SandboxBackend, str]]:
+    backend = local()
+    info = run(backend.create("victim"))
+    yield backend, info.sandbox_id
+    run(backend.terminate(info.sandbox_id))
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[object]]]:
+    """A TCP server on the host's loopback, recording every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept())
+            except TimeoutError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_a_host_loopback_service_is_unreachable(box: tuple[SandboxBackend, str], run: Run,
+                                                listener: tuple[int, list[object]]) -> None:
+    backend, sid = box
+    port, accepted = listener
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)"
+
+    result = run(backend.exec(sid, f"python3 -c \"{probe}\"", 30))
+
+    assert result.exit_code != 0 and "ConnectionRefusedError" in result.stderr, result
+    assert accepted == []
+    with socket.create_connection(("127.0.0.1", port), timeout=3):  # the service itself still can
+        pass
+
+
+def test_there_is_no_network_but_a_private_loopback(box: tuple[SandboxBackend, str], run: Run) -> None:
+    backend, sid = box
+    probe = ("import socket; print(sorted(n for _, n in socket.if_nameindex()));"
+             "socket.create_connection(('1.1.1.1', 53), timeout=3)")
+
+    result = run(backend.exec(sid, f"python3 -c \"{probe}\"", 30))
+
+    assert result.stdout == "['lo']\n"
+    assert "Network is unreachable" in result.stderr, result
+
+
+def test_nothing_outside_the_workspace_is_writable(box: tuple[SandboxBackend, str], run: Run) -> None:
+    backend, sid = box
+    token = f"escape-{os.getpid()}-{time.time_ns()}"
+    targets = [f"/usr/{token}", f"/etc/{token}", f"/{token}", f"/bin/{token}", "/proc/sys/kernel/hostname",
+               "/etc/passwd"]
+
+    for target in targets:
+        result = run(backend.exec(sid, f"echo pwned > {target}", 30))
+        assert result.exit_code != 0, (target, result)
+    scratch = run(backend.exec(sid, f"echo private > /tmp/{token} && cat /tmp/{token}", 30))
+
+    assert scratch.stdout == "private\n"  # /tmp works, but is the sandbox's own
+    for leaked in (f"/usr/{token}", f"/etc/{token}", f"/{token}", f"/tmp/{token}"):
+        assert not os.path.exists(leaked)
+    assert "pwned" not in Path("/etc/passwd").read_text()
+
+
+def test_root_home_and_the_service_environment_are_invisible(box: tuple[SandboxBackend, str], run: Run,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, sid = box
+    secret = f"sk-test-{time.time_ns()}"
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", secret)  # as an API key would sit in the worker
+
+    result = run(backend.exec(sid, "env; cat /proc/*/environ; ls -la /root; cat /root/.bashrc; id; "
+                                   "cat /etc/shadow; ls /sys", 30))
+
+    assert secret not in result.stdout + result.stderr
+    assert "SANDBOX_TEST_SECRET" not in result.stdout
+    assert "uid=1000(sandbox)" in result.stdout
+    assert "/root" in result.stderr and "/etc/shadow" in result.stderr and "/sys" in result.stderr
+
+
+def test_commands_run_as_an_unprivileged_host_user(box: tuple[SandboxBackend, str], run: Run,
+                                                   sandbox_root: Path) -> None:
+    backend, sid = box
+
+    result = run(backend.exec(sid, "touch made-inside; grep Cap /proc/self/status; unshare -U true", 30))
+
+    made = next(sandbox_root.glob("*/victim/project/made-inside"))
+    assert (made.stat().st_uid, made.stat().st_gid) == (65534, 65534)  # not host root
+    assert "CapEff:\t0000000000000000" in result.stdout
+    assert result.exit_code != 0  # no nested user namespaces
+
+
+def test_a_fork_bomb_is_contained_by_the_process_limit(box: tuple[SandboxBackend, str], run: Run) -> None:
+    backend, sid = box
+
+    started = time.monotonic()
+    result = run(backend.exec(sid, "bomb() { bomb | bomb & }; bomb; sleep 3; echo survived", 10))
+
+    assert time.monotonic() - started < 15
+    assert "process limit reached" in result.stderr, result
+    service_is_fine()
+
+
+def test_a_4gb_allocation_is_killed_by_the_memory_limit(local: MakeBackend, run: Run) -> None:
+    backend = local(memory_mb=256)
+    sid = run(backend.create("hog")).sandbox_id
+
+    started = time.monotonic()
+    result = run(backend.exec(sid, "python3 -c \"x = b'a' * (4 << 30); print(len(x))\"", 60))
+
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 137 and result.stdout == "", result
+    assert "out of memory" in result.stderr
+    service_is_fine()
+
+
+def test_one_huge_file_is_stopped_by_the_file_size_limit(local: MakeBackend, run: Run, sandbox_root: Path) -> None:
+    backend = local(file_size_mb=8)
+    sid = run(backend.create("filler")).sandbox_id
+
+    result = run(backend.exec(sid, "head -c 100M /dev/zero > big", 60))
+
+    assert result.exit_code == 128 + signal.SIGXFSZ, result
+    assert next(sandbox_root.glob("*/filler/project/big")).stat().st_size == 8 * MB
+    service_is_fine()
+
+
+def test_many_files_are_stopped_by_the_workspace_cap(local: MakeBackend, run: Run, sandbox_root: Path) -> None:
+    backend = local(workspace_mb=32, file_size_mb=4)
+    sid = run(backend.create("filler")).sandbox_id
+    project = next(sandbox_root.glob("*/filler/project"))
+
+    result = run(backend.exec(sid, "i=0; while true; do i=$((i+1)); head -c 2M /dev/zero > f$i || exit 1; done", 60))
+
+    assert result.exit_code == 137 and "past its 32 MB cap" in result.stderr, result
+    used = sum(f.stat().st_size for f in project.iterdir())
+    assert used < 32 * MB + 256 * MB, f"overshoot: {used // MB} MB"  # bounded by one 50 ms poll
+    with pytest.raises(WorkspaceFull):
+        run(backend.write_file(sid, "one-more.txt", "x" * MB))
+    grow = run(backend.exec(sid, "while true; do head -c 1M /dev/zero >> more; done", 30))
+    assert grow.exit_code == 137 and not grow.timed_out, grow  # over the cap: growing gets killed...
+    shrink = run(backend.exec(sid, "rm -f f* more", 30))
+    assert shrink.exit_code == 0, shrink  # ...but cleaning up works
+    run(backend.write_file(sid, "one-more.txt", "x" * MB))
+    service_is_fine()
+
+
+def test_tmp_is_a_small_private_tmpfs(local: MakeBackend, run: Run) -> None:
+    backend = local(tmp_mb=16)
+    sid = run(backend.create("tmp")).sandbox_id
+
+    result = run(backend.exec(sid, "head -c 64M /dev/zero > /tmp/big", 30))
+
+    assert result.exit_code != 0 and "No space left on device" in result.stderr, result
+
+
+def test_sleep_infinity_is_killed_at_the_timeout_with_its_children(
+        box: tuple[SandboxBackend, str], run: Run, processes_with: Callable[[str], list[int]]) -> None:
+    backend, sid = box
+
+    started = time.monotonic()
+    result = run(backend.exec(sid, "sleep 987651 & sleep 987652 & sleep infinity", 2))
+
+    assert result.timed_out and result.exit_code == 124
+    assert time.monotonic() - started < 6
+    assert processes_with("98765") == []
+    service_is_fine()
+
+
+def test_a_100mb_print_is_capped_fast(box: tuple[SandboxBackend, str], run: Run, sandbox_root: Path) -> None:
+    backend, sid = box
+
+    started = time.monotonic()
+    result = run(backend.exec(sid, "head -c 100000000 /dev/zero | tr '\\0' a; echo done >&2", 60))
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 15, elapsed
+    assert result.exit_code == 0 and result.truncated and result.stderr == "done\n"
+    assert len(result.stdout) < 20_000 and "bytes omitted" in result.stdout
+    assert result.full_output_path is not None
+    saved = next(sandbox_root.glob(f"*/victim/project/{result.full_output_path}"))
+    assert 16 * MB <= saved.stat().st_size < 16 * MB + 4096  # the hard cap, plus a header
+    service_is_fine()
+
+
+def test_a_snapshot_never_follows_symlinks_to_host_files(box: tuple[SandboxBackend, str], run: Run) -> None:
+    backend, sid = box
+    run(backend.exec(sid, "ln -s /etc/hostname host; ln -s /root root", 30))
+
+    snap = run(backend.snapshot(sid, "links"))
+    copy = run(backend.create("copy", snap)).sandbox_id
+
+    listing = {e.path: e.kind for e in run(backend.list_files(copy, "", 100))}
+    assert listing == {"host": "symlink", "root": "symlink"}
+    run(backend.terminate(copy))
+
+
+WORKER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from sandbox import LocalLimits, create_backend
+
+    async def main():
+        backend = create_backend("local", Path(sys.argv[1]), LocalLimits())
+        box = await backend.create("doomed")
+        print("ready", flush=True)
+        sys.stdin.readline()
+        commands = []
+        for i in range(4):  # staggered, so the kill lands on commands at every stage of starting
+            commands.append(asyncio.create_task(backend.exec(
+                box.sandbox_id, f"sleep 98766{i} & echo started > started-{i}; sleep 98767{i}", 600)))
+            await asyncio.sleep(0.004)
+        await asyncio.gather(*commands)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_a_sigkilled_worker_takes_its_sandboxed_commands_down(
+        sandbox_root: Path, processes_with: Callable[[str], list[int]], when: str) -> None:
+    root = sandbox_root / "worker"
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(root)], cwd=Path(__file__).parents[2],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None and worker.stdin is not None
+    assert worker.stdout.readline() == "ready\n"
+    worker.stdin.write("go\n")
+    worker.stdin.flush()
+    if when == "starting":  # mid-way through launching: some bwraps are still setting up
+        time.sleep(0.008)
+    else:
+        deadline = time.monotonic() + 20
+        while len(list((root / "doomed" / "project").glob("started-*"))) < 4:
+            assert worker.poll() is None and time.monotonic() < deadline, "the commands never started"
+            time.sleep(0.05)
+        assert processes_with("98767")
+
+    worker.kill()
+    worker.wait()
+
+    deadline = time.monotonic() + 5
+    while processes_with("9876"):
+        assert time.monotonic() < deadline, "sandboxed processes outlived their worker"
+        time.sleep(0.05)
+    # The dead worker's (now empty) cgroups are swept by the next backend to start here.
+    groups = Cgroups()
+    leftovers = [d for p in groups.parents.values() if p.is_dir() for d in p.iterdir()
+                 if d.name.startswith(f"worker-{worker.pid}-")]
+    groups.sweep_stale()
+    assert not any(d.exists() for d in leftovers)
+    groups.close()
+
+
+def test_an_abandoned_exec_kills_its_command(box: tuple[SandboxBackend, str], run: Run,
+                                             processes_with: Callable[[str], list[int]]) -> None:
+    """What a worker does when Restate ends the attempt: cancel the step's task."""
+    backend, sid = box
+
+    async def start_then_give_up() -> None:
+        task = asyncio.create_task(backend.exec(sid, "sleep 987671", 600))
+        while not processes_with("987671"):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(start_then_give_up())
+
+    assert processes_with("987671") == []
+    service_is_fine()
