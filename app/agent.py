@@ -17,8 +17,10 @@ from restate.serde import BytesSerde
 
 from app import retry, task
 from app.config import settings
-from app.errors import bad_request, is_cancellation, not_found
+from app.errors import bad_request, conflict, is_cancellation, not_found
 from app.models import (
+    ApprovalDecision, ApprovalRequest, ApprovalsOut, PendingApprovals, ResolveApprovalIn, SteerIn,
+    SteerMessage, SteerOut,
     ConversationTurn, History, HistoryEntry, HistoryOut, LastTask, InterruptOut, MessageIn, MessageOut,
     PlanItem, ProgressReport, RunningTask, StatusOut, TaskInput, TaskOutcome,
 )
@@ -42,12 +44,16 @@ def _append(ctx: ObjectContext, history: list[HistoryEntry], role: str, text: st
     ctx.set("history", History(entries=history))
 
 
-def _record_outcome(ctx: ObjectContext, history: list[HistoryEntry], outcome: TaskOutcome) -> None:
-    """Write a finished task into the history and make the session idle."""
+async def _record_outcome(ctx: ObjectContext, history: list[HistoryEntry], outcome: TaskOutcome) -> None:
+    """Write a finished task into the history and make the session idle.
+
+    Its pending approvals go too: nobody is waiting for those answers any more.
+    """
     role = "agent" if outcome.status == "done" else "event"
     _append(ctx, history, role, outcome.text, outcome.task_id)
     ctx.set("last", LastTask(plan=outcome.plan, usage=outcome.usage))
     ctx.clear("current")
+    await _drop_approvals(ctx, outcome.task_id)
 
 
 def _cancelled_plan(current: RunningTask) -> list[PlanItem]:
@@ -70,13 +76,13 @@ async def _stop(ctx: ObjectContext, history: list[HistoryEntry], current: Runnin
         )
     except TerminalError as error:
         reason = "task interrupted" if is_cancellation(error) else f"task failed: {error.message}"
-        _record_outcome(ctx, history, TaskOutcome(task_id=current.task_id, status="interrupted", text=reason,
+        await _record_outcome(ctx, history, TaskOutcome(task_id=current.task_id, status="interrupted", text=reason,
                                                   plan=_cancelled_plan(current)))
         return
     if which == "done":
-        _record_outcome(ctx, history, value)
+        await _record_outcome(ctx, history, value)
     else:
-        _record_outcome(ctx, history, TaskOutcome(
+        await _record_outcome(ctx, history, TaskOutcome(
             task_id=current.task_id, status="interrupted",
             text=f"task interrupted (its cleanup was still running after {wait.total_seconds():.0f} s)",
             plan=_cancelled_plan(current)))
@@ -98,12 +104,17 @@ async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
 
     task_id = str(ctx.uuid())
     _append(ctx, history, "user", req.text, task_id)
+    await _start_task(ctx, history, task_id)
+    return MessageOut(task_id=task_id)
+
+
+async def _start_task(ctx: ObjectContext, history: list[HistoryEntry], task_id: str) -> None:
+    """Start a Task with the whole conversation and make it the current one."""
     conversation = [ConversationTurn(role=h.role, text=h.text) for h in history]
     # One-way: the task outlives this handler, and the Agent must stay free for its reports.
     handle = ctx.workflow_send(task.run, key=task_id,
                                arg=TaskInput(session_id=ctx.key(), task_id=task_id, conversation=conversation))
     ctx.set("current", RunningTask(task_id=task_id, invocation_id=await handle.invocation_id()))
-    return MessageOut(task_id=task_id)
 
 
 @agent_object.handler()
@@ -153,4 +164,99 @@ async def task_finished(ctx: ObjectContext, outcome: TaskOutcome) -> None:
     current = await ctx.get("current", type_hint=RunningTask)
     if current is None or current.task_id != outcome.task_id:
         return  # stale: this task was interrupted and already accounted for
-    _record_outcome(ctx, await _history(ctx), outcome)
+    history = await _history(ctx)
+    await _record_outcome(ctx, history, outcome)
+    if outcome.status == "done" and outcome.steering_read < len(current.steering):
+        # Steering arrived after the task's last model round: it is already in the history as
+        # the user's words, so it becomes the next task's input instead of being lost.
+        await _start_task(ctx, history, str(ctx.uuid()))
+
+
+# ---------------------------------------------------------------- steering and approvals
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
+    """Guide the running task without interrupting it (picked up at its next model round)."""
+    check_key(ctx.key())
+    limit = settings().max_message_chars
+    req = parse(raw, SteerIn, max_bytes=limit * 4 + 1024)
+    if len(req.text) > limit:
+        raise bad_request(f"steering is {len(req.text)} characters; the limit is {limit}")
+    history = await _history(ctx)
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is None:
+        task_id = str(ctx.uuid())
+        _append(ctx, history, "user", req.text, task_id)
+        await _start_task(ctx, history, task_id)
+        return SteerOut(task_id=task_id, delivered_to="new_task")
+    _append(ctx, history, "user", req.text, current.task_id)
+    # One-way: Task.steer only resolves a promise; the Agent need not wait for it.
+    ctx.workflow_send(task.steer, key=current.task_id,
+                      arg=SteerMessage(index=len(current.steering), text=req.text))
+    current.steering.append(req.text)
+    ctx.set("current", current)
+    return SteerOut(task_id=current.task_id, delivered_to="running_task")
+
+
+async def _pending(ctx: ObjectContext | ObjectSharedContext) -> PendingApprovals:
+    return await ctx.get("approvals", type_hint=PendingApprovals) or PendingApprovals()
+
+
+async def _drop_approvals(ctx: ObjectContext, task_id: str) -> None:
+    pending = await _pending(ctx)
+    kept = [a for a in pending.items if a.task_id != task_id]
+    if len(kept) != len(pending.items):
+        ctx.set("approvals", PendingApprovals(items=kept))
+
+
+@agent_object.handler(kind="shared")
+async def approvals(ctx: ObjectSharedContext) -> ApprovalsOut:
+    """Tool calls and budget extensions waiting for the user's decision."""
+    if not await _history(ctx):
+        raise not_found(f"unknown session {ctx.key()!r}")
+    return ApprovalsOut(approvals=(await _pending(ctx)).items)
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def resolve_approval(ctx: ObjectContext, raw: bytes) -> ApprovalDecision:
+    """Approve or deny one pending approval. Resolving it a second time is a 409."""
+    req = parse(raw, ResolveApprovalIn)
+    pending = await _pending(ctx)
+    match = next((a for a in pending.items if a.approval_id == req.approval_id), None)
+    if match is None:
+        raise conflict(f"approval {req.approval_id!r} is not pending: it was already resolved, "
+                       "timed out, or never existed")
+    pending.items.remove(match)
+    ctx.set("approvals", pending)
+    decision = ApprovalDecision(approval_id=req.approval_id, decision=req.decision, reason=req.reason)
+    verb = "approved" if req.decision == "approve" else "denied"
+    _append(ctx, await _history(ctx), "event", f"{verb}: {match.summary}" + (f" ({req.reason})" if req.reason else ""),
+            match.task_id)
+    # One-way: Task.decide only resolves the promise the task is suspended on.
+    ctx.workflow_send(task.decide, key=match.task_id, arg=decision)
+    return decision
+
+
+@agent_object.handler(ingress_private=True)
+async def approval_requested(ctx: ObjectContext, request: ApprovalRequest) -> None:
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is None or current.task_id != request.task_id:
+        return  # from a task that is no longer current
+    pending = await _pending(ctx)
+    if all(a.approval_id != request.approval_id for a in pending.items):
+        pending.items.append(request)
+        ctx.set("approvals", pending)
+        _append(ctx, await _history(ctx), "event", f"approval needed: {request.summary} ({request.reason})",
+                request.task_id)
+
+
+@agent_object.handler(ingress_private=True)
+async def approval_closed(ctx: ObjectContext, decision: ApprovalDecision) -> None:
+    """The task stopped waiting (timeout): the approval is no longer pending."""
+    pending = await _pending(ctx)
+    match = next((a for a in pending.items if a.approval_id == decision.approval_id), None)
+    if match is not None:
+        pending.items.remove(match)
+        ctx.set("approvals", pending)
+        _append(ctx, await _history(ctx), "event", f"approval timed out: {match.summary}", match.task_id)

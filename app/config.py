@@ -55,6 +55,17 @@ class Settings(BaseModel):
     # How long a new message waits for the interrupted task's cleanup before going on.
     interrupt_wait_s: float = Field(default=30.0, gt=0)
 
+    # Which tool calls wait for a human: "none", "commands" (every run_command), "all" (every
+    # tool but reads and finish), or "patterns" (run_command matching approval_patterns).
+    approval_mode: Literal["none", "commands", "all", "patterns"] = "none"
+    approval_patterns: list[str] = []
+    approval_timeout_s: float = Field(default=3 * 24 * 3600.0, gt=0)  # no answer counts as a denial
+
+    # Per-task budgets; reaching one pauses the task and asks the user to extend it.
+    budget_rounds: int = Field(default=60, ge=1)
+    budget_tokens: int = Field(default=400_000, ge=1)
+    budget_seconds: float = Field(default=3600.0, gt=0)
+
     @property
     def restate_ingress(self) -> str:
         return f"http://127.0.0.1:{self.ingress_port}"
@@ -102,4 +113,10 @@ def settings() -> Settings:
         command_timeout_s=int(_env("SANDBOX_COMMAND_TIMEOUT_S", "120")),
         llm_timeout_s=float(_env("LLM_TIMEOUT_S", "300")),
         interrupt_wait_s=float(_env("AGENT_INTERRUPT_WAIT_S", "30")),
+        approval_mode=_env("AGENT_APPROVAL", "none"),  # type: ignore[arg-type]
+        approval_patterns=[p.strip() for p in _env("AGENT_APPROVAL_PATTERNS", "").split(",") if p.strip()],
+        approval_timeout_s=float(_env("AGENT_APPROVAL_TIMEOUT_S", str(3 * 24 * 3600))),
+        budget_rounds=int(_env("AGENT_BUDGET_ROUNDS", "60")),
+        budget_tokens=int(_env("AGENT_BUDGET_TOKENS", "400000")),
+        budget_seconds=float(_env("AGENT_BUDGET_SECONDS", "3600")),
     )

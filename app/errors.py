@@ -78,8 +78,8 @@ def sandbox_failure(error: Exception) -> Exception:
     """
     from sandbox.protocol import FileMissing, PathRejected, SandboxGone, WorkspaceFull
 
-    if isinstance(error, PathRejected):
-        return TerminalError(str(error), status_code=400)
+    if isinstance(error, (PathRejected, ValueError)):
+        return TerminalError(str(error), status_code=400)  # a bad argument: retrying cannot help
     if isinstance(error, FileMissing):
         return TerminalError(str(error), status_code=404)
     if isinstance(error, WorkspaceFull):

@@ -13,6 +13,7 @@ from typing import Any
 from restate import WorkflowContext
 
 from app import retry, tools
+from app.controls import Controls
 from app.llm import model_client
 from app.models import ModelTurn, PlanStep, StepResult, Usage
 
@@ -32,7 +33,7 @@ def step_prompt(context: str, number: int, step: PlanStep) -> str:
 
 
 async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, number: int,
-                   step: PlanStep, context: str, max_rounds: int) -> StepResult:
+                   step: PlanStep, context: str, max_rounds: int, controls: Controls) -> StepResult:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": step_prompt(context, number, step)},
@@ -40,12 +41,17 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
     usage = Usage()
     previous_calls: list[dict[str, Any]] = []
     for round_no in range(1, max_rounds + 1):
+        # The model boundary: the budget is checked and new steering joins the conversation.
+        await controls.check_budget()
+        for text in await controls.take_steering():
+            messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
         turn = await ctx.run_typed(
             f"step {number}: {step.title[:60]}, round {round_no}",
             model_client().complete, retry.model_step(ModelTurn),
             messages, tools.SCHEMAS, f"{task_id}-s{number}-r{round_no}",
         )
         usage = usage.plus(turn.usage)
+        controls.charge(turn.usage)
         messages.append(turn.message)
         if turn.format_error:
             messages.append({"role": "user", "content": f"error: {turn.format_error}"})
@@ -61,7 +67,7 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
                 # Small models loop on a call that already worked; re-running it helps nobody.
                 messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": REPEATED_CALL})
                 continue
-            outcome = await tools.dispatch(ctx, session_id, op_id, call)
+            outcome = await tools.dispatch(ctx, session_id, op_id, call, controls)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
             if outcome.finished:
                 finished = outcome.text

@@ -86,6 +86,7 @@ class RunningTask(BaseModel):
     task_id: str
     invocation_id: str
     plan: list[PlanItem] = []
+    steering: list[str] = []  # sent to this task, in order
 
 
 # ---------------------------------------------------------------- Task <-> Agent
@@ -109,10 +110,11 @@ class ProgressReport(BaseModel):
 
 class TaskOutcome(BaseModel):
     task_id: str
-    status: Literal["done", "failed", "interrupted"]
+    status: Literal["done", "failed", "interrupted", "stopped"]
     text: str
     plan: list[PlanItem] = []
     usage: Usage = Usage()
+    steering_read: int = 0  # how many steering messages the task took in
 
 
 # ---------------------------------------------------------------- Plan and loop
@@ -209,3 +211,52 @@ class FileEntryOut(BaseModel):
 class ListFilesOut(BaseModel):
     path: str
     entries: list[FileEntryOut]
+
+
+# ---------------------------------------------------------------- Steering, approvals, budgets
+
+
+class SteerIn(BaseModel):
+    text: str = Field(min_length=1)
+
+
+class SteerOut(BaseModel):
+    task_id: str
+    # "running_task": delivered at the task's next model boundary; "new_task": nothing was
+    # running, so the guidance started a task of its own.
+    delivered_to: Literal["running_task", "new_task"]
+
+
+class SteerMessage(BaseModel):
+    """Agent -> Task: steering number `index` (0, 1, 2, ...) of this task."""
+
+    index: int
+    text: str
+
+
+class ApprovalRequest(BaseModel):
+    approval_id: str
+    task_id: str
+    kind: Literal["tool", "budget"]
+    summary: str  # the command, or what the budget extension is
+    reason: str  # why approval is needed
+
+
+class ApprovalsOut(BaseModel):
+    approvals: list[ApprovalRequest]
+
+
+class ResolveApprovalIn(BaseModel):
+    approval_id: str = Field(min_length=1)
+    decision: Literal["approve", "deny"]
+    reason: str = ""
+
+
+class ApprovalDecision(BaseModel):
+    approval_id: str
+    decision: Literal["approve", "deny", "timeout"]
+    reason: str = ""
+
+
+class PendingApprovals(BaseModel):
+    items: list[ApprovalRequest] = []

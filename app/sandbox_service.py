@@ -38,11 +38,12 @@ from app.models import (
 )
 from app.validation import check_key, parse
 from sandbox import SandboxBackend, create_backend
-from sandbox.protocol import FileMissing
+from sandbox.protocol import FileMissing, WorkspaceFull
 
 T = TypeVar("T")
 
 MAX_READ_BYTES = 256_000
+MAX_EDIT_BYTES = 1_000_000
 MAX_LIST_ENTRIES = 2_000
 
 # ---------------------------------------------------------------- state
@@ -87,6 +88,7 @@ class SandboxState(BaseModel):
     creates: int = 0
     restores: int = 0
     restarts: int = 0
+    snapshots_lost: int = 0
 
 
 class TimerIn(BaseModel):
@@ -104,6 +106,7 @@ class SandboxInfoOut(BaseModel):
     creates: int
     restores: int
     restarts: int
+    snapshots_lost: int
 
 
 sandbox_object = restate.VirtualObject(
@@ -148,7 +151,16 @@ async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: b
     generation = current.generation + 1
     snapshot_id = current.snapshot_id
     name = f"{ctx.key()}-g{generation}"  # deterministic, so a retried create finds its own
-    info = await _step(ctx, f"create sandbox {name}", dict, lambda: _create(name, snapshot_id))
+    try:
+        info = await _step(ctx, f"create sandbox {name}", dict, lambda: _create(name, snapshot_id))
+    except TerminalError as error:
+        if snapshot_id is None or error.status_code != 404:
+            raise
+        # The snapshot is gone (deleted by hand, lost with its disk). A fresh workspace is the
+        # only way forward; the loss is counted and visible in `info`.
+        state.snapshots_lost += 1
+        snapshot_id = None
+        info = await _step(ctx, f"create sandbox {name} (fresh)", dict, lambda: _create(name, None))
     running = Running(sandbox_id=info["sandbox_id"], generation=generation,
                       expires_at=info["expires_at"], snapshot_id=snapshot_id)
     state.creates += 1
@@ -299,7 +311,12 @@ async def _exec_once(sandbox_id: str, op_id: str, command: str, timeout_s: float
     await backend().write_file(sandbox_id, f"{marker}.intent", command)
     result = await backend().exec(sandbox_id, command, timeout_s)
     out = ExecOut(**result.model_dump())
-    await backend().write_file(sandbox_id, f"{marker}.result", out.model_dump_json())
+    try:
+        await backend().write_file(sandbox_id, f"{marker}.result", out.model_dump_json())
+    except WorkspaceFull:
+        # The command ran (and filled the workspace); report what it did. Only a crash right
+        # now would make a retry see outcome-unknown, which is still the truth.
+        pass
     return out.model_dump()
 
 
@@ -325,7 +342,11 @@ async def edit_file(ctx: ObjectContext, req: EditFileIn) -> FileOpOut:
     """Replace exact text. The read, the check and the write are one step, so they agree."""
 
     async def edit(sid: str) -> dict:
-        text = await backend().read_file(sid, req.path, MAX_READ_BYTES)
+        text = await backend().read_file(sid, req.path, MAX_EDIT_BYTES + 1)
+        if len(text.encode()) > MAX_EDIT_BYTES:
+            # The backend returned a cut-off text; writing it back would destroy the file.
+            return {"ok": False, "detail": f"{req.path} is larger than {MAX_EDIT_BYTES} bytes; "
+                                           "edit it with a command (e.g. sed) instead"}
         found = text.count(req.old)
         if found == 0:
             return {"ok": False, "detail": f"the text to replace was not found in {req.path}"}
@@ -438,4 +459,4 @@ async def info(ctx: ObjectSharedContext) -> SandboxInfoOut:
         state=cur.kind, sandbox_id=cur.sandbox_id if isinstance(cur, Running) else None,
         generation=cur.generation, expires_at=cur.expires_at if isinstance(cur, Running) else None,
         snapshot_id=cur.snapshot_id, lease=state.lease, creates=state.creates,
-        restores=state.restores, restarts=state.restarts)
+        restores=state.restores, restarts=state.restarts, snapshots_lost=state.snapshots_lost)

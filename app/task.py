@@ -16,15 +16,16 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 import restate
-from restate import TerminalError, WorkflowContext
+from restate import TerminalError, WorkflowContext, WorkflowSharedContext
 
 from app import agent, loop, retry
 from app import sandbox_service as sandbox
 from app.config import settings
+from app.controls import BudgetStopped, Controls
 from app.errors import is_cancellation
 from app.models import (
-    AcquireIn, ConversationTurn, PlanItem, ProgressReport, ReleaseIn, StepResult, TaskInput,
-    TaskOutcome, Usage,
+    AcquireIn, ApprovalDecision, ConversationTurn, SteerMessage, PlanItem, ProgressReport, ReleaseIn, StepResult, TaskInput,
+    TaskOutcome,
 )
 from app.planner import make_plan
 
@@ -44,9 +45,9 @@ Compensation = Callable[[], Awaitable[None]]
 @task_workflow.main(ingress_private=True)
 async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
     config = settings()
+    controls = Controls(ctx, inp.session_id, inp.task_id, config)
     compensations: list[Compensation] = []
     plan: list[PlanItem] = []
-    usage = Usage()
 
     def report() -> None:
         ctx.object_send(agent.task_progress, key=inp.session_id,
@@ -56,13 +57,14 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         await ctx.object_call(sandbox.release, key=inp.session_id, arg=ReleaseIn(task_id=inp.task_id))
 
     try:
+        await controls.start()
         compensations.append(release_sandbox)
         await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
 
         conversation = render_conversation(inp.conversation)
         the_plan, plan_usage = await make_plan(ctx, task_id=inp.task_id, request=conversation,
                                                max_steps=config.max_steps)
-        usage = usage.plus(plan_usage)
+        controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
         report()
 
@@ -73,9 +75,8 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
             result = await loop.run_step(
                 ctx, session_id=inp.session_id, task_id=inp.task_id, number=number, step=step,
                 context=step_context(conversation, the_plan.steps, results),
-                max_rounds=config.max_rounds_per_step,
+                max_rounds=config.max_rounds_per_step, controls=controls,
             )
-            usage = usage.plus(result.usage)
             results.append(result)
             plan[number - 1].status = result.status
             report()
@@ -83,22 +84,38 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         await release_sandbox()
         compensations.clear()
         outcome = TaskOutcome(task_id=inp.task_id, status="done", text=final_answer(plan, results),
-                              plan=plan, usage=usage)
+                              plan=plan, usage=controls.used, steering_read=controls.steering_read)
     except TerminalError as error:
-        cancelled = is_cancellation(error)
+        if isinstance(error, BudgetStopped):
+            status, text = "stopped", error.message
+        elif is_cancellation(error):
+            status, text = "interrupted", "task interrupted"
+        else:
+            status, text = "failed", f"task failed: {error.message}"
         for item in plan:
             if item.status in ("pending", "running"):
-                item.status = "cancelled" if cancelled else "failed"
+                item.status = "failed" if status == "failed" else "cancelled"
         for compensate in reversed(compensations):
             await compensate()
         ctx.object_send(agent.task_finished, key=inp.session_id, arg=TaskOutcome(
-            task_id=inp.task_id, status="interrupted" if cancelled else "failed",
-            text="task interrupted" if cancelled else f"task failed: {error.message}",
-            plan=plan, usage=usage))
+            task_id=inp.task_id, status=status, text=text, plan=plan, usage=controls.used,
+            steering_read=controls.steering_read))
         raise
 
     ctx.object_send(agent.task_finished, key=inp.session_id, arg=outcome)
     return outcome
+
+
+@task_workflow.handler(ingress_private=True)
+async def steer(ctx: WorkflowSharedContext, message: SteerMessage) -> None:
+    """Deliver steering number `index`; the loop reads it at its next model boundary."""
+    await ctx.promise(f"steer:{message.index}", type_hint=str).resolve(message.text)
+
+
+@task_workflow.handler(ingress_private=True)
+async def decide(ctx: WorkflowSharedContext, decision: ApprovalDecision) -> None:
+    """Deliver the user's answer to a pending approval."""
+    await ctx.promise(f"approval:{decision.approval_id}", type_hint=ApprovalDecision).resolve(decision)
 
 
 def render_conversation(turns: list[ConversationTurn]) -> str:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from restate import TerminalError, WorkflowContext
 
 from app import sandbox_service as sandbox
+from app.controls import Controls
 from app.errors import is_tool_input_error
 from app.models import EditFileIn, ExecIn, ExecOut, PathIn, WriteFileIn
 
@@ -163,12 +164,19 @@ def validate(call: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolOutcome:
     return tool, args
 
 
-async def dispatch(ctx: WorkflowContext, session_id: str, op_id: str, call: dict[str, Any]) -> ToolOutcome:
-    """Validate and run one tool call durably, returning the text the model will see."""
+async def dispatch(ctx: WorkflowContext, session_id: str, op_id: str, call: dict[str, Any],
+                   controls: Controls) -> ToolOutcome:
+    """Validate, get approval if the policy says so, and run one tool call durably.
+
+    Returns the text the model will see.
+    """
     checked = validate(call)
     if isinstance(checked, ToolOutcome):
         return checked
     tool, args = checked
+    denial = await controls.approve_tool(op_id, tool.name, args, describe_call(call, limit=400))
+    if denial is not None:
+        return ToolOutcome(denial, error=True)
     try:
         text = await tool.run(CallContext(ctx, session_id, op_id), args)
     except TerminalError as error:
@@ -185,12 +193,12 @@ def _clip(text: str) -> str:
     return f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
 
 
-def describe_call(call: dict[str, Any]) -> str:
-    """A short label for journals and logs."""
+def describe_call(call: dict[str, Any], limit: int = 80) -> str:
+    """A short label for journals, logs and approval requests."""
     fn = call.get("function", {})
     args = fn.get("arguments", "")
     try:
-        args = json.dumps(json.loads(args))[:80]
+        args = json.dumps(json.loads(args))[:limit]
     except (TypeError, ValueError):
-        args = str(args)[:80]
+        args = str(args)[:limit]
     return f"{fn.get('name', '?')}({args})"

@@ -83,3 +83,36 @@ def write_then_read(request: dict[str, Any]):
         return make_plan([("Read", "cat keep.txt")] if reading else [("Write", "write keep.txt")])
     actions = [run("cat keep.txt"), finish("read")] if reading else [write("keep.txt", "kept\n"), finish("written")]
     return actions[min(rounds_in_step(request), 1)]
+
+
+def steerable(request: dict[str, Any]):
+    """Step 1 makes two slow rounds; every round reports the guidance it has seen so far.
+
+    The final answer lists the guidance the model saw, so a test can check that steering
+    reached the very next model round of the same task.
+    """
+    if is_planning(request):
+        return make_plan([("Work", "Do slow work")])
+    guidance = [message_text(m) for m in request.get("messages", [])
+                if m.get("role") == "user" and message_text(m).startswith("Guidance from the user:")]
+    round_no = rounds_in_step(request)
+    if round_no < 3:
+        return slow(run(f"echo round {round_no} saw {len(guidance)} >> rounds.txt"), 1.0)
+    return finish("guidance seen: " + " | ".join(guidance))
+
+
+def risky(request: dict[str, Any]):
+    """Asks to run a command that needs approval, then finishes with what the tool said."""
+    if is_planning(request):
+        return make_plan([("Deploy", "Push the change")])
+    if rounds_in_step(request) == 0:
+        return run("echo pushed >> pushes.txt")
+    results = [message_text(m) for m in request.get("messages", []) if m.get("role") == "tool"]
+    return finish("tool said: " + (results[-1] if results else "nothing"))
+
+
+# Many cheap rounds, to run into the round budget.
+chatty = scripted(
+    plan=[("Count", "Append numbers")],
+    step_actions={1: [run(f"echo {n} >> count.txt") for n in range(1, 7)] + [finish("counted to 6")]},
+)
