@@ -17,6 +17,7 @@ from restate.serde import BytesSerde
 
 from app import retry, task
 from app.config import settings
+from app.events import emit
 from app.errors import bad_request, conflict, is_cancellation, not_found
 from app.models import (
     ApprovalDecision, ApprovalRequest, ApprovalsOut, PendingApprovals, ResolveApprovalIn, SteerIn,
@@ -51,6 +52,8 @@ async def _record_outcome(ctx: ObjectContext, history: list[HistoryEntry], outco
     """
     role = "agent" if outcome.status == "done" else "event"
     _append(ctx, history, role, outcome.text, outcome.task_id)
+    kind = {"done": "final_answer", "failed": "error"}.get(outcome.status, "interrupted")
+    emit(ctx, ctx.key(), kind, outcome.text, outcome.task_id)  # type: ignore[arg-type]
     ctx.set("last", LastTask(plan=outcome.plan, usage=outcome.usage))
     ctx.clear("current")
     await _drop_approvals(ctx, outcome.task_id)
@@ -104,6 +107,7 @@ async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
 
     task_id = str(ctx.uuid())
     _append(ctx, history, "user", req.text, task_id)
+    emit(ctx, ctx.key(), "user_message", req.text, task_id)
     await _start_task(ctx, history, task_id)
     return MessageOut(task_id=task_id)
 
@@ -188,9 +192,11 @@ async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
     if current is None:
         task_id = str(ctx.uuid())
         _append(ctx, history, "user", req.text, task_id)
+        emit(ctx, ctx.key(), "user_message", req.text, task_id)
         await _start_task(ctx, history, task_id)
         return SteerOut(task_id=task_id, delivered_to="new_task")
     _append(ctx, history, "user", req.text, current.task_id)
+    emit(ctx, ctx.key(), "steering", req.text, current.task_id)
     # One-way: Task.steer only resolves a promise; the Agent need not wait for it.
     ctx.workflow_send(task.steer, key=current.task_id,
                       arg=SteerMessage(index=len(current.steering), text=req.text))
@@ -231,8 +237,9 @@ async def resolve_approval(ctx: ObjectContext, raw: bytes) -> ApprovalDecision:
     ctx.set("approvals", pending)
     decision = ApprovalDecision(approval_id=req.approval_id, decision=req.decision, reason=req.reason)
     verb = "approved" if req.decision == "approve" else "denied"
-    _append(ctx, await _history(ctx), "event", f"{verb}: {match.summary}" + (f" ({req.reason})" if req.reason else ""),
-            match.task_id)
+    text = f"{verb}: {match.summary}" + (f" ({req.reason})" if req.reason else "")
+    _append(ctx, await _history(ctx), "event", text, match.task_id)
+    emit(ctx, ctx.key(), "approval_resolved", text, match.task_id, ref=match.approval_id)
     # One-way: Task.decide only resolves the promise the task is suspended on.
     ctx.workflow_send(task.decide, key=match.task_id, arg=decision)
     return decision
@@ -247,8 +254,9 @@ async def approval_requested(ctx: ObjectContext, request: ApprovalRequest) -> No
     if all(a.approval_id != request.approval_id for a in pending.items):
         pending.items.append(request)
         ctx.set("approvals", pending)
-        _append(ctx, await _history(ctx), "event", f"approval needed: {request.summary} ({request.reason})",
-                request.task_id)
+        text = f"approval needed: {request.summary} ({request.reason})"
+        _append(ctx, await _history(ctx), "event", text, request.task_id)
+        emit(ctx, ctx.key(), "approval_requested", text, request.task_id, ref=request.approval_id)
 
 
 @agent_object.handler(ingress_private=True)
@@ -260,3 +268,5 @@ async def approval_closed(ctx: ObjectContext, decision: ApprovalDecision) -> Non
         pending.items.remove(match)
         ctx.set("approvals", pending)
         _append(ctx, await _history(ctx), "event", f"approval timed out: {match.summary}", match.task_id)
+        emit(ctx, ctx.key(), "approval_resolved", f"timed out: {match.summary}", match.task_id,
+             ref=match.approval_id)

@@ -14,6 +14,7 @@ from restate import WorkflowContext
 
 from app import retry, tools
 from app.controls import Controls
+from app.events import emit
 from app.llm import model_client
 from app.models import ModelTurn, PlanStep, StepResult, Usage
 
@@ -45,14 +46,16 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
         await controls.check_budget()
         for text in await controls.take_steering():
             messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
+        label = f"step {number}: {step.title[:60]}, round {round_no}"
         turn = await ctx.run_typed(
-            f"step {number}: {step.title[:60]}, round {round_no}",
+            label,
             model_client().complete, retry.model_step(ModelTurn),
             messages, tools.SCHEMAS, f"{task_id}-s{number}-r{round_no}",
         )
         usage = usage.plus(turn.usage)
         controls.charge(turn.usage)
         messages.append(turn.message)
+        emit(ctx, session_id, "model_round", _round_text(turn), task_id, ref=label)
         if turn.format_error:
             messages.append({"role": "user", "content": f"error: {turn.format_error}"})
             continue
@@ -67,7 +70,10 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
                 # Small models loop on a call that already worked; re-running it helps nobody.
                 messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": REPEATED_CALL})
                 continue
+            emit(ctx, session_id, "tool_call", tools.describe_call(call, limit=400), task_id, ref=op_id)
             outcome = await tools.dispatch(ctx, session_id, op_id, call, controls)
+            emit(ctx, session_id, "tool_result", outcome.text.splitlines()[0][:200] if outcome.text else "",
+                 task_id, detail=outcome.text, ref=op_id)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
             if outcome.finished:
                 finished = outcome.text
@@ -90,3 +96,12 @@ def _canonical(arguments: object) -> str:
         return json.dumps(json.loads(arguments), sort_keys=True) if isinstance(arguments, str) else str(arguments)
     except ValueError:
         return str(arguments)
+
+
+def _round_text(turn: ModelTurn) -> str:
+    calls = turn.message.get("tool_calls") or []
+    text = turn.message.get("content") or ""
+    if calls and text.lstrip().startswith(("{", "[")):
+        text = ""  # a structured-mode answer: the tool_call events show it
+    names = ", ".join(c["function"]["name"] for c in calls)
+    return (text + (f" → {names}" if names else "")).strip() or "(empty answer)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import restate
 
 from app.agent import agent_object
+from app.events import events_object
 from app.sandbox_service import backend, sandbox_object
 from app.task import task_workflow
 
@@ -15,4 +16,4 @@ from app.task import task_workflow
 # to start unprotected, so a misconfigured machine fails at start, not at the first command.
 backend()
 
-app = restate.app(services=[agent_object, task_workflow, sandbox_object])
+app = restate.app(services=[agent_object, task_workflow, sandbox_object, events_object])

@@ -23,6 +23,7 @@ from app import sandbox_service as sandbox
 from app.config import settings
 from app.controls import BudgetStopped, Controls
 from app.errors import is_cancellation
+from app.events import emit
 from app.models import (
     AcquireIn, ApprovalDecision, ConversationTurn, SteerMessage, PlanItem, ProgressReport, ReleaseIn, StepResult, TaskInput,
     TaskOutcome,
@@ -66,11 +67,14 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
                                                max_steps=config.max_steps)
         controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
+        emit(ctx, inp.session_id, "plan", "\n".join(f"{i}. {s.title}" for i, s in enumerate(the_plan.steps, 1)),
+             inp.task_id)
         report()
 
         results: list[StepResult] = []
         for number, step in enumerate(the_plan.steps, start=1):
             plan[number - 1].status = "running"
+            emit(ctx, inp.session_id, "step_started", f"step {number}: {step.title}", inp.task_id, ref=f"step {number}")
             report()
             result = await loop.run_step(
                 ctx, session_id=inp.session_id, task_id=inp.task_id, number=number, step=step,
@@ -79,6 +83,8 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
             )
             results.append(result)
             plan[number - 1].status = result.status
+            emit(ctx, inp.session_id, "step_finished", f"step {number} {result.status}: {result.summary}",
+                 inp.task_id, ref=f"step {number}")
             report()
 
         await release_sandbox()
