@@ -40,7 +40,10 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
         {"role": "user", "content": step_prompt(context, number, step)},
     ]
     usage = Usage()
+    # The previous round's calls, and whether any of them failed: repeating a call that
+    # worked is a loop; repeating one that failed may be a deliberate retry.
     previous_calls: list[dict[str, Any]] = []
+    previous_failed = False
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
         await controls.check_budget()
@@ -64,10 +67,11 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
             # A plain answer with no tool call is the model saying it is done.
             return StepResult(status="done", summary=turn.message.get("content") or "(no result)", usage=usage)
         finished: str | None = None
+        failed = False
         for index, call in enumerate(calls):
             op_id = f"{task_id}/s{number}/r{round_no}/c{index}"
-            if _same_call(call, previous_calls):
-                # Small models loop on a call that already worked; re-running it helps nobody.
+            if _same_call(call, previous_calls) and not previous_failed:
+                # Small models loop on a call that just worked; re-running it helps nobody.
                 messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": REPEATED_CALL})
                 continue
             emit(ctx, session_id, "tool_call", tools.describe_call(call, limit=400), task_id, ref=op_id)
@@ -75,11 +79,12 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
             emit(ctx, session_id, "tool_result", outcome.text.splitlines()[0][:200] if outcome.text else "",
                  task_id, detail=outcome.text, ref=op_id)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
+            failed = failed or outcome.text.startswith("error:")
             if outcome.finished:
                 finished = outcome.text
         if finished is not None:
             return StepResult(status="done", summary=finished, usage=usage)
-        previous_calls = calls
+        previous_calls, previous_failed = calls, failed
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
 
 
