@@ -15,7 +15,7 @@ import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
-from app import retry, task
+from app import retry, sandbox_service, task
 from app.config import settings
 from app.events import emit
 from app.errors import bad_request, conflict, is_cancellation, not_found
@@ -132,6 +132,23 @@ async def interrupt(ctx: ObjectContext) -> InterruptOut:
         return InterruptOut(interrupted=False)
     await _stop(ctx, history, current)
     return InterruptOut(interrupted=True, task_id=current.task_id)
+
+
+@agent_object.handler()
+async def reset(ctx: ObjectContext) -> InterruptOut:
+    """Start the workspace over: stop the running task, then terminate the sandbox and delete
+    its snapshots. The chat history stays. Repeating it is a no-op."""
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is not None:
+        await _stop(ctx, history, current)
+    # A call, not a send: when reset returns, the workspace is really gone.
+    await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=None)
+    _append(ctx, history, "event", "workspace reset", None)
+    emit(ctx, ctx.key(), "interrupted", "workspace reset")
+    return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
 
 
 @agent_object.handler(kind="shared")

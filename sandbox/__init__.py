@@ -6,7 +6,9 @@ every backend keeps is in docs/sandbox-backends.md.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox.limits import LocalLimits
 from sandbox.machine import SandboxUnprotected
@@ -23,17 +25,33 @@ from sandbox.protocol import (
     WorkspaceFull,
 )
 
-KINDS = ("local",)
+if TYPE_CHECKING:
+    from sandbox.modal_backend import ModalLimits
+
+KINDS = ("local", "modal")
 
 
-def create_backend(kind: str, root: Path, limits: LocalLimits | None = None) -> SandboxBackend:
-    """The backend called `kind`. "local" keeps its sandboxes under `root`, with `limits`
-    (default: from the SANDBOX_* environment), and raises SandboxUnprotected on a machine
-    where it cannot isolate commands (see sandbox/machine.py)."""
+def create_backend(kind: str, root: Path, limits: LocalLimits | ModalLimits | None = None) -> SandboxBackend:
+    """The backend called `kind`, with `limits` (default: from the environment).
+
+    "local" keeps its sandboxes under `root`, takes LocalLimits (SANDBOX_*), and raises
+    SandboxUnprotected on a machine where it cannot isolate commands (see sandbox/machine.py).
+    "modal" runs them in Modal (`root` is unused), in the app named by MODAL_APP_NAME, with
+    ModalLimits (MODAL_SANDBOX_*); Modal's SDK is imported only then.
+    """
     if kind == "local":
         from sandbox.local import LocalBackend
 
+        if limits is not None and not isinstance(limits, LocalLimits):
+            raise TypeError(f"the local backend takes LocalLimits, not {type(limits).__name__}")
         return LocalBackend(root, limits if limits is not None else LocalLimits.from_env())
+    if kind == "modal":
+        from sandbox.modal_backend import DEFAULT_APP_NAME, ModalBackend, ModalLimits
+
+        if limits is not None and not isinstance(limits, ModalLimits):
+            raise TypeError(f"the Modal backend takes ModalLimits, not {type(limits).__name__}")
+        return ModalBackend(os.environ.get("MODAL_APP_NAME") or DEFAULT_APP_NAME,
+                            limits if limits is not None else ModalLimits.from_env())
     raise ValueError(f"unknown sandbox backend {kind!r}; known: {', '.join(KINDS)}")
 
 

@@ -125,3 +125,19 @@ def test_an_exhausted_budget_declined_stops_the_task_cleanly(stack_factory):
     assert last["role"] == "event" and last["text"].startswith("task stopped: the budget of 3 model rounds")
     code, info = stack.call("Sandbox", "stop", "info")
     assert info["lease"] is None  # SAGA cleanup released the sandbox
+
+
+def test_steering_that_arrives_as_the_task_completes_becomes_the_next_task(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:late_steer")
+    first = send_message(stack, "late-steer", "write work.txt")
+    stack.wait_until(lambda: try_read_file(stack, "late-steer", "work.txt") == "done\n", message="work.txt")
+    time.sleep(0.5)  # the last (slow) model round is in flight: no model boundary is left
+    code, body = stack.call("Agent", "late-steer", "steer", {"text": "also add a README"})
+    assert code == 200 and body == {"task_id": first, "delivered_to": "running_task"}
+
+    stack.wait_until(lambda: try_read_file(stack, "late-steer", "README.md") == "guided\n", timeout=30,
+                     message="the follow-up task")
+    wait_idle(stack, "late-steer")
+    messages = history(stack, "late-steer")
+    assert [m["role"] for m in messages] == ["user", "user", "agent", "agent"]
+    assert messages[2]["task_id"] == first and messages[3]["task_id"] != first

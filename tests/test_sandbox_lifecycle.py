@@ -113,3 +113,23 @@ def test_an_idle_sandbox_is_suspended_and_restored_by_the_next_command(stack_fac
     assert sandbox["state"] == "running" and sandbox["restores"] == 1
     assert "kept" in tool_results(stack)[-1]  # `cat keep.txt` in the restored sandbox
     assert read_file(stack, "idle", "keep.txt") == "kept\n"
+
+
+def test_reset_deletes_the_workspace_and_its_snapshots(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:write_then_read", env={"SANDBOX_IDLE_S": "1"})
+    send_message(stack, "rst", "write keep.txt")
+    wait_idle(stack, "rst")
+    stack.wait_until(lambda: info(stack, "rst")["state"] == "suspended", timeout=20, message="suspension")
+    snapshots = list((stack.data_dir / "sandboxes" / "snapshots").glob("rst-*"))
+    assert snapshots
+
+    code, body = stack.call("Agent", "rst", "reset")
+    assert code == 200 and body["interrupted"] is False
+    assert info(stack, "rst")["state"] == "released"
+    assert not any(p.exists() for p in snapshots)
+    code, _ = stack.call("Agent", "rst", "reset")  # again: a no-op
+    assert code == 200 and info(stack, "rst")["state"] == "released"
+
+    send_message(stack, "rst", "now read it back")  # a fresh, empty workspace
+    wait_idle(stack, "rst")
+    assert "No such file" in tool_results(stack)[-1]

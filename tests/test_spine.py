@@ -193,3 +193,16 @@ def test_interrupt_without_a_new_message(stack_factory):
     assert history(stack, "stop")[-1]["role"] == "event"
     code, body = stack.call("Agent", "stop", "interrupt")
     assert code == 200 and body["interrupted"] is False
+
+
+def test_model_server_killed_mid_call(stack_factory):
+    stack = stack_factory("slow_model")  # the first step round answers after 3 s
+    send_message(stack, "llm", "write a note")
+    stack.wait_until(lambda: len(stack.llm_requests()) >= 2, message="the slow model round")
+    stack.kill_llm()
+    time.sleep(1.0)  # the worker's call fails meanwhile and is retried with backoff
+    stack.start_llm()
+    final = wait_idle(stack, "llm", timeout=90)
+    assert [p["status"] for p in final["plan"]] == ["done"]
+    assert read_file(stack, "llm", "note.txt") == "slow\n"
+    assert [m["role"] for m in history(stack, "llm")] == ["user", "agent"]

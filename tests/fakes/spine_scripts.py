@@ -116,3 +116,15 @@ chatty = scripted(
     plan=[("Count", "Append numbers")],
     step_actions={1: [run(f"echo {n} >> count.txt") for n in range(1, 7)] + [finish("counted to 6")]},
 )
+
+
+def late_steer(request: dict[str, Any]):
+    """One step whose last round (finish) is slow, so steering can arrive after the task's
+    last model boundary. A task that sees the guidance in its conversation writes it down."""
+    everything = "\n".join(message_text(m) for m in request.get("messages", []))
+    if is_planning(request):
+        return make_plan([("Follow up", "Note the guidance")] if "also add a README" in everything
+                         else [("Work", "Write work.txt")])
+    if "also add a README" in everything:
+        return [write("README.md", "guided\n"), finish("README written")][min(rounds_in_step(request), 1)]
+    return [write("work.txt", "done\n"), slow(finish("work written"), 2.0)][min(rounds_in_step(request), 1)]

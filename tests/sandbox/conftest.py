@@ -1,8 +1,9 @@
-"""Fixtures for the sandbox suites: a fresh backend per test, on a real machine.
+"""Fixtures for the sandbox suites: a fresh backend per test.
 
 `make_backend(**limits)` builds one more backend of the kind under test; `backend` is one
-with default limits. The contract suite is parametrised over BACKENDS, so another backend
-(a fake of a remote provider, say) joins every contract test by adding a factory here.
+with default limits. The contract suite is parametrised over BACKENDS: `local` runs on this
+machine, `modal-fake` is the Modal backend over a fake of Modal's SDK (fake_modal.py). Another
+backend joins every contract test by adding a factory here.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def sandbox_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _local(root: Path, made: list[Any]) -> MakeBackend:
+def _local(root: Path, made: list[Any], monkeypatch: pytest.MonkeyPatch) -> MakeBackend:
     def make(**limits: Any) -> SandboxBackend:
         backend = create_backend("local", root / f"b{len(made)}", LocalLimits(**limits))
         made.append(backend)
@@ -49,13 +50,36 @@ def _local(root: Path, made: list[Any]) -> MakeBackend:
     return make
 
 
-BACKENDS: dict[str, Callable[[Path, list[Any]], MakeBackend]] = {"local": _local}
+def _modal_fake(root: Path, made: list[Any], monkeypatch: pytest.MonkeyPatch) -> MakeBackend:
+    """The Modal backend over an in-memory fake of Modal's SDK (fake_modal.py). The same
+    scenarios against a real account: TestContractOnRealModal in test_modal_backend.py."""
+    from sandbox.modal_backend import ModalBackend, ModalLimits
+
+    from .fake_modal import FakeModal
+
+    FakeModal(root / "modal").install(monkeypatch)
+
+    def make(ttl_s: int | None = None, **limits: Any) -> SandboxBackend:
+        if ttl_s is not None:
+            limits["timeout_s"] = ttl_s  # the contract's TTL is Modal's sandbox timeout
+        backend = ModalBackend("contract-tests", ModalLimits(**limits))
+        made.append(backend)
+        return backend
+    return make
+
+
+# name -> factory(root, made, monkeypatch); monkeypatch is for a fake of a remote provider's SDK.
+BACKENDS: dict[str, Callable[[Path, list[Any], pytest.MonkeyPatch], MakeBackend]] = {
+    "local": _local,
+    "modal-fake": _modal_fake,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def make_backend(request: pytest.FixtureRequest, sandbox_root: Path) -> Iterator[MakeBackend]:
+def make_backend(request: pytest.FixtureRequest, sandbox_root: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
     made: list[Any] = []
-    yield BACKENDS[request.param](sandbox_root, made)
+    yield BACKENDS[request.param](sandbox_root, made, monkeypatch)
     for backend in made:
         if hasattr(backend, "close"):
             backend.close()
@@ -67,10 +91,10 @@ def backend(make_backend: MakeBackend) -> SandboxBackend:
 
 
 @pytest.fixture
-def local(sandbox_root: Path) -> Iterator[MakeBackend]:
+def local(sandbox_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeBackend]:
     """Local backends only, for the abuse suite and local specifics."""
     made: list[Any] = []
-    yield _local(sandbox_root, made)
+    yield _local(sandbox_root, made, monkeypatch)
     for backend in made:
         backend.close()
 
