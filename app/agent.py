@@ -10,6 +10,7 @@ from an interrupted task can never clear or overwrite its replacement.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
@@ -91,14 +92,23 @@ async def _stop(ctx: ObjectContext, history: list[HistoryEntry], current: Runnin
             plan=_cancelled_plan(current)))
 
 
+T = TypeVar("T", MessageIn, SteerIn)
+
+
+def _user_text(ctx: ObjectContext, raw: bytes, model: type[T], what: str) -> T:
+    """Validate the session key and a user's text: a 400 naming the problem, nothing changed."""
+    check_key(ctx.key())
+    limit = settings().max_message_chars
+    req = parse(raw, model, max_bytes=limit * 4 + 1024)
+    if len(req.text) > limit:
+        raise bad_request(f"{what} is {len(req.text)} characters; the limit is {limit}")
+    return req
+
+
 @agent_object.handler(input_serde=BytesSerde())
 async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
     """Append a user message and start a task for it, interrupting the running one."""
-    check_key(ctx.key())
-    limit = settings().max_message_chars
-    req = parse(raw, MessageIn, max_bytes=limit * 4 + 1024)
-    if len(req.text) > limit:
-        raise bad_request(f"message is {len(req.text)} characters; the limit is {limit}")
+    req = _user_text(ctx, raw, MessageIn, "message")
 
     history = await _history(ctx)
     current = await ctx.get("current", type_hint=RunningTask)
@@ -199,11 +209,7 @@ async def task_finished(ctx: ObjectContext, outcome: TaskOutcome) -> None:
 @agent_object.handler(input_serde=BytesSerde())
 async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
     """Guide the running task without interrupting it (picked up at its next model round)."""
-    check_key(ctx.key())
-    limit = settings().max_message_chars
-    req = parse(raw, SteerIn, max_bytes=limit * 4 + 1024)
-    if len(req.text) > limit:
-        raise bad_request(f"steering is {len(req.text)} characters; the limit is {limit}")
+    req = _user_text(ctx, raw, SteerIn, "steering")
     history = await _history(ctx)
     current = await ctx.get("current", type_hint=RunningTask)
     if current is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -49,14 +50,21 @@ class LocalLimits(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalLimits:
         """Defaults overridden by any `SANDBOX_<FIELD>` variable that is set."""
-        environ = os.environ if environ is None else environ
-        values = {name: environ[env_name(name)] for name in cls.model_fields if env_name(name) in environ}
-        try:
-            return cls(**values)
-        except ValidationError as e:
-            bad = ", ".join(f"{env_name(str(err['loc'][0]))}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"invalid sandbox limits in the environment ({bad})") from None
+        return from_env(cls, "SANDBOX_", "sandbox limits", environ)
 
 
-def env_name(field: str) -> str:
-    return f"SANDBOX_{field.upper()}"
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_env(model: type[M], prefix: str, what: str, environ: Mapping[str, str] | None = None) -> M:
+    """Build `model` from its defaults and any `<prefix><FIELD>` variable that is set; a bad
+    value is a ValueError naming the variable."""
+    environ = os.environ if environ is None else environ
+    names = {field: f"{prefix}{field.upper()}" for field in model.model_fields}
+    values = {field: environ[name] for field, name in names.items() if name in environ}
+    try:
+        return model(**values)
+    except ValidationError as e:
+        bad = ", ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"invalid {what} in the environment ({bad})") from None
+

@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import logging
 import math
-import os
 import re
 import secrets
 import tempfile
@@ -44,10 +43,11 @@ import modal
 import modal.exception
 import modal.experimental
 from modal.types import FileInfo, FileType
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sandbox import paths
 from sandbox.limits import MB
+from sandbox.limits import from_env as settings_from_env
 from sandbox.output import StreamCapture, full_log
 from sandbox.protocol import (
     ExecResult,
@@ -113,17 +113,8 @@ class ModalLimits(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ModalLimits:
         """Defaults overridden by any `MODAL_SANDBOX_<FIELD>` variable that is set."""
-        environ = os.environ if environ is None else environ
-        values = {name: environ[env_name(name)] for name in cls.model_fields if env_name(name) in environ}
-        try:
-            return cls(**values)
-        except ValidationError as e:
-            bad = ", ".join(f"{env_name(str(err['loc'][0]))}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"invalid Modal sandbox settings in the environment ({bad})") from None
+        return settings_from_env(cls, "MODAL_SANDBOX_", "Modal sandbox settings", environ)
 
-
-def env_name(field: str) -> str:
-    return f"MODAL_SANDBOX_{field.upper()}"
 
 
 def modal_name(name: str) -> str:
