@@ -9,7 +9,7 @@ run: setup
 	.venv/bin/python -m stack run
 
 test:
-	@scripts/setup.sh --model
+	@scripts/setup.sh --model --browser
 	.venv/bin/python -m pytest -q
 
 bench: setup

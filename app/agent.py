@@ -18,13 +18,13 @@ from restate.serde import BytesSerde
 
 from app import retry, sandbox_service, task
 from app.config import settings
-from app.events import emit
 from app.errors import bad_request, conflict, is_cancellation, not_found
+from app.events import emit
 from app.models import (
-    ApprovalDecision, ApprovalRequest, ApprovalsOut, PendingApprovals, ResolveApprovalIn, SteerIn,
-    SteerMessage, SteerOut,
-    ConversationTurn, History, HistoryEntry, HistoryOut, LastTask, InterruptOut, MessageIn, MessageOut,
-    PlanItem, ProgressReport, RunningTask, StatusOut, TaskInput, TaskOutcome,
+    ApprovalDecision, ApprovalRequest, ApprovalsOut, ConversationTurn, History, HistoryEntry,
+    HistoryOut, InterruptOut, LastTask, MessageIn, MessageOut, PendingApprovals, PlanItem,
+    ProgressReport, ResolveApprovalIn, RunningTask, StatusOut, SteerIn, SteerMessage, SteerOut,
+    TaskInput, TaskOutcome,
 )
 from app.validation import check_key, parse
 

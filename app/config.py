@@ -45,6 +45,9 @@ class Settings(BaseModel):
     admin_port: int = 9070
     worker_port: int = 9080
     node_port: int = 5122
+    # The web UI (ui/), and where the model client posts live text for it (unset: nowhere).
+    ui_port: int = 3000
+    delta_url: str | None = None
 
     # Bounds on the agent loop and on user input.
     max_steps: int = Field(default=6, ge=1)
@@ -107,6 +110,8 @@ def settings() -> Settings:
         admin_port=int(_env("RESTATE_ADMIN_PORT", "9070")),
         worker_port=int(_env("WORKER_PORT", "9080")),
         node_port=int(_env("RESTATE_NODE_PORT", "5122")),
+        ui_port=int(_env("UI_PORT", "3000")),
+        delta_url=e("AGENT_DELTA_URL") or None,
         max_steps=int(_env("AGENT_MAX_STEPS", "6")),
         max_rounds_per_step=int(_env("AGENT_MAX_ROUNDS", "12")),
         max_message_chars=int(_env("AGENT_MAX_MESSAGE_CHARS", "16000")),

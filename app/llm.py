@@ -8,15 +8,26 @@ the loop above never knows the difference.
 
 Callers run `complete` inside `ctx.run_typed`: the returned `ModelTurn` is what the journal
 stores, and a replay never calls the model again.
+
+Live text: when AGENT_DELTA_URL is set (the web UI's /internal/deltas) and the caller names its
+session, the request is streamed and the text is posted there as it arrives, for watchers only.
+That is best effort and never journaled: the `ModelTurn` is assembled from the same chunks and is
+exactly what the non-streaming request returns, so the journal does not depend on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import uuid
 from functools import lru_cache
 from typing import Any
 
+import httpx
 import openai
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletion
 
 from app import structured_tools
 from app.config import Settings, settings
@@ -33,10 +44,18 @@ class ModelClient:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=config.llm_timeout_s, max_retries=0
         )
+        # Where live text goes (the web UI), or "" for nowhere; see LiveText.
+        self.delta_url = config.delta_url or ""
+        self._deltas = httpx.AsyncClient(timeout=DELTA_TIMEOUT_S, trust_env=False)
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                       call_id_prefix: str) -> ModelTurn:
-        """One model round. Raises RetryableError, TerminalError, or a transient error."""
+                       call_id_prefix: str, *, session_id: str | None = None,
+                       task_id: str | None = None, label: str | None = None) -> ModelTurn:
+        """One model round. Raises RetryableError, TerminalError, or a transient error.
+
+        `session_id`, `task_id` and `label` (the journal step's name) only address the live
+        text; they never change the request or the result.
+        """
         request: dict[str, Any] = {"model": self.model}
         if self.temperature is not None:
             request["temperature"] = self.temperature
@@ -47,10 +66,35 @@ class ModelClient:
             request["messages"] = messages
             request["tools"] = tools
         try:
-            response = await self._client.chat.completions.create(**request)
+            if self.delta_url and session_id:
+                live = LiveText(self._deltas, self.delta_url, session_id, task_id, label)
+                response = await self._stream(request, live)
+            else:
+                response = await self._client.chat.completions.create(**request)
         except openai.OpenAIError as error:
             raise classify_llm_error(error) from error
+        return self._turn(response, call_id_prefix)
 
+    async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:
+        """The same request, streamed: chunks go to `live` and are assembled into the completion."""
+        state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+        try:
+            stream = await self._client.chat.completions.create(
+                **request, stream=True, stream_options={"include_usage": True})
+            async for chunk in stream:
+                state.handle_chunk(chunk)
+                for choice in chunk.choices[:1]:
+                    live.add(choice.delta.content or "")
+                    for call in choice.delta.tool_calls or []:
+                        if call.function is not None and call.function.name:
+                            live.add(f"\n→ {call.function.name} ")
+                        if call.function is not None and call.function.arguments:
+                            live.add(call.function.arguments)
+        finally:
+            live.close()
+        return state.get_final_completion()
+
+    def _turn(self, response: ChatCompletion, call_id_prefix: str) -> ModelTurn:
         choice = response.choices[0].message
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
@@ -71,6 +115,55 @@ class ModelClient:
                 if c.type == "function"
             ]
         return ModelTurn(message=message, usage=usage)
+
+
+DELTA_INTERVAL_S = 0.1  # how often live text is posted while a round streams
+DELTA_TIMEOUT_S = 1.0  # a UI that is slow to answer loses live text, never the model call
+_senders: set[asyncio.Task[None]] = set()  # posting tasks, kept referenced until they finish
+
+
+class LiveText:
+    """The live text of one model call attempt, posted in batches to the web UI.
+
+    One background task posts the batches in order and swallows every failure: the model call
+    never waits for it. `attempt` is a fresh nonce per call, so a watcher can tell a retried
+    round (which starts its text over) from the continuation of the same one.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: str, session_id: str, task_id: str | None,
+                 label: str | None) -> None:
+        self._client = client
+        self._url = url
+        self._head = {"session": session_id, "task_id": task_id, "ref": label, "attempt": uuid.uuid4().hex[:12]}
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+        self._batches: asyncio.Queue[str | None] = asyncio.Queue()
+        sender = asyncio.create_task(self._send_all())
+        _senders.add(sender)
+        sender.add_done_callback(_senders.discard)
+
+    def add(self, text: str) -> None:
+        if text:
+            self._pending.append(text)
+        if time.monotonic() - self._last_flush >= DELTA_INTERVAL_S:
+            self._flush()
+
+    def close(self) -> None:
+        self._flush()
+        self._batches.put_nowait(None)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._batches.put_nowait("".join(self._pending))
+            self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    async def _send_all(self) -> None:
+        while (text := await self._batches.get()) is not None:
+            try:
+                await self._client.post(self._url, json={**self._head, "text": text})
+            except (httpx.HTTPError, httpx.InvalidURL):
+                pass  # best effort: the journaled model_round event carries the text anyway
 
 
 def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

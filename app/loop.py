@@ -54,6 +54,7 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
             label,
             model_client().complete, retry.model_step(ModelTurn),
             messages, tools.SCHEMAS, f"{task_id}-s{number}-r{round_no}",
+            session_id=session_id, task_id=task_id, label=label,  # addresses live text for the web UI
         )
         usage = usage.plus(turn.usage)
         controls.charge(turn.usage)

@@ -31,7 +31,8 @@ def plan_tool(max_steps: int) -> dict[str, Any]:
         "name": "make_plan", "description": "Submit the plan.", "parameters": schema}}
 
 
-async def make_plan(ctx: WorkflowContext, *, task_id: str, request: str, max_steps: int) -> tuple[Plan, Usage]:
+async def make_plan(ctx: WorkflowContext, *, session_id: str, task_id: str, request: str,
+                    max_steps: int) -> tuple[Plan, Usage]:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": PLAN_PROMPT.format(max_steps=max_steps)},
         {"role": "user", "content": request},
@@ -40,7 +41,8 @@ async def make_plan(ctx: WorkflowContext, *, task_id: str, request: str, max_ste
     for attempt in range(1, PLAN_ATTEMPTS + 1):
         label = "plan" if attempt == 1 else f"plan, attempt {attempt}"
         turn = await ctx.run_typed(label, model_client().complete, retry.model_step(ModelTurn),
-                                   messages, [plan_tool(max_steps)], f"{task_id}-plan-{attempt}")
+                                   messages, [plan_tool(max_steps)], f"{task_id}-plan-{attempt}",
+                                   session_id=session_id, task_id=task_id, label=label)
         usage = usage.plus(turn.usage)
         plan, problem = _parse(turn, max_steps)
         if plan is not None:

@@ -25,8 +25,8 @@ from app.controls import BudgetStopped, Controls
 from app.errors import is_cancellation
 from app.events import emit
 from app.models import (
-    AcquireIn, ApprovalDecision, ConversationTurn, SteerMessage, PlanItem, ProgressReport, ReleaseIn, StepResult, TaskInput,
-    TaskOutcome,
+    AcquireIn, ApprovalDecision, ConversationTurn, PlanItem, ProgressReport, ReleaseIn, SteerMessage,
+    StepResult, TaskInput, TaskOutcome,
 )
 from app.planner import make_plan
 
@@ -63,8 +63,8 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
 
         conversation = render_conversation(inp.conversation)
-        the_plan, plan_usage = await make_plan(ctx, task_id=inp.task_id, request=conversation,
-                                               max_steps=config.max_steps)
+        the_plan, plan_usage = await make_plan(ctx, session_id=inp.session_id, task_id=inp.task_id,
+                                               request=conversation, max_steps=config.max_steps)
         controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
         emit(ctx, inp.session_id, "plan", "\n".join(f"{i}. {s.title}" for i, s in enumerate(the_plan.steps, 1)),

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: Python deps, the pinned Restate binaries,
-# bubblewrap and (when asked) the offline model. Re-running skips what is already current.
+# bubblewrap and (when asked) the offline model and Chromium for the web UI's tests.
+# Re-running skips what is already current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_model=0
+want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --model) want_model=1 ;;
+    --browser) want_browser=1 ;;
     *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +47,18 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
-# 4. The offline model (only when no OpenAI endpoint is configured, or for the test suite).
+# 4. Chromium, for the web UI's browser tests (tests/test_ui_browser.py drives Debian's
+#    /usr/bin/chromium through playwright; playwright never downloads a browser of its own).
+if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+
+# 5. The offline model (only when no OpenAI endpoint is configured, or for the test suite).
 if [ "$want_model" = 1 ]; then
   .venv/bin/python -m stack.model ensure
 fi

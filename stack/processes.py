@@ -219,6 +219,24 @@ def start_worker(
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
 
 
+# --- the web UI ----------------------------------------------------------------------------------
+
+
+def start_ui(port: int, env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT) -> Process:
+    """Serve the web UI (`python -m ui`, ui/server.py) on 127.0.0.1:`port`.
+
+    It reaches Restate only through the ingress, so `env` needs RESTATE_INGRESS_PORT (and
+    RESTATE_ADMIN_PORT for its link to the Restate UI); UI_TOKEN, if set, protects it.
+    """
+    argv = [sys.executable, "-m", "ui"]
+    return spawn(argv, {**env, "UI_PORT": str(port), "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
+
+
+def delta_url(ui_port: int) -> str:
+    """Where the worker posts live model text for the UI (AGENT_DELTA_URL)."""
+    return f"http://{HOST}:{ui_port}/internal/deltas"
+
+
 # --- stopping ------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """`python -m stack run`: start the product locally and keep it running until Ctrl-C.
 
 It starts restate-server (data in $AGENT_DATA_DIR/restate), the offline model when no OpenAI
-endpoint is configured, and the worker; registers the worker; prints where to go; and then
+endpoint is configured, the worker and the web UI (ui/); registers the worker; prints where to go; and then
 restarts whichever of them dies, SIGKILL included. Restate keeps every invocation's journal, so a
 restart loses no work: the invocations resume where they stopped.
 
@@ -73,6 +73,7 @@ class Supervisor:
         if self.local_model:
             self.children.append(self._model())
         self.children.append(self._worker())
+        self.children.append(self._ui())
         self.services: list[dict[str, Any]] = []
 
     # --- the three children ------------------------------------------------------------------
@@ -114,8 +115,10 @@ class Supervisor:
         port = self.config.worker_port
 
         def start() -> Process:
-            # The worker reads its settings from the environment, like we did.
-            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir)}
+            # The worker reads its settings from the environment, like we did. It streams live
+            # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
+            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
+                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
             return processes.start_worker(port, env, self.logs / "worker.log")
 
         def ready(proc: Process) -> None:
@@ -123,6 +126,15 @@ class Supervisor:
             self._register(proc)
 
         return Child("worker", start, ready, self.logs / "worker.log")
+
+    def _ui(self) -> Child:
+        """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
+        port = self.config.ui_port
+
+        def start() -> Process:
+            return processes.start_ui(port, os.environ, self.logs / "ui.log")
+
+        return Child("ui", start, lambda proc: processes.wait_port(port, 30.0, proc), self.logs / "ui.log")
 
     def _register(self, worker: Process) -> None:
         c = self.config
@@ -254,7 +266,8 @@ class Supervisor:
         ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
                  (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
                  (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT"),
-                 (c.worker_port, "worker", "WORKER_PORT")]
+                 (c.worker_port, "worker", "WORKER_PORT"),
+                 (c.ui_port, "web UI", "UI_PORT")]
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
         for port, what, variable in ports:
@@ -283,6 +296,7 @@ class Supervisor:
         lines = [
             "",
             "The durable coding agent is running.",
+            f"  Web UI:       {self._ui_url()}",
             f"  Ingress:      {ingress}",
             f"  Restate UI:   http://127.0.0.1:{c.admin_port}/ui/",
             f"  Model:        {where}",
@@ -296,6 +310,11 @@ class Supervisor:
             "",
         ]
         print("\n".join(lines), flush=True)
+
+    def _ui_url(self) -> str:
+        url = f"http://127.0.0.1:{self.config.ui_port}/"
+        # With a token, opening this link once sets the UI's cookie.
+        return url + ("?token=<your UI_TOKEN>" if os.environ.get("UI_TOKEN", "").strip() else "")
 
     def _log(self, message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 # The settings app.config reads. The worker gets none of the developer's own values, so a
 # real OPENAI_API_KEY in the shell can never reach a test.
-_CONFIG_PREFIXES = ("OPENAI_", "AGENT_", "RESTATE_", "LOCAL_MODEL", "SANDBOX_", "WORKER_", "LLM_")
+_CONFIG_PREFIXES = ("OPENAI_", "AGENT_", "RESTATE_", "LOCAL_MODEL", "SANDBOX_", "WORKER_", "LLM_", "UI_")
 
 
 class ScriptedLLM:
@@ -78,6 +78,8 @@ class Stack:
         app: str = processes.WORKER_APP,
         app_dir: Path = REPO_ROOT,
         restate_env: Mapping[str, str] | None = None,
+        ui: bool = False,
+        ui_env: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
@@ -93,6 +95,10 @@ class Stack:
         self.ingress = Ingress(self.ingress_port)
         self.restate: Process | None = None
         self.worker: Process | None = None
+        # The web UI (ui/), only when asked for: `ui_url` is where a browser goes.
+        self.ui_port: int | None = processes.free_port() if ui else None
+        self.ui_env = dict(ui_env or {})
+        self.ui: Process | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -103,9 +109,13 @@ class Stack:
             self.start_restate(wait=False)
             self.llm.start(wait=False)
             self.worker = self._spawn_worker()
+            if self.ui_port is not None:
+                self.start_ui(wait=False)
             self._wait_restate()
             self.llm.wait()
             self._wait_worker()
+            if self.ui_port is not None:
+                processes.wait_port(self.ui_port, 30.0, self.ui)
         except BaseException:
             self.close()  # `with Stack(...)` never reaches __exit__ when __enter__ fails
             raise
@@ -117,6 +127,7 @@ class Stack:
             processes.kill_group(self.worker)
             self.worker = None
         self.llm.kill()
+        self.kill_ui()
         if self.restate is not None:
             processes.stop(self.restate, grace=3.0)
             self.restate = None
@@ -162,6 +173,23 @@ class Stack:
     def start_llm(self) -> None:
         """Start the scripted LLM again on the same port."""
         self.llm.start()
+
+    def start_ui(self, wait: bool = True) -> None:
+        """Start the web UI server on `ui_port`, talking to this stack's ingress."""
+        assert self.ui_port is not None, "Stack(ui=True) starts the web UI"
+        self.ui = processes.start_ui(self.ui_port, {**self.worker_env(), **self.ui_env}, self.logs / "ui.log")
+        if wait:
+            processes.wait_port(self.ui_port, 30.0, self.ui)
+
+    def kill_ui(self) -> None:
+        """SIGKILL the web UI server."""
+        if self.ui is not None:
+            processes.kill_group(self.ui)
+            self.ui = None
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{processes.HOST}:{self.ui_port}"
 
     # --- talking to it -----------------------------------------------------------------------
 
@@ -221,6 +249,8 @@ class Stack:
             "RESTATE_NODE_PORT": str(self.node_port),
             "WORKER_PORT": str(self.worker_port),
         })
+        if self.ui_port is not None:  # the worker streams live model text to the UI
+            env["AGENT_DELTA_URL"] = processes.delta_url(self.ui_port)
         env.update(self.extra_env)
         return env
 

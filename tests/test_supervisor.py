@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stack import processes
@@ -36,13 +37,14 @@ class Supervised:
     def __init__(self, root: Path, llm: ScriptedLLM) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.ingress, self.admin, self.node, self.worker = processes.free_ports(4)
+        self.ingress, self.admin, self.node, self.worker, self.ui = processes.free_ports(5)
         self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("OPENAI_", "AGENT_", "RESTATE_", "SANDBOX_", "WORKER_"))}
+                    if not k.startswith(("OPENAI_", "AGENT_", "RESTATE_", "SANDBOX_", "WORKER_", "UI_"))}
         self.env.update({
             "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test", "AGENT_DATA_DIR": str(self.data_dir),
             "RESTATE_INGRESS_PORT": str(self.ingress), "RESTATE_ADMIN_PORT": str(self.admin),
-            "RESTATE_NODE_PORT": str(self.node), "WORKER_PORT": str(self.worker), "PYTHONUNBUFFERED": "1",
+            "RESTATE_NODE_PORT": str(self.node), "WORKER_PORT": str(self.worker), "UI_PORT": str(self.ui),
+            "PYTHONUNBUFFERED": "1",
         })
         self.proc: subprocess.Popen | None = None
         self.log = root / "supervisor.log"
@@ -114,7 +116,11 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     assert read_file(stack, "sup", "log.txt").count("four") == 1
     assert [m["role"] for m in history(stack, "sup")] == ["user", "agent"]
 
-    children = [sup.child_pid(n) for n in ("worker", "restate")]
+    # The web UI is one of the supervised children, and shows the same session.
+    ui_status = httpx.get(f"http://127.0.0.1:{sup.ui}/api/sessions/sup/status", trust_env=False)
+    assert ui_status.status_code == 200 and ui_status.json()["state"] == "idle"
+
+    children = [sup.child_pid(n) for n in ("worker", "restate", "ui")]
     assert sup.interrupt() == 0
     assert not any(_alive(pid) for pid in children)
     assert not list((sup.data_dir / "run").glob("*.pid"))

@@ -1,1 +1,1 @@
-"""The web UI (its own issue fills this package)."""
+"""The web UI: a small Starlette server (ui/server.py) and a plain-JS page (ui/static/)."""

@@ -1,0 +1,167 @@
+"""The web UI in a real headless Chromium (Debian's /usr/bin/chromium, driven by playwright).
+
+Each test starts a stack with the UI server and the scripted LLM, and uses the page the way a
+person would: send a message, watch the plan and the answer, interrupt, reload mid-task,
+approve a command. The first one also saves a screenshot of the page mid-task.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+from stack.processes import REPO_ROOT  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCRIPTS = "tests.fakes.ui_scripts"
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+# The README's screenshot: written when missing, or refreshed with UPDATE_SCREENSHOT=1, so a
+# test run does not rewrite a committed file every time.
+SCREENSHOT = REPO_ROOT / "docs" / "screenshot.png"
+
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium package")
+    with sync_playwright() as p:
+        # Never a downloaded browser: the system's Chromium, offline.
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def open_session(page: Page, stack, session: str) -> None:
+    page.goto(f"{stack.ui_url}/#{session}")
+    expect(page.locator("#session-title")).to_have_text(session)
+    expect(page.locator("#connection")).to_have_text("live")
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.click("#send")
+    expect(page.locator("#chat .msg.user .body").last).to_have_text(text)
+
+
+def step(page: Page, number: int):
+    return page.locator(f'#plan li[data-step="{number}"]')
+
+
+def timeline_seqs(page: Page) -> list[int]:
+    return page.locator("#timeline [data-seq]").evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+
+
+def logged_seqs(stack, session: str) -> list[int]:
+    code, body = stack.call("Events", session, "read", {"after": 0, "limit": 500})
+    assert code == 200, (code, body)
+    return [e["seq"] for e in body["events"]]
+
+
+def test_a_message_shows_the_plan_the_steps_turning_done_and_the_answer(stack_factory, page):
+    stack = stack_factory(f"{SCRIPTS}:three_steps", ui=True)
+    open_session(page, stack, "demo")
+    send(page, "Write fib.py, run it, and write notes")
+    expect(page.locator("#plan li.step")).to_have_count(3)
+    expect(step(page, 1)).to_contain_text("Write fib.py")
+    expect(step(page, 2)).to_have_attribute("data-status", "running")
+    expect(step(page, 1)).to_have_attribute("data-status", "done")
+
+    # Live text for the next round, posted exactly as the worker's model client posts it; the
+    # round's journaled model_round event must replace it.
+    task_id = httpx.get(f"{stack.ui_url}/api/sessions/demo/status", trust_env=False).json()["task_id"]
+    delta = {"session": "demo", "task_id": task_id, "ref": "step 3: Write the notes, round 1",
+             "attempt": "a1", "text": '→ write_file {"path": "NOTES.md", "content": "# Notes\\n\\nfib.py prints'}
+    assert httpx.post(f"{stack.ui_url}/internal/deltas", json=delta, trust_env=False).status_code == 204
+    expect(page.locator("#live .live-round pre")).to_contain_text("NOTES.md")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-mid-task.png"))
+    if not SCREENSHOT.exists() or os.environ.get("UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / "ui-mid-task.png", SCREENSHOT)
+
+    expect(page.locator("#chat .msg.agent")).to_contain_text("NOTES.md written")
+    expect(page.locator('#plan li[data-status="done"]')).to_have_count(3)
+    expect(page.locator("#live .live-round")).to_have_count(0)
+    expect(page.locator("#state")).to_have_text("idle")
+
+    # The workspace browser shows the files the agent wrote.
+    page.click("#refresh-files")
+    page.click('#files a[data-path="fib.py"]')
+    expect(page.locator("#file-view")).to_contain_text("def fib(n):")
+    assert page.get_attribute("#download", "href") == "/api/sessions/demo/download"
+    # The timeline holds the model rounds and tool calls, with outputs to unfold.
+    call = page.locator('#timeline [data-kind="tool_call"]').filter(has_text="python3 fib.py").first
+    result = page.locator(f'#timeline details[data-kind="tool_result"][data-ref="{call.get_attribute("data-ref")}"]')
+    result.locator("summary").click()
+    expect(result.locator("pre").last).to_contain_text("[0, 1, 1, 2, 3, 5, 8, 13, 21, 34]")
+    assert "/ui/" in (page.get_attribute("#restate-ui", "href") or "")
+
+
+def test_a_reload_and_a_ui_server_restart_mid_task_lose_and_repeat_no_event(stack_factory, page):
+    stack = stack_factory(f"{SCRIPTS}:three_steps", ui=True)
+    open_session(page, stack, "reload")
+    send(page, "Write fib.py, run it, and write notes")
+    expect(step(page, 1)).to_have_attribute("data-status", "running")
+    page.reload()
+    expect(page.locator("#chat .msg.user")).to_have_count(1)  # the history is back
+    expect(step(page, 2)).to_have_attribute("data-status", "running")
+    # The server goes away mid-task; EventSource reconnects with its Last-Event-ID.
+    stack.kill_ui()
+    expect(page.locator("#connection")).to_have_text("reconnecting…")
+    stack.start_ui()
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#chat .msg.agent")).to_contain_text("NOTES.md written")
+    expect(page.locator("#chat .msg")).to_have_count(2)
+    assert timeline_seqs(page) == logged_seqs(stack, "reload")
+
+
+def test_interrupt_stops_the_running_task(stack_factory, page):
+    stack = stack_factory(f"{SCRIPTS}:stuck", ui=True)
+    open_session(page, stack, "stop")
+    send(page, "think about it")
+    expect(step(page, 1)).to_have_attribute("data-status", "running")
+    expect(page.locator('#timeline [data-kind="tool_call"]')).to_have_count(1)  # in its 30 s command
+    expect(page.locator("#state")).to_have_text("running")
+    page.click("#interrupt")
+    expect(page.locator("#chat .msg.event")).to_contain_text("task interrupted")
+    expect(step(page, 1)).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#state")).to_have_text("idle")
+
+
+def test_a_command_waits_for_approval_and_runs_once_approved(stack_factory, page):
+    stack = stack_factory("tests.fakes.spine_scripts:risky", ui=True, env={"AGENT_APPROVAL": "commands"})
+    open_session(page, stack, "ok")
+    send(page, "deploy it")
+    approval = page.locator("#approvals .approval")
+    expect(approval).to_have_count(1)
+    expect(approval).to_contain_text("echo pushed >> pushes.txt")
+    approval.locator(".reason").fill("looks fine")
+    approval.locator("button.approve").click()
+    expect(page.locator("#approvals-panel")).to_be_hidden()
+    expect(page.locator("#chat .msg.event").filter(has_text="approved: run_command")).to_contain_text("looks fine")
+    expect(page.locator("#chat .msg.agent")).to_contain_text("tool said: exit code: 0")
+    page.click("#refresh-files")
+    expect(page.locator('#files a[data-path="pushes.txt"]')).to_have_count(1)

@@ -1,0 +1,239 @@
+"""The web UI's server without a browser: the resumable event stream, live deltas, the token,
+the API's pass-through of Restate's answers, and the workspace download."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zipfile
+
+import httpx
+import pytest
+
+from tests.agent_helpers import send_message, wait_idle
+from tests.ui_helpers import Sse, logged_events, sse_stream
+
+SCRIPTS = "tests.fakes.ui_scripts"
+
+
+def ui_client(stack, **kwargs) -> httpx.Client:
+    return httpx.Client(base_url=stack.ui_url, trust_env=False, timeout=30.0, **kwargs)
+
+
+def log(stack, session: str) -> list[dict]:
+    code, body = stack.call("Events", session, "read", {"after": 0, "limit": 500})
+    assert code == 200, (code, body)
+    return body["events"]
+
+
+def test_the_stream_resumes_with_last_event_id_across_a_worker_kill(stack_factory):
+    stack = stack_factory("tests.fakes.spine_scripts:appender", ui=True)
+    client = ui_client(stack)
+    send_message(stack, "resume", "append four lines")
+
+    # A second client stays connected from start to finish, through the crash.
+    watcher: list[Sse] = []
+    watching = threading.Thread(target=lambda: watcher.extend(logged_events(ui_client(stack), "resume")))
+    watching.start()
+
+    # The first client reads until the first command's result, and hangs up.
+    first: list[Sse] = []
+    for item in sse_stream(client, "/api/sessions/resume/events", params={"after": 0}):
+        if item.id is not None:
+            first.append(item)
+            if item.event == "tool_result":
+                break
+    # Kill the worker mid-task (step 1's second command sleeps 3 s), let the task go on
+    # without the client for a while, then reconnect with the last id it saw.
+    time.sleep(0.5)
+    stack.kill_worker()
+    stack.start_worker()
+    time.sleep(2.0)
+    rest = logged_events(client, "resume", headers={"Last-Event-ID": str(first[-1].id)})
+    watching.join(timeout=90)
+
+    final = log(stack, "resume")
+    assert [e["kind"] for e in final].count("final_answer") == 1
+    assert rest, "nothing after the reconnect"
+    for stream in (first + rest, watcher):
+        seqs = [item.id for item in stream]
+        assert seqs == list(range(1, len(final) + 1)), seqs  # no gap, no duplicate, in order
+        assert [item.data for item in stream] == final
+        assert all(item.event == item.data["kind"] for item in stream)
+
+
+def test_deltas_reach_watchers_without_ids_and_a_new_attempt_starts_over(stack_factory):
+    stack = stack_factory("echo", ui=True)
+    client = ui_client(stack)
+    send_message(stack, "live", "hello")
+
+    def post(attempt: str, text: str) -> None:
+        delta = {"session": "live", "task_id": "t1", "ref": "step 1: x, round 1", "attempt": attempt, "text": text}
+        assert client.post("/internal/deltas", json=delta).status_code == 204
+
+    post("a1", "Hel")
+    post("a1", "lo")
+    deltas: list[Sse] = []
+    for item in sse_stream(client, "/api/sessions/live/events", params={"after": 0}):
+        if item.event == "delta":
+            deltas.append(item)
+            if len(deltas) == 1:  # the snapshot of the round so far; now a retry starts over
+                post("a2", "Again")
+            if len(deltas) == 2:
+                break
+    snapshot, live = deltas
+    assert snapshot.id is None and live.id is None  # deltas never move Last-Event-ID
+    assert snapshot.data == {"ref": "step 1: x, round 1", "task_id": "t1", "attempt": "a1", "text": "Hello",
+                             "snapshot": True}
+    assert live.data == {"ref": "step 1: x, round 1", "task_id": "t1", "attempt": "a2", "text": "Again"}
+    # A reconnecting client gets the new attempt's text only.
+    for item in sse_stream(client, "/api/sessions/live/events", params={"after": 0}):
+        if item.event == "delta":
+            assert item.data["text"] == "Again" and item.data["attempt"] == "a2"
+            break
+    # Garbage is refused.
+    assert client.post("/internal/deltas", json={"session": "live"}).status_code == 400
+
+
+def test_model_rounds_stream_live_text_to_watchers(stack_factory):
+    """Needs app/loop.py to pass session_id, task_id and label to complete() (see llm.py)."""
+    stack = stack_factory("hello_world", ui=True)
+    client = ui_client(stack)
+    send_message(stack, "words", "write hello.py")
+    deltas: dict[str, str] = {}
+    rounds = []
+    for item in sse_stream(client, "/api/sessions/words/events", params={"after": 0}):
+        if item.event == "delta":
+            deltas[item.data["ref"]] = deltas.get(item.data["ref"], "") + item.data["text"]
+        elif item.event == "model_round":
+            rounds.append(item.data["ref"])
+        elif item.event == "final_answer":
+            break
+    assert deltas, "no live deltas arrived: does app/loop.py pass session_id/task_id/label to complete()?"
+    # Every delta belongs to a journaled round (or the plan), and the write round streamed its call.
+    assert set(deltas) <= set(rounds) | {"plan"}, (deltas.keys(), rounds)
+    write_round = next(ref for ref in rounds if "round 1" in ref)
+    assert "write_file" in deltas.get(write_round, "") and "hello, world" in deltas[write_round]
+
+
+def test_every_route_needs_the_token_when_one_is_set(stack_factory):
+    stack = stack_factory("echo", ui=True, ui_env={"UI_TOKEN": "s3cret"})
+    client = ui_client(stack)
+    for path in ("/", "/static/app.js", "/api/config", "/api/sessions/t/status", "/api/sessions/t/events"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"authorization": "Bearer wrong"}).status_code == 401, path
+    assert client.post("/api/sessions/t/message", json={"text": "hi"}).status_code == 401
+    assert client.get("/api/sessions/t/events?token=wrong").status_code == 401
+
+    bearer = {"authorization": "Bearer s3cret"}
+    assert client.get("/", headers=bearer).status_code == 200
+    code = client.post("/api/sessions/t/message", json={"text": "hi"}, headers=bearer).status_code
+    assert code == 200
+    # Visiting /?token= sets a cookie that works for everything after, the stream included.
+    visit = client.get("/?token=s3cret")
+    assert visit.status_code == 303 and "ui_token" in visit.headers["set-cookie"]
+    with ui_client(stack, cookies={"ui_token": "s3cret"}) as browser:
+        assert browser.get("/api/sessions/t/history").status_code == 200
+        assert logged_events(browser, "t")[-1].event == "final_answer"
+    # EventSource cannot set headers, so ?token= works too.
+    stream = sse_stream(client, "/api/sessions/t/events", params={"after": 1, "token": "s3cret"})
+    assert next(item for item in stream if item.id is not None).id == 2
+    # The worker posts deltas without a token: that route only takes loopback clients.
+    delta = {"session": "t", "ref": "r", "attempt": "a", "text": "x"}
+    assert client.post("/internal/deltas", json=delta).status_code == 204
+
+
+def test_answers_from_restate_pass_through_and_the_workspace_downloads(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:workspace_maker", ui=True, env={"AGENT_MAX_MESSAGE_CHARS": "50"})
+    client = ui_client(stack)
+    unknown = client.get("/api/sessions/nobody/history")
+    assert unknown.status_code == 404 and "unknown session" in unknown.json()["message"]
+    too_long = client.post("/api/sessions/w/message", json={"text": "x" * 51})
+    assert too_long.status_code == 400 and "limit is 50" in too_long.json()["message"]
+    assert client.post("/api/sessions/w/message", content=b"{oops").status_code == 400
+    assert client.get("/api/sessions/w/events", params={"after": "x"}).status_code == 400
+
+    assert client.post("/api/sessions/w/message", json={"text": "make files"}).status_code == 200
+    wait_idle(stack, "w")
+    assert client.get("/api/sessions/w/file", params={"path": "src/hello.py"}).json()["content"] == "print('hello')\n"
+    assert client.get("/api/sessions/w/file", params={"path": "../etc/passwd"}).status_code == 400
+    listing = {e["path"] for e in client.get("/api/sessions/w/files", params={"path": "."}).json()["entries"]}
+    assert {"src/hello.py", "blob.bin", "big.txt"} <= listing
+    assert client.post("/api/sessions/w/approvals/nope", json={"decision": "approve"}).status_code == 409
+
+    download = client.get("/api/sessions/w/download")
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    assert archive.read("src/hello.py") == b"print('hello')\n"
+    manifest = archive.read("MANIFEST.txt").decode()
+    assert "blob.bin: not UTF-8 text" in manifest and "big.txt: 300000 bytes" in manifest
+    assert "blob.bin" not in archive.namelist() and "big.txt" not in archive.namelist()
+    sessions = client.get("/api/sessions", params={"ids": "w,nobody"}).json()["sessions"]
+    assert sessions == [{"id": "w", "state": "idle"}, {"id": "nobody", "state": "new"}]
+
+
+@pytest.mark.parametrize("mode, script", [("native", "hello_world"), ("structured", f"{SCRIPTS}:structured")])
+def test_a_streamed_model_call_returns_exactly_what_a_plain_one_does(llm_factory, mode, script):
+    import asyncio
+
+    import app.main  # noqa: F401  (app.tools needs the services imported in order)
+    from app import tools
+    from app.config import Settings
+    from app.llm import ModelClient
+    from app.planner import plan_tool
+
+    llm = llm_factory(script)
+    received: list[dict] = []
+    server = _DeltaSink(received)
+    calls = [([{"role": "system", "content": "PLAN"}, {"role": "user", "content": "x"}], [plan_tool(3)]),
+             ([{"role": "system", "content": "s"}, {"role": "user", "content": "Current step 1: Write\nx"}],
+              tools.SCHEMAS)]
+
+    async def both(messages, tool_list):
+        plain = await ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode)).complete(
+            messages, tool_list, "p")
+        streaming = ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode, delta_url=server.url))
+        live = await streaming.complete(messages, tool_list, "p", session_id="s", task_id="t", label="plan")
+        nowhere = ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode,
+                                       delta_url="http://127.0.0.1:9/closed"))
+        lost = await nowhere.complete(messages, tool_list, "p", session_id="s", task_id="t", label="plan")
+        await asyncio.sleep(0.3)  # the deltas are posted in the background
+        return plain, live, lost
+
+    with server:
+        for messages, tool_list in calls:
+            plain, live, lost = asyncio.run(both(messages, tool_list))
+            assert live == plain and lost == plain  # the journal cannot tell the difference
+    texts = "".join(d["text"] for d in received)
+    assert all(d["session"] == "s" and d["task_id"] == "t" and d["ref"] == "plan" for d in received)
+    assert len({d["attempt"] for d in received}) == 2  # one nonce per call
+    assert ("make_plan" in texts) and (("write_file" in texts) if mode == "native" else ("finish" in texts))
+
+
+class _DeltaSink:
+    """A tiny HTTP server in a thread that records the deltas posted to it."""
+
+    def __init__(self, received: list[dict]) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/internal/deltas"
+
+    def __enter__(self) -> _DeltaSink:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

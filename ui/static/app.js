@@ -1,0 +1,424 @@
+// The web UI. Plain JS, no build step, no CDN.
+//
+// Everything on the page comes from the session's durable event log, streamed by
+// GET /api/sessions/{s}/events (server-sent events: `id:` is the event's seq, `event:` its
+// kind). EventSource resends the last seq it saw as Last-Event-ID when it reconnects, so a
+// dropped connection resumes exactly where it stopped; a reload starts again from seq 0 and
+// rebuilds the whole page. `event: delta` (no id) carries a model round's text while it
+// streams; the journaled `model_round` event replaces it.
+"use strict";
+
+const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
+  "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
+  "final_answer", "error"];
+const FINISHING = ["final_answer", "error", "interrupted"];
+const STORE = "agent.sessions";
+const $ = (id) => document.getElementById(id);
+
+let view = null; // everything about the session on screen; replaced when switching sessions
+
+function freshView(session) {
+  return {
+    session, source: null, lastSeq: 0,
+    plan: null,              // {taskId, items: [{title, status}]}
+    settled: new Set(),      // refs whose journaled model_round has arrived
+    plannedTasks: new Set(), // tasks whose plan has arrived (their "plan" live text is over)
+    finishedTasks: new Set(),
+    timers: {},
+  };
+}
+
+// --- small helpers ---------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(`/api/sessions/${encodeURIComponent(view.session)}${path}`, options);
+  const text = await response.text();
+  let body = text;
+  try { body = JSON.parse(text); } catch (_) { /* not JSON: keep the text */ }
+  if (!response.ok) {
+    const error = new Error((body && body.message) || text || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function post(path, body) {
+  return api(path, body === undefined ? { method: "POST" } :
+    { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
+
+function notice(message) {
+  const box = $("notice");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+function later(name, fn, ms = 150) {  // coalesce bursts of events into one refresh
+  clearTimeout(view.timers[name]);
+  view.timers[name] = setTimeout(fn, ms);
+}
+
+// --- sessions (kept in this browser's localStorage) ------------------------------------------
+
+function knownSessions() {
+  try { return JSON.parse(localStorage.getItem(STORE)) || []; } catch (_) { return []; }
+}
+
+function remember(session) {
+  const list = knownSessions().filter((s) => s !== session);
+  list.unshift(session);
+  localStorage.setItem(STORE, JSON.stringify(list.slice(0, 50)));
+}
+
+function renderSessions() {
+  const list = $("sessions");
+  list.replaceChildren(...knownSessions().map((s) => el("li", {
+    class: view && s === view.session ? "current" : "",
+    "data-session": s,
+  }, el("a", { href: `#${encodeURIComponent(s)}` }, s))));
+}
+
+function newSessionId() {
+  const random = Math.random().toString(36).slice(2, 8);
+  return `s-${new Date().toISOString().slice(0, 10)}-${random}`;
+}
+
+function openSession(session) {
+  if (!session) return;
+  if (view && view.source) view.source.close();
+  Object.values((view && view.timers) || {}).forEach(clearTimeout);
+  view = freshView(session);
+  remember(session);
+  renderSessions();
+  notice("");
+  $("session-title").textContent = session;
+  for (const id of ["chat", "timeline", "approvals", "live"]) $(id).replaceChildren();
+  $("plan").replaceChildren(el("li", { class: "empty" }, "No plan yet."));
+  $("files").replaceChildren(el("li", { class: "empty" }, "–"));
+  $("file-box").hidden = true;
+  $("approvals-panel").hidden = true;
+  $("live-panel").hidden = true;
+  $("event-count").textContent = "";
+  $("download").href = `/api/sessions/${encodeURIComponent(session)}/download`;
+  if (location.hash !== `#${encodeURIComponent(session)}`) location.hash = encodeURIComponent(session);
+  refreshStatus();
+  refreshApprovals();
+  connect();
+}
+
+// --- the event stream ------------------------------------------------------------------------
+
+function connect(after = 0) {
+  const current = view;
+  // After a reload we want everything: after=0. EventSource's own reconnects send
+  // Last-Event-ID, which the server prefers over ?after=.
+  const source = new EventSource(`/api/sessions/${encodeURIComponent(current.session)}/events?after=${after}`);
+  current.source = source;
+  const live = (fn) => (e) => { if (view === current) fn(e); };
+  for (const kind of KINDS) source.addEventListener(kind, live(onEvent));
+  source.addEventListener("delta", live((e) => onDelta(JSON.parse(e.data))));
+  source.addEventListener("meta", live((e) => onMeta(JSON.parse(e.data))));
+  source.onopen = live(() => setConnection("live"));
+  source.onerror = live(() => {
+    setConnection("reconnecting…");
+    // EventSource gives up for good on an HTTP error (a 502 while Restate restarts, say):
+    // then we open a new one ourselves, from the last event we have.
+    if (source.readyState === EventSource.CLOSED) setTimeout(live(() => connect(current.lastSeq)), 2000);
+  });
+}
+
+function setConnection(text) {
+  const badge = $("connection");
+  badge.textContent = text;
+  badge.className = `badge conn-${text.replace(/\W/g, "")}`;
+}
+
+function onMeta(meta) {
+  const dropped = Object.values(meta.compacted || {}).reduce((a, b) => a + b, 0);
+  if (dropped && !$("compacted")) {
+    $("timeline").prepend(el("div", { id: "compacted", class: "note" },
+      `${dropped} older events were compacted out of the log; the chat below starts later.`));
+  }
+}
+
+function onEvent(message) {
+  // The log's kind "error" shares its name with EventSource's own connection error event,
+  // which has no data: that one is handled by onerror.
+  if (typeof message.data !== "string") return;
+  const event = JSON.parse(message.data);
+  if (event.seq <= view.lastSeq) return; // the server never repeats one; be safe anyway
+  view.lastSeq = event.seq;
+  $("event-count").textContent = `(${event.seq})`;
+  addToTimeline(event);
+  addToChat(event);
+  updatePlan(event);
+  settleLive(event);
+  if (event.kind.startsWith("approval") || FINISHING.includes(event.kind)) later("approvals", refreshApprovals);
+  if (["user_message", "plan", "step_started", "step_finished", ...FINISHING].includes(event.kind)) {
+    later("status", refreshStatus);
+  }
+  if (["tool_result", "step_finished", ...FINISHING].includes(event.kind)) later("files", refreshFiles, 400);
+}
+
+// --- timeline --------------------------------------------------------------------------------
+
+function addToTimeline(event) {
+  const time = new Date(event.time * 1000).toLocaleTimeString();
+  const head = [el("span", { class: "seq" }, `#${event.seq}`), el("span", { class: "time" }, time),
+    el("span", { class: `kind kind-${event.kind}` }, event.kind.replace("_", " ")),
+    el("span", { class: "text" }, event.text.length > 160 ? event.text.slice(0, 160) + "…" : event.text)];
+  const body = [event.text.length > 160 ? event.text : null, event.detail].filter(Boolean);
+  const attrs = { class: `ev ev-${event.kind}`, "data-seq": String(event.seq), "data-kind": event.kind };
+  if (event.ref) attrs["data-ref"] = event.ref;
+  const item = body.length
+    ? el("details", attrs, el("summary", {}, ...head), ...body.map((b) => el("pre", {}, b)))
+    : el("div", attrs, ...head);
+  const timeline = $("timeline");
+  const nearBottom = timeline.scrollTop + timeline.clientHeight >= timeline.scrollHeight - 40;
+  timeline.append(item);
+  if (nearBottom) timeline.scrollTop = timeline.scrollHeight;
+}
+
+// --- chat ------------------------------------------------------------------------------------
+
+function addToChat(event) {
+  const bubbles = {
+    user_message: ["user", "you"], steering: ["user steer", "you, steering"],
+    final_answer: ["agent", "agent"], error: ["event failed", "failed"],
+    interrupted: ["event", "stopped"], approval_requested: ["event", "approval"],
+    approval_resolved: ["event", "approval"],
+  };
+  const style = bubbles[event.kind];
+  if (!style) return;
+  const chat = $("chat");
+  chat.append(el("div", { class: `msg ${style[0]}`, "data-seq": String(event.seq) },
+    el("div", { class: "who" }, style[1]), el("div", { class: "body" }, event.text)));
+  chat.scrollTop = chat.scrollHeight;
+}
+
+// --- plan ------------------------------------------------------------------------------------
+
+function updatePlan(event) {
+  const plan = view.plan;
+  if (event.kind === "plan") {
+    view.plan = {
+      taskId: event.task_id,
+      items: event.text.split("\n").filter(Boolean).map((line) => ({
+        title: line.replace(/^\d+\.\s*/, ""), status: "pending",
+      })),
+    };
+  } else if (plan && plan.taskId === event.task_id) {
+    const step = /^step (\d+)(?: (\w+))?/.exec(event.text || "");
+    const item = step && plan.items[Number(step[1]) - 1];
+    if (event.kind === "step_started" && item) item.status = "running";
+    else if (event.kind === "step_finished" && item) item.status = step[2] || "done";
+    else if (event.kind === "interrupted" || event.kind === "error") {
+      for (const i of plan.items) {
+        if (i.status === "pending" || i.status === "running") i.status = event.kind === "error" ? "failed" : "cancelled";
+      }
+    } else return;
+  } else return;
+  renderPlan();
+}
+
+function renderPlan() {
+  const marks = { pending: "○", running: "◔", done: "✓", failed: "✗", cancelled: "–" };
+  const items = view.plan ? view.plan.items : [];
+  $("plan").replaceChildren(...(items.length ? items.map((item, i) => el("li", {
+    class: `step status-${item.status}`, "data-status": item.status, "data-step": String(i + 1),
+  }, el("span", { class: "mark" }, marks[item.status] || "?"), " ", item.title))
+    : [el("li", { class: "empty" }, "No plan yet.")]));
+}
+
+async function refreshStatus() {
+  const current = view;
+  try {
+    const status = await api("/status");
+    if (view !== current) return;
+    const badge = $("state");
+    badge.textContent = status.state;
+    badge.className = `badge state-${status.state}`;
+    $("interrupt").disabled = status.state !== "running";
+    // The event log is the source of the plan; the status fills in only when the log has
+    // none (its start was compacted away).
+    if (!current.plan && status.plan.length) {
+      current.plan = { taskId: status.task_id, items: status.plan.map((p) => ({ ...p })) };
+      renderPlan();
+    }
+  } catch (error) {
+    if (view !== current) return;
+    $("state").textContent = error.status === 404 ? "new" : "unknown";
+    $("state").className = "badge";
+    $("interrupt").disabled = true;
+  }
+}
+
+// --- approvals -------------------------------------------------------------------------------
+
+async function refreshApprovals() {
+  const current = view;
+  let pending = [];
+  try { pending = (await api("/approvals")).approvals; } catch (_) { /* unknown session: none */ }
+  if (view !== current) return;
+  $("approvals-panel").hidden = pending.length === 0;
+  $("approvals").replaceChildren(...pending.map((a) => {
+    const reason = el("input", { class: "reason", placeholder: "reason (optional)" });
+    const decide = (decision) => async () => {
+      try {
+        await post(`/approvals/${encodeURIComponent(a.approval_id)}`, { decision, reason: reason.value });
+      } catch (error) { notice(`${decision} failed: ${error.message}`); }
+      refreshApprovals();
+    };
+    return el("div", { class: "approval", "data-approval": a.approval_id },
+      el("div", { class: "summary" }, a.summary), el("div", { class: "why" }, a.reason), reason,
+      el("button", { type: "button", class: "approve", onclick: decide("approve") }, "Approve"),
+      el("button", { type: "button", class: "deny danger", onclick: decide("deny") }, "Deny"));
+  }));
+}
+
+// --- live model text -------------------------------------------------------------------------
+
+function liveOver(delta) {
+  return view.settled.has(delta.ref) || view.finishedTasks.has(delta.task_id)
+    || (delta.ref.startsWith("plan") && view.plannedTasks.has(delta.task_id));
+}
+
+function onDelta(delta) {
+  if (liveOver(delta)) return; // its journaled event is already on screen
+  let box = [...$("live").children].find((b) => b.dataset.ref === delta.ref);
+  if (!box) {
+    box = el("div", { class: "live-round", "data-ref": delta.ref, "data-task": delta.task_id || "" },
+      el("div", { class: "ref" }, delta.ref), el("pre", {}));
+    $("live").append(box);
+  }
+  const pre = box.querySelector("pre");
+  if (delta.snapshot || box.dataset.attempt !== delta.attempt) pre.textContent = ""; // a retry starts over
+  box.dataset.attempt = delta.attempt;
+  pre.textContent += delta.text;
+  pre.scrollTop = pre.scrollHeight;
+  $("live-panel").hidden = false;
+}
+
+function settleLive(event) {
+  if (event.kind === "model_round" && event.ref) view.settled.add(event.ref);
+  if (event.kind === "plan") view.plannedTasks.add(event.task_id);
+  if (FINISHING.includes(event.kind)) view.finishedTasks.add(event.task_id);
+  for (const box of [...$("live").children]) {
+    if (liveOver({ ref: box.dataset.ref, task_id: box.dataset.task })) box.remove();
+  }
+  $("live-panel").hidden = $("live").children.length === 0;
+}
+
+// --- workspace -------------------------------------------------------------------------------
+
+async function refreshFiles() {
+  const current = view;
+  let entries;
+  try {
+    entries = (await api("/files?path=.")).entries;
+  } catch (error) {
+    if (view === current) $("files").replaceChildren(el("li", { class: "empty" }, error.status === 404 ? "No workspace yet." : error.message));
+    return;
+  }
+  if (view !== current) return;
+  entries = entries.filter((e) => !isBookkeeping(e.path));
+  $("files").replaceChildren(...(entries.length ? entries.map((e) => el("li", { class: `file kind-${e.kind}` },
+    e.kind === "file"
+      ? el("a", { href: "#", "data-path": e.path, onclick: (ev) => { ev.preventDefault(); showFile(e.path); } }, e.path)
+      : el("span", {}, e.path + (e.kind === "dir" ? "/" : "")),
+    el("span", { class: "size" }, e.kind === "file" ? ` ${e.size} B` : "")))
+    : [el("li", { class: "empty" }, "The workspace is empty.")]));
+}
+
+function isBookkeeping(path) {  // the Sandbox's records of its operations (OPS_DIR), not the user's files
+  return path === ".agent" || path === ".agent/ops" || path.startsWith(".agent/ops/");
+}
+
+async function showFile(path) {
+  $("file-box").hidden = false;
+  $("file-name").textContent = path;
+  try {
+    $("file-view").textContent = (await api(`/file?path=${encodeURIComponent(path)}`)).content;
+  } catch (error) {
+    $("file-view").textContent = `(${error.message})`;
+  }
+}
+
+// --- actions ---------------------------------------------------------------------------------
+
+async function sendMessage(event) {
+  event.preventDefault();
+  const input = $("message-input");
+  const text = input.value.trim();
+  if (!text || !view) return;
+  $("send").disabled = true;
+  try {
+    await post("/message", { text });
+    input.value = "";
+    notice("");
+    refreshStatus();
+  } catch (error) {
+    notice(`Sending failed (${error.status || "network"}): ${error.message}`);
+  } finally {
+    $("send").disabled = false;
+  }
+}
+
+async function steer(event) {
+  event.preventDefault();
+  const input = $("steer-input");
+  const text = input.value.trim();
+  if (!text || !view) return;
+  try {
+    await post("/steer", { text });
+    input.value = "";
+  } catch (error) {
+    notice(`Steering failed: ${error.message}`);
+  }
+}
+
+async function interrupt() {
+  $("interrupt").disabled = true;
+  try {
+    await post("/interrupt");
+  } catch (error) {
+    notice(`Interrupt failed: ${error.message}`);
+  }
+  refreshStatus();
+}
+
+function init() {
+  $("new-session").addEventListener("click", () => openSession(newSessionId()));
+  $("open-session").addEventListener("submit", (e) => {
+    e.preventDefault();
+    openSession($("session-input").value.trim());
+    $("session-input").value = "";
+  });
+  $("message-form").addEventListener("submit", sendMessage);
+  $("message-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) sendMessage(e);
+  });
+  $("steer-form").addEventListener("submit", steer);
+  $("interrupt").addEventListener("click", interrupt);
+  $("refresh-files").addEventListener("click", () => view && refreshFiles());
+  window.addEventListener("hashchange", () => {
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    if (wanted && (!view || wanted !== view.session)) openSession(wanted);
+  });
+  fetch("/api/config").then((r) => r.json()).then((c) => { $("restate-ui").href = c.restate_ui; });
+  openSession(decodeURIComponent(location.hash.slice(1)) || knownSessions()[0] || newSessionId());
+}
+
+init();
