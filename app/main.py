@@ -16,4 +16,7 @@ from app.task import task_workflow
 # to start unprotected, so a misconfigured machine fails at start, not at the first command.
 backend()
 
-app = restate.app(services=[agent_object, task_workflow, sandbox_object, events_object])
+# Every service of the deployment (bench/ serves these plus a benchmark service).
+SERVICES = [agent_object, task_workflow, sandbox_object, events_object]
+
+app = restate.app(services=SERVICES)

@@ -225,25 +225,37 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
                         op: Callable[[str], Awaitable[T]]) -> T:
     """Run `op` against the live sandbox; if the backend says it is gone, recreate it once."""
     state = await _load(ctx)
-    await _arm_idle_timer(ctx, state)
+    _mark_busy(ctx, state)
     for attempt in (1, 2):
         running = await _ensure_running(ctx, state)
         try:
-            return await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
-                               lambda: op(running.sandbox_id))
+            result = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
+                                 lambda: op(running.sandbox_id))
         except TerminalError as error:
             if not is_gone(error) or attempt == 2:
+                await _arm_idle_timer(ctx, state)
                 raise
             # The sandbox died under us (TTL, crash). Restore it from its last snapshot.
             _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=running.snapshot_id))
+            continue
+        await _arm_idle_timer(ctx, state)
+        return result
     raise AssertionError("unreachable")
 
 
-async def _arm_idle_timer(ctx: ObjectContext, state: SandboxState) -> None:
-    """Record activity and re-arm the one idle timer (the old one is cancelled)."""
+def _mark_busy(ctx: ObjectContext, state: SandboxState) -> None:
+    """Before an operation: cancel the idle timer and bump the activity counter, so a timer
+    that fires while the operation runs (it waits behind our lock) finds itself stale."""
     if state.idle_timer:
         ctx.cancel_invocation(state.idle_timer)
+        state.idle_timer = None
     state.activity += 1
+    ctx.set("state", state)
+
+
+async def _arm_idle_timer(ctx: ObjectContext, state: SandboxState) -> None:
+    """After an operation: the idle period starts now, so a long command is not followed by
+    an immediate suspension."""
     handle = ctx.object_send(suspend_if_idle, key=ctx.key(), arg=TimerIn(activity=state.activity),
                              send_delay=timedelta(seconds=settings().sandbox_idle_s))
     state.idle_timer = await handle.invocation_id()
@@ -258,10 +270,10 @@ async def acquire(ctx: ObjectContext, req: AcquireIn) -> None:
     """Make sure a live sandbox exists and record which task holds it."""
     check_key(ctx.key())
     state = await _load(ctx)
-    await _arm_idle_timer(ctx, state)
+    _mark_busy(ctx, state)
     await _ensure_running(ctx, state)
     state.lease = req.task_id
-    ctx.set("state", state)
+    await _arm_idle_timer(ctx, state)
 
 
 @sandbox_object.handler(ingress_private=True)
@@ -282,7 +294,7 @@ async def release(ctx: ObjectContext, req: ReleaseIn) -> None:
 async def exec(ctx: ObjectContext, req: ExecIn) -> ExecOut:
     timeout = min(req.timeout_s, settings().command_timeout_s)
     result = await _with_sandbox(ctx, f"exec {req.op_id}", dict,
-                                 lambda sid: _exec_once(sid, req.op_id, req.command, timeout))
+                                 lambda sid: exec_once(sid, req.op_id, req.command, timeout))
     return ExecOut(**result)
 
 
@@ -293,7 +305,7 @@ OUTCOME_UNKNOWN = (
 )
 
 
-async def _exec_once(sandbox_id: str, op_id: str, command: str, timeout_s: float) -> dict:
+async def exec_once(sandbox_id: str, op_id: str, command: str, timeout_s: float) -> dict:
     """Journal before effect, reconcile on retry.
 
     The step that runs a command is at-least-once, so it leaves markers in the sandbox's own

@@ -271,7 +271,12 @@ class LocalBackend:
         if path.exists():
             return snapshot_name  # already taken: a retry after an unrecorded success
         meta = await self._live(sandbox_id)
-        await asyncio.to_thread(archive.write_snapshot, self._workspace(meta), path)
+        # Under the sandbox's lock, so an expiry wipe (see _live) cannot run under the archiver.
+        async with self._locks[_name_of(sandbox_id)]:
+            meta = await asyncio.to_thread(self._read_meta, _name_of(sandbox_id)) or meta
+            if meta.gone:
+                raise SandboxGone(f"sandbox {sandbox_id} is gone ({meta.gone})")
+            await asyncio.to_thread(archive.write_snapshot, self._workspace(meta), path)
         return snapshot_name
 
     async def delete_snapshot(self, snapshot_id: str) -> None:

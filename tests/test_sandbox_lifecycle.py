@@ -133,3 +133,14 @@ def test_reset_deletes_the_workspace_and_its_snapshots(stack_factory):
     send_message(stack, "rst", "now read it back")  # a fresh, empty workspace
     wait_idle(stack, "rst")
     assert "No such file" in tool_results(stack)[-1]
+
+
+def test_a_command_longer_than_the_idle_period_is_not_followed_by_a_suspension(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:long_then_short", env={"SANDBOX_IDLE_S": "1"})
+    send_message(stack, "busy", "long then short")
+    wait_idle(stack, "busy")
+    sandbox = info(stack, "busy")
+    # The idle period starts when a command ends, so the short command found the sandbox
+    # running: nothing was snapshotted and restored in between.
+    assert sandbox["restores"] == 0 and sandbox["creates"] == 1, sandbox
+    assert read_file(stack, "busy", "short.txt") == "short\n"

@@ -128,3 +128,10 @@ def late_steer(request: dict[str, Any]):
     if "also add a README" in everything:
         return [write("README.md", "guided\n"), finish("README written")][min(rounds_in_step(request), 1)]
     return [write("work.txt", "done\n"), slow(finish("work written"), 2.0)][min(rounds_in_step(request), 1)]
+
+
+# Two commands back to back, the first longer than the idle period in the idle test.
+long_then_short = scripted(
+    plan=[("Work", "A long command, then a short one")],
+    step_actions={1: [run("sleep 2; echo long > long.txt"), run("echo short > short.txt"), finish("both ran")]},
+)
