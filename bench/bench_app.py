@@ -1,0 +1,83 @@
+"""The product's deployment plus a small `Bench` service, so benchmarks run in the same worker.
+
+    hypercorn bench.bench_app:app
+
+`Bench` is only for measuring: raw journaled steps, a ticking loop to crash, and a way to
+reach the (ingress-private) Sandbox.exec handler from outside.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import restate
+from pydantic import BaseModel
+from restate import Context, RunOptions
+
+from app import main as product
+from app import retry, sandbox_service
+from app.models import ExecIn, ExecOut
+
+# The product's own retry policy, so a crash benchmark sees the recovery our services get.
+bench = restate.Service("Bench", invocation_retry_policy=retry.INVOCATION_RETRY)
+
+
+class StepsIn(BaseModel):
+    n: int
+
+
+class TicksIn(BaseModel):
+    path: str  # file that each tick appends its wall-clock time to
+    count: int
+    interval_ms: int = 20
+
+
+class SandboxExecIn(BaseModel):
+    session: str
+    op_id: str
+    command: str
+    timeout_s: float = 60
+
+
+async def _nothing(i: int) -> int:
+    return i
+
+
+@bench.handler()
+async def steps(ctx: Context, req: StepsIn) -> int:
+    """`n` trivial journaled steps in a row: the cost of one `ctx.run_typed`."""
+    for i in range(req.n):
+        await ctx.run_typed(f"step {i}", _nothing, RunOptions(type_hint=int), i)
+    return req.n
+
+
+async def _append_now(path: str) -> float:
+    now = time.time()
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{now!r}\n")
+    return now
+
+
+@bench.handler()
+async def ticks(ctx: Context, req: TicksIn) -> int:
+    """Each tick is a step that appends time.time() to a file, then a durable 20 ms sleep."""
+    for i in range(req.count):
+        await ctx.run_typed(f"tick {i}", _append_now, RunOptions(type_hint=float), req.path)
+        await ctx.sleep(timedelta(milliseconds=req.interval_ms), name=f"after tick {i}")
+    return req.count
+
+
+@bench.handler()
+async def sandbox_exec(ctx: Context, req: SandboxExecIn) -> ExecOut:
+    """Run a command through the Sandbox object exactly as a Task's tool call does."""
+    return await ctx.object_call(sandbox_service.exec, key=req.session,
+                                 arg=ExecIn(op_id=req.op_id, command=req.command, timeout_s=req.timeout_s))
+
+
+# Exactly what the product serves (importing app.main also builds the sandbox backend, as the
+# product does).
+PRODUCT_SERVICES = product.SERVICES
+
+app = restate.app(services=[*PRODUCT_SERVICES, bench])
+
