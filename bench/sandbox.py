@@ -124,11 +124,10 @@ def recovery(stack: Stack, outsider: SandboxBackend, label: str, size: int, idle
     """Commands after an idle suspension, after the sandbox was killed underneath, and on a
     running one; also how many repetitions were discarded.
 
-    The idle timer is armed when a command starts, so a command (restore included) that
-    outlasts SANDBOX_IDLE_S is followed at once by another suspension, which would race our
-    kill. `idle_s` is chosen well above a restore, and a repetition where a command came
-    close to it anyway, or where the info counters show anything but one restore and one
-    recreate, is discarded rather than reported.
+    An idle timer that fires between two of our calls would race our kill, so `idle_s` is
+    chosen well above a restore, and a repetition where a command came close to it anyway, or
+    where the info counters show anything but one restore and one recreate, is discarded
+    rather than reported.
     """
     session = f"ws-{size}"
     sandbox_exec(stack, session, workspace.command(size), timeout=120)
