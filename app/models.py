@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -144,7 +144,71 @@ class StepResult(BaseModel):
     usage: Usage
 
 
-# ---------------------------------------------------------------- Sandbox
+# ---------------------------------------------------------------- Sandbox (state)
+
+
+class NoSandbox(BaseModel):
+    kind: Literal["none"] = "none"
+    generation: int = 0
+    snapshot_id: str | None = None
+
+
+class Running(BaseModel):
+    kind: Literal["running"] = "running"
+    sandbox_id: str
+    generation: int
+    expires_at: float | None = None
+    snapshot_id: str | None = None
+    restart_timer: str | None = None  # invocation id of the pending restart
+
+
+class Suspended(BaseModel):
+    kind: Literal["suspended"] = "suspended"
+    generation: int
+    snapshot_id: str | None = None
+
+
+class Released(BaseModel):
+    kind: Literal["released"] = "released"
+    generation: int
+    snapshot_id: None = None
+
+
+Phase = Annotated[Union[NoSandbox, Running, Suspended, Released], Field(discriminator="kind")]
+
+
+class SandboxState(BaseModel):
+    current: Phase = NoSandbox()
+    lease: str | None = None  # the task that holds the sandbox
+    activity: int = 0  # bumped by every command; an idle timer for an older value is stale
+    idle_timer: str | None = None
+    snapshots: list[str] = []  # every snapshot taken, so reset can delete them
+    creates: int = 0
+    restores: int = 0
+    restarts: int = 0
+    snapshots_lost: int = 0
+
+
+class TimerIn(BaseModel):
+    generation: int = 0
+    activity: int = 0
+
+
+class SandboxInfoOut(BaseModel):
+    state: str
+    sandbox_id: str | None
+    generation: int
+    expires_at: float | None
+    snapshot_id: str | None
+    lease: str | None
+    creates: int
+    restores: int
+    restarts: int
+    snapshots_lost: int
+
+
+
+# ---------------------------------------------------------------- Sandbox (handlers)
 
 
 class AcquireIn(BaseModel):

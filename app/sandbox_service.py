@@ -22,92 +22,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Awaitable, Callable, Literal, TypeVar, Union
+from typing import Awaitable, Callable, TypeVar
 
 import restate
-from pydantic import BaseModel, Field
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
 from app import retry
 from app.config import settings
 from app.errors import conflict, is_gone, not_found, sandbox_failure
+from app.exec_once import exec_once
 from app.models import (
-    AcquireIn, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, ListFilesOut, PathIn,
-    ReadFileOut, ReleaseIn, WriteFileIn,
+    AcquireIn, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, ListFilesOut, NoSandbox, PathIn,
+    ReadFileOut, Released, ReleaseIn, Running, SandboxInfoOut, SandboxState, Suspended, TimerIn,
+    WriteFileIn,
 )
 from app.validation import check_key, parse
 from sandbox import SandboxBackend, create_backend
-from sandbox.protocol import FileMissing, WorkspaceFull
 
 T = TypeVar("T")
 
 MAX_READ_BYTES = 256_000
 MAX_EDIT_BYTES = 1_000_000
 MAX_LIST_ENTRIES = 2_000
-
-# ---------------------------------------------------------------- state
-
-
-class NoSandbox(BaseModel):
-    kind: Literal["none"] = "none"
-    generation: int = 0
-    snapshot_id: str | None = None
-
-
-class Running(BaseModel):
-    kind: Literal["running"] = "running"
-    sandbox_id: str
-    generation: int
-    expires_at: float | None = None
-    snapshot_id: str | None = None
-    restart_timer: str | None = None  # invocation id of the pending restart
-
-
-class Suspended(BaseModel):
-    kind: Literal["suspended"] = "suspended"
-    generation: int
-    snapshot_id: str | None = None
-
-
-class Released(BaseModel):
-    kind: Literal["released"] = "released"
-    generation: int
-    snapshot_id: None = None
-
-
-Phase = Annotated[Union[NoSandbox, Running, Suspended, Released], Field(discriminator="kind")]
-
-
-class SandboxState(BaseModel):
-    current: Phase = NoSandbox()
-    lease: str | None = None  # the task that holds the sandbox
-    activity: int = 0  # bumped by every command; an idle timer for an older value is stale
-    idle_timer: str | None = None
-    snapshots: list[str] = []  # every snapshot taken, so reset can delete them
-    creates: int = 0
-    restores: int = 0
-    restarts: int = 0
-    snapshots_lost: int = 0
-
-
-class TimerIn(BaseModel):
-    generation: int = 0
-    activity: int = 0
-
-
-class SandboxInfoOut(BaseModel):
-    state: str
-    sandbox_id: str | None
-    generation: int
-    expires_at: float | None
-    snapshot_id: str | None
-    lease: str | None
-    creates: int
-    restores: int
-    restarts: int
-    snapshots_lost: int
-
 
 sandbox_object = restate.VirtualObject(
     "Sandbox",
@@ -294,49 +231,8 @@ async def release(ctx: ObjectContext, req: ReleaseIn) -> None:
 async def exec(ctx: ObjectContext, req: ExecIn) -> ExecOut:
     timeout = min(req.timeout_s, settings().command_timeout_s)
     result = await _with_sandbox(ctx, f"exec {req.op_id}", dict,
-                                 lambda sid: exec_once(sid, req.op_id, req.command, timeout))
+                                 lambda sid: exec_once(backend(), sid, req.op_id, req.command, timeout))
     return ExecOut(**result)
-
-
-OPS_DIR = ".agent/ops"
-OUTCOME_UNKNOWN = (
-    "outcome unknown: this command was started but the platform crashed before its result was "
-    "recorded. It may or may not have run. Inspect the workspace before retrying it."
-)
-
-
-async def exec_once(sandbox_id: str, op_id: str, command: str, timeout_s: float) -> dict:
-    """Journal before effect, reconcile on retry.
-
-    The step that runs a command is at-least-once, so it leaves markers in the sandbox's own
-    storage (they survive a worker crash and travel with snapshots): an intent before the
-    command and the result after. A retry of the same operation returns the recorded result,
-    and an intent without a result means the command may have partly run: it is reported as
-    outcome-unknown instead of being run a second time.
-    """
-    marker = f"{OPS_DIR}/{op_id.replace('/', '_')}"
-    recorded = await _read_marker(sandbox_id, f"{marker}.result")
-    if recorded is not None:
-        return ExecOut.model_validate_json(recorded).model_dump()
-    if await _read_marker(sandbox_id, f"{marker}.intent") is not None:
-        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True).model_dump()
-    await backend().write_file(sandbox_id, f"{marker}.intent", command)
-    result = await backend().exec(sandbox_id, command, timeout_s)
-    out = ExecOut(**result.model_dump())
-    try:
-        await backend().write_file(sandbox_id, f"{marker}.result", out.model_dump_json())
-    except WorkspaceFull:
-        # The command ran (and filled the workspace); report what it did. Only a crash right
-        # now would make a retry see outcome-unknown, which is still the truth.
-        pass
-    return out.model_dump()
-
-
-async def _read_marker(sandbox_id: str, path: str) -> str | None:
-    try:
-        return await backend().read_file(sandbox_id, path, MAX_READ_BYTES)
-    except FileMissing:
-        return None
 
 
 @sandbox_object.handler(ingress_private=True)

@@ -16,11 +16,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import openai
 
-from app import sandbox_service
+from app.exec_once import exec_once
 from bench.common import Row, call_ok, duration, log, median, reachable_temp_dir, running_stack, table
 from sandbox import LocalLimits, SandboxBackend, create_backend
 from stack import processes
@@ -54,23 +53,19 @@ def asyncio_loop(iterations: int = 200_000, reps: int = 5) -> Row:
 
 def sandbox_commands(backend: SandboxBackend, count: int) -> tuple[list[float], list[float]]:
     """`true` through LocalBackend.exec, and the same as the Sandbox service's step runs it
-    (op markers read and written around the command: app/sandbox_service.py `exec_once`)."""
-    exec_once = sandbox_service.exec_once
-
+    (op markers read and written around the command: app/exec_once.py)."""
     async def measure() -> tuple[list[float], list[float]]:
         sid = (await backend.create("spine")).sandbox_id
         bare, stepped = [], []
-        with mock.patch.object(sandbox_service, "backend", lambda: backend):
-            for _ in range(count):
-                started = time.perf_counter()
-                result = await backend.exec(sid, "true", 10)
-                bare.append(time.perf_counter() - started)
-                assert result.exit_code == 0, result
-                if exec_once is not None:
-                    started = time.perf_counter()
-                    out = await exec_once(sid, f"bench/{uuid.uuid4()}", "true", 10)
-                    stepped.append(time.perf_counter() - started)
-                    assert out["exit_code"] == 0, out
+        for _ in range(count):
+            started = time.perf_counter()
+            result = await backend.exec(sid, "true", 10)
+            bare.append(time.perf_counter() - started)
+            assert result.exit_code == 0, result
+            started = time.perf_counter()
+            out = await exec_once(backend, sid, f"bench/{uuid.uuid4()}", "true", 10)
+            stepped.append(time.perf_counter() - started)
+            assert out["exit_code"] == 0, out
         return bare, stepped
 
     return asyncio.run(measure())

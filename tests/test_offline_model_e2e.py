@@ -40,7 +40,7 @@ def test_offline_model_writes_and_runs_hello(stack_factory, offline_model):
     final = wait_idle(stack, "offline", timeout=600)
 
     assert "hello" in read_file(stack, "offline", "hello.py").lower()
-    # Every command leaves its recorded result in the sandbox (app/sandbox_service.py: OPS_DIR).
+    # Every command leaves its recorded result in the sandbox (app/exec_once.py: OPS_DIR).
     code, listing = stack.call("Sandbox", "offline", "list_files", {"path": ".agent/ops"})
     assert code == 200, listing
     results = [json.loads(read_file(stack, "offline", e["path"]))

@@ -16,7 +16,7 @@ import zipfile
 
 from ui.ingress import Answer, Ingress
 
-BOOKKEEPING = ".agent/ops/"  # app.sandbox_service.OPS_DIR: the Sandbox's records, not the user's files
+BOOKKEEPING = ".agent/ops/"  # app.exec_once.OPS_DIR: the Sandbox's records, not the user's files
 MAX_READ_BYTES = 256_000  # app.sandbox_service.MAX_READ_BYTES: read_file returns no more
 MAX_ZIP_BYTES = 64_000_000  # stop adding files past this much content
 READERS = 4  # read_file calls in flight at once
