@@ -87,6 +87,14 @@ class Settings(BaseModel):
         return (f"http://127.0.0.1:{self.local_model_port}/v1", "unused", f"qwen2.5-coder-{self.local_model}",
                 self.tool_mode or "structured")
 
+    def sampling_temperature(self) -> float | None:
+        """AGENT_TEMPERATURE if set; else 0 for the offline model (a small model sampling at
+        llama.cpp's default strays: it once wrote a file's name as its content); else the
+        provider's default."""
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if not (self.openai_base_url or self.openai_api_key) else None
+
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:

@@ -38,7 +38,7 @@ from app.models import ModelTurn, Usage
 class ModelClient:
     def __init__(self, config: Settings) -> None:
         base_url, api_key, self.model, self.tool_mode = config.llm_endpoint()
-        self.temperature = config.temperature
+        self.temperature = config.sampling_temperature()
         # The openai client must not retry on its own: retries belong to the journaled step,
         # where they are bounded, backed off, and visible in the Restate UI.
         self._client = openai.AsyncOpenAI(

@@ -23,6 +23,7 @@ SYSTEM_PROMPT = (
     "python3 is installed and there is no network. Use the tools to do the current step, then "
     "call finish with a one-line result. Be brief."
 )
+MAX_SUMMARY = 500
 REPEATED_CALL = (
     "error: this is exactly the call you made in the previous round, and its result is above. "
     "If the step is done, call finish; otherwise do something different."
@@ -44,6 +45,8 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
     # worked is a loop; repeating one that failed may be a deliberate retry.
     previous_calls: list[dict[str, Any]] = []
     previous_failed = False
+    insisted = 0  # consecutive rounds made only of refused repeats
+    last_success = ""  # the latest successful tool result, for a step closed on repeats
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
         await controls.check_budget()
@@ -69,22 +72,33 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
             return StepResult(status="done", summary=turn.message.get("content") or "(no result)", usage=usage)
         finished: str | None = None
         failed = False
+        refused = 0
         for index, call in enumerate(calls):
             op_id = f"{task_id}/s{number}/r{round_no}/c{index}"
+            emit(ctx, session_id, "tool_call", tools.describe_call(call, limit=400), task_id, ref=op_id)
             if _same_call(call, previous_calls) and not previous_failed:
                 # Small models loop on a call that just worked; re-running it helps nobody.
-                messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": REPEATED_CALL})
-                continue
-            emit(ctx, session_id, "tool_call", tools.describe_call(call, limit=400), task_id, ref=op_id)
-            outcome = await tools.dispatch(ctx, session_id, op_id, call, controls)
-            emit(ctx, session_id, "tool_result", outcome.text.splitlines()[0][:200] if outcome.text else "",
-                 task_id, detail=outcome.text, ref=op_id)
-            messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
-            failed = failed or outcome.text.startswith("error:")
-            if outcome.finished:
-                finished = outcome.text
+                text = REPEATED_CALL
+                refused += 1
+            else:
+                outcome = await tools.dispatch(ctx, session_id, op_id, call, controls)
+                text = outcome.text
+                failed = failed or text.startswith("error:")
+                if outcome.finished:
+                    finished = text
+                elif not text.startswith("error:"):
+                    last_success = text
+            emit(ctx, session_id, "tool_result", text.splitlines()[0][:200] if text else "",
+                 task_id, detail=text, ref=op_id)
+            messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": text})
         if finished is not None:
             return StepResult(status="done", summary=finished, usage=usage)
+        insisted = insisted + 1 if refused == len(calls) else 0
+        if insisted >= 2:
+            # Told twice that its call already worked, the model keeps making it: for a small
+            # model that is how "done" comes out. Close the step on the call's own result.
+            return StepResult(status="done", usage=usage,
+                              summary=f"{last_success[:MAX_SUMMARY]} (closed: the model kept repeating this call)")
         previous_calls, previous_failed = calls, failed
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
 

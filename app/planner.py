@@ -18,8 +18,9 @@ from app.models import ModelTurn, Plan, PlanStep, Usage
 
 PLAN_PROMPT = (
     "You are the PLAN stage of a coding agent that works in a Linux sandbox (/project, no network). "
-    "Split the user's latest request into at most {max_steps} short, concrete steps and call "
-    "make_plan. Use one step for a simple request."
+    "Split the user's latest request into at most {max_steps} steps and call make_plan. Each step "
+    "must be done with tools: write or edit files, run commands. No steps for opening, saving or "
+    "reviewing files. Use one step for a simple request."
 )
 PLAN_ATTEMPTS = 3
 

@@ -206,3 +206,16 @@ def test_model_server_killed_mid_call(stack_factory):
     assert [p["status"] for p in final["plan"]] == ["done"]
     assert read_file(stack, "llm", "note.txt") == "slow\n"
     assert [m["role"] for m in history(stack, "llm")] == ["user", "agent"]
+
+
+def test_a_model_repeating_a_call_that_worked_is_refused_then_the_step_closes(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:repeater")
+    send_message(stack, "rep", "write same.txt")
+    final = wait_idle(stack, "rep")
+    assert [p["status"] for p in final["plan"]] == ["done"]
+    assert read_file(stack, "rep", "same.txt") == "once\n"
+    # Round 1 wrote it; rounds 2 and 3 repeated it and were refused (nothing ran); then closed.
+    assert final["last_usage"]["rounds"] == 1 + 3
+    results = [r for r in tool_results(stack)]
+    assert results[0].startswith("wrote 5 bytes") and "exactly the call you made" in results[1]
+    assert "closed: the model kept repeating this call" in history(stack, "rep")[-1]["text"]

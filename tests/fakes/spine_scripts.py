@@ -135,3 +135,10 @@ long_then_short = scripted(
     plan=[("Work", "A long command, then a short one")],
     step_actions={1: [run("sleep 2; echo long > long.txt"), run("echo short > short.txt"), finish("both ran")]},
 )
+
+
+# A small model's loop: it writes the file, then makes the very same call forever.
+repeater = scripted(
+    plan=[("Write a file", "Create same.txt")],
+    step_actions={1: [write("same.txt", "once\n")] * 10},
+)
