@@ -13,6 +13,8 @@ import openai
 from restate import TerminalError
 from restate.exceptions import RetryableError
 
+from sandbox.protocol import FileMissing, PathRejected, SandboxGone, WorkspaceFull
+
 # A cancelled invocation sees TerminalError(409) at its next await.
 CANCELLED = 409
 # Sandbox handlers reject bad tool input with these; the loop turns them into tool errors.
@@ -76,8 +78,6 @@ def sandbox_failure(error: Exception) -> Exception:
     sandbox is final *for this step* (410): the Sandbox object reacts by recreating it from the
     last snapshot. Anything else is an infrastructure hiccup and is retried.
     """
-    from sandbox.protocol import FileMissing, PathRejected, SandboxGone, WorkspaceFull
-
     if isinstance(error, (PathRejected, ValueError)):
         return TerminalError(str(error), status_code=400)  # a bad argument: retrying cannot help
     if isinstance(error, FileMissing):

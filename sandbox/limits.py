@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MB = 1024 * 1024
 
 
+def none_if_blank(value: object) -> object:
+    """For optional settings given by environment: "" and "none" mean unset."""
+    if isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    return value
+
+
 class LocalLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -40,12 +47,7 @@ class LocalLimits(BaseModel):
         default=False,
         description="Run even when a protection (bwrap, cgroups, uid switch) is unavailable, with a loud warning.")
 
-    @field_validator("ttl_s", mode="before")
-    @classmethod
-    def _no_ttl(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in ("", "none"):
-            return None
-        return value
+    _no_ttl = field_validator("ttl_s", mode="before")(none_if_blank)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalLimits:
@@ -54,6 +56,7 @@ class LocalLimits(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+
 
 
 def from_env(model: type[M], prefix: str, what: str, environ: Mapping[str, str] | None = None) -> M:

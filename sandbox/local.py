@@ -42,7 +42,7 @@ from sandbox.bwrap import COMMAND_ENV, LAUNCHER_ENV, sandbox_argv, unprotected_a
 from sandbox.cgroup import CommandGroup
 from sandbox.limits import MB, LocalLimits
 from sandbox.machine import check_machine
-from sandbox.output import StreamCapture, full_log, pump
+from sandbox.output import TIMEOUT_EXIT_CODE, StreamCapture, exec_result, full_log, full_log_path, pump
 from sandbox.protocol import (
     ExecResult,
     FileEntry,
@@ -58,8 +58,6 @@ from sandbox.spawn import prepare_child
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT_EXIT_CODE = 124  # like coreutils `timeout`
-OUTPUTS_DIR = ".agent/outputs"  # where truncated output is saved, inside the workspace
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED = {"snapshots"}
 _DRAIN_AFTER_EXIT_S = 2.0  # the pipes close when the sandbox's PID namespace dies
@@ -415,37 +413,16 @@ class LocalBackend:
             notes.append(f"the workspace is over its cap ({usage // MB} MB of {limits.workspace_mb} MB); "
                          "delete files before writing more")
 
-        saved_in = ""
-        full_output_path = None
+        saved_in = None
         if out.truncated or err.truncated:
-            exec_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-            full_output_path = f"{OUTPUTS_DIR}/{exec_id}.log"
+            path = full_log_path()
             size = out.spooled + err.spooled + len(command.encode()) + 200
             try:
                 await self._reserve(meta.sandbox_id, self._workspace(meta), size, "the full output")
-                await asyncio.to_thread(paths.write_atomic, self._workspace(meta), full_output_path,
+                await asyncio.to_thread(paths.write_atomic, self._workspace(meta), path,
                                         full_log(command, out, err), self._owner)
-                saved_in = full_output_path
+                saved_in = path
             except (WorkspaceFull, PathRejected, FileMissing) as e:
-                full_output_path = None
                 notes.append(f"full output not saved: {e}")
-
-        def where(capture: StreamCapture) -> str:
-            if not saved_in:
-                return "full output not saved"
-            if capture.spooled < capture.total:
-                return f"the first {capture.spooled} bytes are in {saved_in}"
-            return f"full output in {saved_in}"
-
-        stderr = err.text(where(err))
-        if notes:
-            stderr += ("" if not stderr or stderr.endswith("\n") else "\n") + "".join(
-                f"[sandbox] {n}\n" for n in notes)
-        return ExecResult(
-            exit_code=exit_code,
-            stdout=out.text(where(out)),
-            stderr=stderr,
-            truncated=out.truncated or err.truncated,
-            timed_out=run.killed_for == "timeout",
-            full_output_path=full_output_path,
-        )
+        return exec_result(exit_code, out, err, timed_out=run.killed_for == "timeout", saved_in=saved_in,
+                           notes=notes)

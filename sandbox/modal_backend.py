@@ -31,7 +31,6 @@ import itertools
 import logging
 import math
 import re
-import secrets
 import tempfile
 import time
 from collections import OrderedDict, deque
@@ -48,7 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sandbox import paths
 from sandbox.limits import MB
 from sandbox.limits import from_env as settings_from_env
-from sandbox.output import StreamCapture, full_log
+from sandbox.limits import none_if_blank
+from sandbox.output import TIMEOUT_EXIT_CODE, StreamCapture, exec_result, full_log, full_log_path
 from sandbox.protocol import (
     ExecResult,
     FileEntry,
@@ -65,9 +65,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MOUNT_POINT = paths.MOUNT_POINT  # the workspace, and every command's working directory
 DEFAULT_APP_NAME = "durable-coding-agent"
-TIMEOUT_EXIT_CODE = 124  # like coreutils `timeout`
 _SIGKILLED = 128 + 9
-OUTPUTS_DIR = ".agent/outputs"  # where truncated output is saved, inside the workspace
 _EXPIRES_TAG = "expires-at"
 _MAX_LINKS = 40  # like the kernel's limit on nested symlinks
 _MODAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -103,12 +101,7 @@ class ModalLimits(BaseModel):
     output_tail_bytes: int = Field(default=8192, ge=0, description="Bytes kept from the end of each stream.")
     max_output_mb: int = Field(default=16, ge=1, description="Full output kept per stream when it is truncated.")
 
-    @field_validator("idle_timeout_s", "image", "snapshot_ttl_s", mode="before")
-    @classmethod
-    def _unset(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in ("", "none"):
-            return None
-        return value
+    _unset = field_validator("idle_timeout_s", "image", "snapshot_ttl_s", mode="before")(none_if_blank)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ModalLimits:
@@ -469,31 +462,15 @@ class ModalBackend:
         if timed_out:
             code = TIMEOUT_EXIT_CODE
             notes.append(f"timed out after {timeout_s:g} s; the command was killed")
-        saved_in = ""
-        full_output_path = None
+        saved_in = None
         if out.truncated or err.truncated:
-            full_output_path = f"{OUTPUTS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.log"
+            path = full_log_path()
             try:
-                await self._write(sb, full_output_path, b"".join(full_log(command, out, err)))
-                saved_in = full_output_path
+                await self._write(sb, path, b"".join(full_log(command, out, err)))
+                saved_in = path
             except (WorkspaceFull, PathRejected, FileMissing, modal.exception.SandboxFilesystemError) as e:
-                full_output_path = None  # the command ran: losing its log must not fail the call
-                notes.append(f"full output not saved: {e}")
-
-        def where(capture: StreamCapture) -> str:
-            if not saved_in:
-                return "full output not saved"
-            if capture.spooled < capture.total:
-                return f"the first {capture.spooled} bytes are in {saved_in}"
-            return f"full output in {saved_in}"
-
-        stderr = err.text(where(err))
-        if notes:
-            stderr += ("" if not stderr or stderr.endswith("\n") else "\n") + "".join(
-                f"[sandbox] {n}\n" for n in notes)
-        return ExecResult(exit_code=code, stdout=out.text(where(out)), stderr=stderr,
-                          truncated=out.truncated or err.truncated, timed_out=timed_out,
-                          full_output_path=full_output_path)
+                notes.append(f"full output not saved: {e}")  # the command ran: losing its log must not fail the call
+        return exec_result(code, out, err, timed_out=timed_out, saved_in=saved_in, notes=notes)
 
 
 _KINDS = {FileType.FILE: "file", FileType.DIRECTORY: "dir", FileType.SYMLINK: "symlink"}

@@ -8,12 +8,18 @@ past which it is read and thrown away, so a 100 MB print costs neither memory no
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from sandbox.protocol import ExecResult
+
 _CHUNK = 1 << 16
+TIMEOUT_EXIT_CODE = 124  # like coreutils `timeout`
+OUTPUTS_DIR = ".agent/outputs"  # where truncated output is saved, inside the workspace
 
 
 class StreamCapture:
@@ -93,3 +99,30 @@ def full_log(command: str, stdout: StreamCapture, stderr: StreamCapture) -> Iter
         yield f"--- {name} ({capture.total} bytes{kept}) ---\n".encode()
         yield from capture.full()
         yield b"\n"
+
+
+def full_log_path() -> str:
+    """A fresh workspace-relative path for a truncated command's full output."""
+    return f"{OUTPUTS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.log"
+
+
+def exec_result(exit_code: int, out: StreamCapture, err: StreamCapture, *, timed_out: bool,
+                saved_in: str | None, notes: list[str]) -> ExecResult:
+    """What every backend returns: head and tail of each stream around a marker that says where
+    the rest is (`saved_in`, or that it was not saved), and the sandbox's own `[sandbox]` notes
+    appended to stderr."""
+
+    def where(capture: StreamCapture) -> str:
+        if not saved_in:
+            return "full output not saved"
+        if capture.spooled < capture.total:
+            return f"the first {capture.spooled} bytes are in {saved_in}"
+        return f"full output in {saved_in}"
+
+    stderr = err.text(where(err))
+    if notes:
+        stderr += ("" if not stderr or stderr.endswith("\n") else "\n") + "".join(
+            f"[sandbox] {n}\n" for n in notes)
+    return ExecResult(exit_code=exit_code, stdout=out.text(where(out)), stderr=stderr,
+                      truncated=out.truncated or err.truncated, timed_out=timed_out,
+                      full_output_path=saved_in)
