@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, Field
 
 from app.validation import workspace_relative
+from sandbox.protocol import ExecResult
 
 # A path inside the workspace; `/project/x` is accepted as `x`.
 WorkspacePath = Annotated[str, AfterValidator(workspace_relative)]
@@ -225,13 +226,9 @@ class ExecIn(BaseModel):
     timeout_s: float = Field(default=60, gt=0)
 
 
-class ExecOut(BaseModel):
-    exit_code: int
-    stdout: str
-    stderr: str
-    truncated: bool = False
-    timed_out: bool = False
-    full_output_path: str | None = None
+class ExecOut(ExecResult):
+    """The backend's result, plus what only the Sandbox object can know."""
+
     # The command may or may not have run (a crash between its start and its recorded result).
     outcome_unknown: bool = False
 
