@@ -21,6 +21,7 @@ from sandbox.protocol import (
     SandboxError,
     SandboxGone,
     SandboxInfo,
+    SandboxUnavailable,
     SnapshotMissing,
     WorkspaceFull,
 )
@@ -44,14 +45,14 @@ def create_backend(kind: str, root: Path, limits: LocalLimits | ModalLimits | No
 
         if limits is not None and not isinstance(limits, LocalLimits):
             raise TypeError(f"the local backend takes LocalLimits, not {type(limits).__name__}")
-        return LocalBackend(root, limits if limits is not None else LocalLimits.from_env())
+        return LocalBackend(root, limits if limits is not None else LocalLimits())
     if kind == "modal":
         from sandbox.modal_backend import DEFAULT_APP_NAME, ModalBackend, ModalLimits
 
         if limits is not None and not isinstance(limits, ModalLimits):
             raise TypeError(f"the Modal backend takes ModalLimits, not {type(limits).__name__}")
         return ModalBackend(os.environ.get("MODAL_APP_NAME") or DEFAULT_APP_NAME,
-                            limits if limits is not None else ModalLimits.from_env())
+                            limits if limits is not None else ModalLimits())
     raise ValueError(f"unknown sandbox backend {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -65,6 +66,7 @@ __all__ = [
     "SandboxError",
     "SandboxGone",
     "SandboxInfo",
+    "SandboxUnavailable",
     "SandboxUnprotected",
     "SnapshotMissing",
     "WorkspaceFull",

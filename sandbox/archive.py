@@ -6,6 +6,12 @@ archive appears under its final name only when complete (temporary file, fsync, 
 Restoring goes into a fresh directory through tarfile's "tar" filter (no absolute names,
 nothing outside the destination), keeps only files, directories and links, and gives
 everything to the sandbox's host uid.
+
+An archive also carries the sandbox's markers (sandbox/markers.py). It says so in a global
+PAX header (`durable-agent.layout: 2`), and then holds the workspace under `project/` and
+the markers under `markers/`; restore puts each back where it came from, so nothing in the
+workspace can ever become a marker. Archives without the header (older ones) hold the
+workspace alone, at the top level.
 """
 
 from __future__ import annotations
@@ -18,18 +24,26 @@ from pathlib import Path
 
 import zstandard
 
+from sandbox import markers
 from sandbox.paths import Owner, closing, walk
 
 _ZSTD_LEVEL = 3  # fast; source trees still compress several times over
 _KEEP = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+_LAYOUT_KEY, _LAYOUT = "durable-agent.layout", "2"  # a global PAX header
+WORKSPACE, MARKERS = "project", "markers"  # the two top-level directories of an archive
 
 
-def write_snapshot(workspace: Path, dest: Path) -> None:
+def write_snapshot(workspace: Path, markers_dir: Path, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as raw:
             with zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw, closefd=False) as zst, \
-                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
+                                 pax_headers={_LAYOUT_KEY: _LAYOUT}) as tar:
+                top = tarfile.TarInfo(WORKSPACE)  # a member even when all is empty: tarfile
+                top.type, top.mode = tarfile.DIRTYPE, 0o755  # cannot read a lone global header
+                tar.addfile(top)
+                _add_markers(tar, markers_dir)
                 _add_tree(tar, workspace)
             raw.flush()
             os.fsync(raw.fileno())
@@ -42,10 +56,20 @@ def write_snapshot(workspace: Path, dest: Path) -> None:
         os.fsync(dir_fd)
 
 
+def _add_markers(tar: tarfile.TarFile, markers_dir: Path) -> None:
+    for name in markers.names(markers_dir):
+        try:
+            f = open(markers_dir / name, "rb")
+        except FileNotFoundError:
+            continue  # deleted since it was listed
+        with f:
+            tar.addfile(tar.gettarinfo(arcname=f"{MARKERS}/{name}", fileobj=f), f)
+
+
 def _add_tree(tar: tarfile.TarFile, workspace: Path) -> None:
     with closing(os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
         for rel, name, st, dir_fd in walk(root_fd):
-            info = tarfile.TarInfo("/".join([*rel, name]))
+            info = tarfile.TarInfo("/".join([WORKSPACE, *rel, name]))
             info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
             if stat.S_ISDIR(st.st_mode):
                 info.type = tarfile.DIRTYPE
@@ -68,14 +92,28 @@ def _add_tree(tar: tarfile.TarFile, workspace: Path) -> None:
 
 
 def restore_snapshot(archive: Path, dest: Path, owner: Owner) -> None:
-    """Unpack `archive` into the empty directory `dest`."""
-
-    def only_workspace_content(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        if member.type not in _KEEP:
-            return None
-        member = tarfile.tar_filter(member, path)
-        return member.replace(uid=owner[0], gid=owner[1], uname="", gname="", deep=False)
-
+    """Unpack `archive` into the directory `dest`: the workspace into `dest/project` (owned by
+    `owner`), the markers into `dest/markers` (owned by this process)."""
     with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
             tarfile.open(fileobj=zst, mode="r|") as tar:
-        tar.extractall(dest, numeric_owner=True, filter=only_workspace_content)
+        layered = tar.pax_headers.get(_LAYOUT_KEY) == _LAYOUT
+
+        def sorted_out(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+            if member.type not in _KEEP:
+                return None
+            if not layered:  # an archive from before markers: all of it is the workspace
+                member = member.replace(name=f"{WORKSPACE}/{member.name}", deep=False)
+                if member.type == tarfile.LNKTYPE:
+                    member = member.replace(linkname=f"{WORKSPACE}/{member.linkname}", deep=False)
+            top, _, rest = member.name.partition("/")
+            if top == MARKERS and member.isfile() and markers.is_name(rest):
+                uid, gid = os.geteuid(), os.getegid()
+            elif top == WORKSPACE and (rest or member.isdir()) and (
+                    member.type != tarfile.LNKTYPE or member.linkname.startswith(f"{WORKSPACE}/")):
+                uid, gid = owner
+            else:
+                return None  # not ours to restore
+            member = tarfile.tar_filter(member, path)
+            return member.replace(uid=uid, gid=gid, uname="", gname="", deep=False)
+
+        tar.extractall(dest, numeric_owner=True, filter=sorted_out)

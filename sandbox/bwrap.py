@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from sandbox.paths import MOUNT_POINT
+from sandbox.spawn import STAGE
 
 SANDBOX_UID = 1000  # the uid and gid a command sees; mapped to the unprivileged host uid
 SANDBOX_GID = 1000
@@ -72,6 +73,22 @@ def write_etc(etc_dir: Path) -> None:
             tmp.write_text(text)
             tmp.chmod(0o644)
             tmp.replace(path)
+
+
+def sandboxed(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int,
+              *, staged: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """The argv of a sandboxed command, and what spawn.prepare_child must stage for it.
+
+    `staged` (the worker is root and drops commands to the host uid): bwrap finds the
+    workspace and our /etc files where the child stages them, so the host uid needs no way
+    to the sandbox root (spawn.py, step 4). Otherwise bwrap runs as the worker's own uid and
+    reads them where they are.
+    """
+    if not staged:
+        return sandbox_argv(bwrap, workspace, etc_dir, command, tmp_bytes), []
+    project, etc = f"{STAGE}/project", f"{STAGE}/etc"
+    return (sandbox_argv(bwrap, Path(project), Path(etc), command, tmp_bytes),
+            [(str(workspace), project), (str(etc_dir), etc)])
 
 
 def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int) -> list[str]:

@@ -6,13 +6,19 @@ Every field can be set from the environment as `SANDBOX_<FIELD>` (for example
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasGenerator, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
+
+
+def env_config(prefix: str) -> SettingsConfigDict:
+    """pydantic-settings configuration for a settings class whose every field is read from the
+    variable `<prefix><FIELD>` (the same mechanism as app/config.py). A blank variable means
+    unset, and a bad value is an error that names its variable."""
+    return SettingsConfigDict(
+        frozen=True, env_ignore_empty=True, populate_by_name=True, extra="ignore",
+        alias_generator=AliasGenerator(validation_alias=lambda field: f"{prefix}{field.upper()}"))
 
 
 def none_if_blank(value: object) -> object:
@@ -22,8 +28,8 @@ def none_if_blank(value: object) -> object:
     return value
 
 
-class LocalLimits(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class LocalLimits(BaseSettings):
+    model_config = env_config("SANDBOX_")
 
     ttl_s: float | None = Field(
         default=None, gt=0,
@@ -48,26 +54,3 @@ class LocalLimits(BaseModel):
         description="Run even when a protection (bwrap, cgroups, uid switch) is unavailable, with a loud warning.")
 
     _no_ttl = field_validator("ttl_s", mode="before")(none_if_blank)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalLimits:
-        """Defaults overridden by any `SANDBOX_<FIELD>` variable that is set."""
-        return from_env(cls, "SANDBOX_", "sandbox limits", environ)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-
-def from_env(model: type[M], prefix: str, what: str, environ: Mapping[str, str] | None = None) -> M:
-    """Build `model` from its defaults and any `<prefix><FIELD>` variable that is set; a bad
-    value is a ValueError naming the variable."""
-    environ = os.environ if environ is None else environ
-    names = {field: f"{prefix}{field.upper()}" for field in model.model_fields}
-    values = {field: environ[name] for field, name in names.items() if name in environ}
-    try:
-        return model(**values)
-    except ValidationError as e:
-        bad = ", ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"invalid {what} in the environment ({bad})") from None
-

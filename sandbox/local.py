@@ -4,9 +4,14 @@ Layout under `root`:
 
     <name>/meta.json               who the sandbox is: id, generation, created/expires, gone?
     <name>/project/                the workspace, bound read-write at /project
-    snapshots/<snapshot>.tar.zst   snapshots (sandbox/archive.py)
+    <name>/markers/                its markers, out of every command's reach (sandbox/markers.py)
+    <name>/ops/                    commands running under an op id (sandbox/ops.py)
+    snapshots/<snapshot>.tar.zst   snapshots: workspace and markers (sandbox/archive.py)
     .etc/                          the sandbox's own passwd, group, hosts
     .trash/, .spool/, .probe-<pid>/  scratch: wipes, output spooling, the start-up probe
+
+Everything is the worker's alone (0700): commands reach their workspace only through the bind
+that spawn.py stages for bubblewrap, so the root may sit anywhere, a 0700 directory included.
 
 Every operation is retry-safe, because the `Sandbox` object journals each call and a retry
 may follow a success that was never recorded: create returns the live sandbox of that name,
@@ -37,12 +42,22 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from sandbox import archive, paths
-from sandbox.bwrap import COMMAND_ENV, LAUNCHER_ENV, sandbox_argv, unprotected_argv, write_etc
+from sandbox import archive, markers, ops, paths
+from sandbox.bwrap import COMMAND_ENV, LAUNCHER_ENV, sandboxed, unprotected_argv, write_etc
 from sandbox.cgroup import CommandGroup
 from sandbox.limits import MB, LocalLimits
 from sandbox.machine import check_machine
-from sandbox.output import TIMEOUT_EXIT_CODE, StreamCapture, exec_result, full_log, full_log_path, pump
+from sandbox.output import (
+    KEEP_OUTPUTS,
+    OUTPUT_NAME,
+    OUTPUTS_DIR,
+    TIMEOUT_EXIT_CODE,
+    StreamCapture,
+    exec_result,
+    full_log,
+    full_log_path,
+    pump,
+)
 from sandbox.protocol import (
     ExecResult,
     FileEntry,
@@ -61,6 +76,7 @@ logger = logging.getLogger(__name__)
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED = {"snapshots"}
 _DRAIN_AFTER_EXIT_S = 2.0  # the pipes close when the sandbox's PID namespace dies
+_NOT_STARTED = "[sandbox] not started: another attempt of this operation stopped it first\n"
 
 
 class _Meta(BaseModel):
@@ -95,7 +111,8 @@ class _Run:
 
     proc: asyncio.subprocess.Process
     group: CommandGroup | None
-    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace"
+    op_id: str | None = None
+    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped"
 
     def kill(self, reason: str) -> None:
         if self.killed_for is None:
@@ -122,13 +139,15 @@ class LocalBackend:
         self.root, self.limits = Path(root).absolute(), limits
         for d in (self.root, self.root / "snapshots", self.root / ".trash", self.root / ".spool"):
             d.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o711)  # the sandbox uid must reach <name>/project, and list nothing
+        self.root.chmod(0o700)
         for d in ("snapshots", ".trash", ".spool"):
             (self.root / d).chmod(0o700)
         write_etc(self.root / ".etc")
         machine = check_machine(self.root, limits)
         self._bwrap, self._cgroups, self._rlimits = machine.bwrap, machine.cgroups, machine.rlimits
         self._owner, self._drop_to = machine.owner, machine.drop_to
+        self._worker = ops.Proc.of(os.getpid())  # how op records name this process
+        assert self._worker is not None
         self._quota = WorkspaceQuota(limits.workspace_mb * MB)
         self._runs: dict[str, set[_Run]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -143,8 +162,9 @@ class LocalBackend:
                 meta = self._read_meta_at(d)
                 if meta and not meta.gone and meta.expired():
                     self._mark_gone(meta, "expired")
-                if meta and meta.gone and (d / "project").exists():
+                if meta and meta.gone:
                     self._discard(d / "project")
+                    self._discard(d / "markers")
         for d in (self.root / ".trash").iterdir():
             shutil.rmtree(d, ignore_errors=True)
 
@@ -160,6 +180,12 @@ class LocalBackend:
 
     def _workspace(self, meta: _Meta) -> Path:
         return self._dir(_name_of(meta.sandbox_id)) / "project"
+
+    def _markers(self, meta: _Meta) -> Path:
+        return self._dir(_name_of(meta.sandbox_id)) / "markers"
+
+    def _ops(self, meta: _Meta) -> Path:
+        return self._dir(_name_of(meta.sandbox_id)) / "ops"
 
     def _read_meta(self, name: str) -> _Meta | None:
         return self._read_meta_at(self._dir(name))
@@ -188,6 +214,7 @@ class LocalBackend:
             run.kill(reason)
         self._quota.forget(meta.sandbox_id)
         self._discard(self._dir(name) / "project")
+        self._discard(self._dir(name) / "markers")
 
     def _discard(self, path: Path) -> None:
         """Move a directory aside at once, then delete it."""
@@ -238,16 +265,22 @@ class LocalBackend:
 
     def _build(self, name: str, archive_path: Path | None, meta: _Meta) -> None:
         home = self._dir(name)
-        home.mkdir(mode=0o711, exist_ok=True)
-        staging = home / "project.new"
+        home.mkdir(mode=0o700, exist_ok=True)
+        staging = home / "new"
         shutil.rmtree(staging, ignore_errors=True)  # left by a create that crashed
-        staging.mkdir(mode=0o755)
+        staging.mkdir(mode=0o700)
+        (staging / archive.WORKSPACE).mkdir()
+        (staging / archive.MARKERS).mkdir()
         if archive_path:
             archive.restore_snapshot(archive_path, staging, self._owner)
-        os.chown(staging, *self._owner)
-        staging.chmod(0o755)
-        self._discard(home / "project")
-        staging.rename(home / "project")
+        os.chown(staging / archive.WORKSPACE, *self._owner)
+        (staging / archive.WORKSPACE).chmod(0o755)
+        (staging / archive.MARKERS).chmod(0o700)
+        for part in ("project", "markers"):
+            self._discard(home / part)
+        (staging / archive.WORKSPACE).rename(home / "project")
+        (staging / archive.MARKERS).rename(home / "markers")
+        staging.rmdir()
         self._write_meta(name, meta)
 
     async def terminate(self, sandbox_id: str) -> None:
@@ -274,7 +307,7 @@ class LocalBackend:
             meta = await asyncio.to_thread(self._read_meta, _name_of(sandbox_id)) or meta
             if meta.gone:
                 raise SandboxGone(f"sandbox {sandbox_id} is gone ({meta.gone})")
-            await asyncio.to_thread(archive.write_snapshot, self._workspace(meta), path)
+            await asyncio.to_thread(archive.write_snapshot, self._workspace(meta), self._markers(meta), path)
         return snapshot_name
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
@@ -313,9 +346,30 @@ class LocalBackend:
         meta = await self._live(sandbox_id)
         return await asyncio.to_thread(paths.list_tree, self._workspace(meta), path, max_entries)
 
+    # ----- markers ---------------------------------------------------------------------
+
+    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+        markers.check_name(name)
+        meta = await self._live(sandbox_id)
+        await asyncio.to_thread(markers.write, self._markers(meta), name, data)
+
+    async def read_marker(self, sandbox_id: str, name: str) -> str | None:
+        markers.check_name(name)
+        meta = await self._live(sandbox_id)
+        return await asyncio.to_thread(markers.read, self._markers(meta), name)
+
+    async def delete_markers(self, sandbox_id: str, prefix: str) -> int:
+        markers.check_prefix(prefix)
+        meta = await self._live(sandbox_id)
+        # The operations go too: no attempt of them will come again, so no stop marks are needed.
+        await asyncio.to_thread(ops.forget, self._ops(meta), prefix)
+        return await asyncio.to_thread(markers.delete, self._markers(meta), prefix)
+
     # ----- commands --------------------------------------------------------------------
 
-    async def exec(self, sandbox_id: str, command: str, timeout_s: float) -> ExecResult:
+    async def exec(self, sandbox_id: str, command: str, timeout_s: float, op_id: str | None = None) -> ExecResult:
+        if op_id is not None:
+            markers.check_name(op_id)
         meta = await self._live(sandbox_id)
         workspace, limits = self._workspace(meta), self.limits
         # A command cannot outlive its sandbox: the deadline is the earlier of the two.
@@ -328,10 +382,17 @@ class LocalBackend:
         err = StreamCapture(limits.output_head_bytes, limits.output_tail_bytes, limits.max_output_mb * MB,
                             self.root / ".spool")
         group = self._cgroups.create(limits.pids_max, limits.memory_mb * MB) if self._cgroups else None
+        record = ops.OpRecord(sandbox_id=sandbox_id, worker=self._worker,
+                              groups=[str(d) for d in group.dirs.values()] if group else [])
+        recorded = False  # under op_id, in <name>/ops/, for stop_op
         run: _Run | None = None
         readers: asyncio.Future[list[None]] | None = None
         try:
-            spawning = asyncio.ensure_future(self._spawn(workspace, command, group))
+            if op_id is not None:
+                recorded = ops.begin(self._ops(meta), op_id, record)
+                if not recorded:
+                    return ExecResult(exit_code=128 + signal.SIGKILL, stdout="", stderr=_NOT_STARTED)
+            spawning = asyncio.ensure_future(self._spawn(workspace, command, group, op_id))
             try:
                 run = await asyncio.shield(spawning)
             except asyncio.CancelledError:
@@ -339,6 +400,8 @@ class LocalBackend:
                 # asyncio's own cleanup would kill bwrap alone, mid-setup, and then wait forever.
                 run = await spawning
                 raise
+            if recorded:
+                ops.started(self._ops(meta), op_id, record, run.proc.pid)
             self._runs[sandbox_id].add(run)
             async with self._quota.watch(sandbox_id, workspace, partial(run.kill, "workspace")) as watch:
                 assert run.proc.stdout is not None and run.proc.stderr is not None
@@ -375,12 +438,27 @@ class LocalBackend:
                     await asyncio.to_thread(group.remove)
                 except OSError as e:  # left for the sweep when this worker is gone
                     logger.warning("could not remove the cgroup of a finished command: %s", e)
+            if recorded:  # only now: the command is gone, or this worker could not tell
+                ops.end(self._ops(meta), op_id)
             out.close()
             err.close()
 
-    async def _spawn(self, workspace: Path, command: str, group: CommandGroup | None) -> _Run:
+    async def stop_op(self, sandbox_id: str, op_id: str) -> None:
+        markers.check_name(op_id)
+        for run in list(self._runs.get(sandbox_id, ())):  # started by this worker: a shortcut
+            if run.op_id == op_id:
+                run.kill("stopped")
+        # The record decides, wherever the command was started; a gone sandbox is checked after,
+        # so even then nothing keeps running.
+        if name := _name_of(sandbox_id):
+            await ops.stop(self._dir(name) / "ops", op_id, sandbox_id)
+        await self._live(sandbox_id)
+
+    async def _spawn(self, workspace: Path, command: str, group: CommandGroup | None, op_id: str | None) -> _Run:
+        stage: list[tuple[str, str]] = []
         if self._bwrap:
-            argv = sandbox_argv(self._bwrap, workspace, self.root / ".etc", command, self.limits.tmp_mb * MB)
+            argv, stage = sandboxed(self._bwrap, workspace, self.root / ".etc", command, self.limits.tmp_mb * MB,
+                                    staged=self._drop_to is not None)
             env, cwd = LAUNCHER_ENV, None
         else:
             argv, env, cwd = unprotected_argv(command), COMMAND_ENV, workspace
@@ -389,11 +467,11 @@ class LocalBackend:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=env, cwd=cwd, start_new_session=True,
-                preexec_fn=partial(prepare_child, fds, self._rlimits, self._drop_to, os.getpid()))
+                preexec_fn=partial(prepare_child, fds, self._rlimits, self._drop_to, os.getpid(), stage))
         finally:
             for fd in fds:
                 os.close(fd)
-        return _Run(proc, group)
+        return _Run(proc, group, op_id)
 
     async def _result(self, meta: _Meta, command: str, timeout_s: float, run: _Run, out: StreamCapture,
                       err: StreamCapture, usage: int, over_cap: bool, oom: int, forks: int) -> ExecResult:
@@ -409,6 +487,8 @@ class LocalBackend:
             notes.append(f"process limit reached: {forks} fork(s) refused at {limits.pids_max} processes")
         if run.killed_for == "workspace":
             notes.append(f"killed: the workspace grew past its {limits.workspace_mb} MB cap")
+        if run.killed_for == "stopped":
+            notes.append("stopped: another attempt of this operation stopped it")
         if over_cap:
             notes.append(f"the workspace is over its cap ({usage // MB} MB of {limits.workspace_mb} MB); "
                          "delete files before writing more")
@@ -424,5 +504,11 @@ class LocalBackend:
                 saved_in = path
             except (WorkspaceFull, PathRejected, FileMissing) as e:
                 notes.append(f"full output not saved: {e}")
+            else:
+                try:
+                    await asyncio.to_thread(paths.keep_newest, self._workspace(meta), OUTPUTS_DIR,
+                                            KEEP_OUTPUTS, OUTPUT_NAME, path.rpartition("/")[2])
+                except (PathRejected, FileMissing):
+                    pass  # the command moved the directory away meanwhile: nothing of ours to prune
         return exec_result(exit_code, out, err, timed_out=run.killed_for == "timeout", saved_in=saved_in,
                            notes=notes)

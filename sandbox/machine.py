@@ -11,13 +11,12 @@ import logging
 import os
 import resource
 import shutil
-import stat
 import subprocess
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from sandbox.bwrap import LAUNCHER_ENV, bwrap_path, sandbox_argv
+from sandbox.bwrap import LAUNCHER_ENV, bwrap_path, sandboxed
 from sandbox.cgroup import Cgroups
 from sandbox.limits import MB, LocalLimits
 from sandbox.spawn import prepare_child
@@ -47,7 +46,6 @@ def check_machine(root: Path, limits: LocalLimits) -> Machine:
     else:
         missing.append(f"root: the worker runs as uid {os.geteuid()}, so commands cannot be "
                        f"switched to the unprivileged uid {limits.host_uid}")
-    _require_reachable(root, owner)
 
     cgroups: Cgroups | None = None
     try:
@@ -77,17 +75,6 @@ def check_machine(root: Path, limits: LocalLimits) -> Machine:
     return Machine(bwrap, cgroups, owner, drop_to, _rlimits(limits, memory_cgroup=cgroups is not None))
 
 
-def _require_reachable(root: Path, owner: tuple[int, int]) -> None:
-    """bwrap binds <root>/<name>/project as the command's uid, so it must be able to get there."""
-    for d in (root, *root.parents):
-        st = d.stat()
-        if not (st.st_mode & stat.S_IXOTH or (st.st_uid == owner[0] and st.st_mode & stat.S_IXUSR)
-                or (st.st_gid == owner[1] and st.st_mode & stat.S_IXGRP)):
-            raise SandboxUnprotected(
-                f"sandbox root {root} is unreachable for uid {owner[0]}: {d} is not searchable "
-                f"by it (chmod o+x {d}, or put the root elsewhere)")
-
-
 def _probe_bwrap(bwrap: str, root: Path, limits: LocalLimits, owner: tuple[int, int],
                  drop_to: tuple[int, int] | None) -> str | None:
     """Run a real sandboxed `echo ok`, started exactly as commands will be."""
@@ -96,10 +83,11 @@ def _probe_bwrap(bwrap: str, root: Path, limits: LocalLimits, owner: tuple[int, 
     probe.mkdir(parents=True)
     os.chown(probe, *owner)
     try:
-        argv = sandbox_argv(bwrap, probe, root / ".etc", "echo ok", limits.tmp_mb * MB)
+        argv, stage = sandboxed(bwrap, probe, root / ".etc", "echo ok", limits.tmp_mb * MB,
+                                staged=drop_to is not None)
         done = subprocess.run(argv, env=LAUNCHER_ENV, capture_output=True, text=True, timeout=30,
                               stdin=subprocess.DEVNULL,
-                              preexec_fn=partial(prepare_child, [], [], drop_to, os.getpid()))
+                              preexec_fn=partial(prepare_child, [], [], drop_to, os.getpid(), stage))
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
     finally:

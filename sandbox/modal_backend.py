@@ -17,24 +17,34 @@ that was never recorded:
   object id (`sb-...`), new for every sandbox, so a stale id never reaches a successor.
 - `snapshot` records the image id in a tag on the sandbox; a retry finds it there.
 - `terminate` and `delete_snapshot` treat "not found" and "already finished" as success.
+- Markers are files in a private directory of the container (`/var/lib/agent`), replaced by a
+  rename, so a retried write leaves one whole record. Snapshots carry them: a snapshot is an
+  image of the whole container.
+- Every command carries its operation id in its environment (`AGENT_OP_ID`), inherited by
+  everything it starts, so `stop_op` finds and kills it from any worker, by scanning /proc;
+  a stop mark it leaves first keeps a start that arrives late from running at all.
 
-File APIs apply the workspace path rules of sandbox/paths.py through `filesystem.stat`. Inside
-Modal they are about consistency, not containment: the whole container is the sandbox, so
-a symlink out of /project reaches only files any command could read anyway.
+"Gone" is final (the object recreates the sandbox from its last snapshot), so it is only
+reported once Modal's control plane confirms it; an outage is SandboxUnavailable.
+
+File APIs apply the workspace path rules of sandbox/pathwalk.py through `filesystem.stat`.
+Inside Modal they are about consistency, not containment: the whole container is the sandbox,
+so a symlink out of /project reaches only files any command could read anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
 import math
+import posixpath
 import re
+import secrets
 import tempfile
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,13 +52,23 @@ import modal
 import modal.exception
 import modal.experimental
 from modal.types import FileInfo, FileType
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
 
-from sandbox import paths
-from sandbox.limits import MB
-from sandbox.limits import from_env as settings_from_env
-from sandbox.limits import none_if_blank
-from sandbox.output import TIMEOUT_EXIT_CODE, StreamCapture, exec_result, full_log, full_log_path
+from sandbox import markers
+from sandbox.limits import MB, env_config, none_if_blank
+from sandbox.output import (
+    KEEP_OUTPUTS,
+    OUTPUT_NAME,
+    OUTPUTS_DIR,
+    TIMEOUT_EXIT_CODE,
+    StreamCapture,
+    exec_result,
+    full_log,
+    full_log_path,
+    pump,
+)
+from sandbox.pathwalk import MOUNT_POINT, Kind, Move, PathWalk, split_path
 from sandbox.protocol import (
     ExecResult,
     FileEntry,
@@ -56,6 +76,7 @@ from sandbox.protocol import (
     PathRejected,
     SandboxGone,
     SandboxInfo,
+    SandboxUnavailable,
     SnapshotMissing,
     WorkspaceFull,
 )
@@ -63,23 +84,67 @@ from sandbox.protocol import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MOUNT_POINT = paths.MOUNT_POINT  # the workspace, and every command's working directory
 DEFAULT_APP_NAME = "durable-coding-agent"
 _SIGKILLED = 128 + 9
 _EXPIRES_TAG = "expires-at"
-_MAX_LINKS = 40  # like the kernel's limit on nested symlinks
 _MODAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _APP_ID = re.compile(r"ap-[A-Za-z0-9]{22}")
 _CREATE_ATTEMPTS = 3
 _EXEC_GRACE_S = 30.0  # Modal kills a command at its timeout; this only guards against a hung stream
+_DRAIN_S = 1.0  # output still open this long after the command exited: something it started holds it
 _PARALLEL = 16  # file API calls in flight at once
 _HANDLES = 256  # sandbox handles kept, so each call does not look its sandbox up again
+# What Modal raises when it cannot be reached. The file API reports these as NotFoundError
+# ("The Sandbox is unavailable", modal/_utils/sandbox_fs_utils.py), so that proves nothing either.
+_OUTAGES = (modal.exception.NotFoundError, modal.exception.ServiceError, modal.exception.ConnectionError)
+
+# The private area: outside /project, so `git clean` or `rm -rf .agent` in the workspace does
+# not touch it, and inside the container, so snapshots carry it.
+_PRIVATE_DIR = "/var/lib/agent"
+_MARKERS = "markers"  # below _PRIVATE_DIR
+_SPOOL = "tmp"  # below _PRIVATE_DIR: markers are written here first, then renamed into place
+_STOPPED = "stopped"  # below _PRIVATE_DIR: an empty file per operation `stop_op` stopped
+_RM_BATCH = 500  # names per `rm`, well below ARG_MAX
+_OP_ENV = "AGENT_OP_ID"  # every command's operation id, inherited by all it starts
+_STOP_TIMEOUT_S = 60
+# Runs a command under an op_id: "$1" is the operation's stop mark, "$2" the command. `exec`
+# keeps the exit status exactly what `sh -c command` alone would give.
+_GUARD = """if [ -e "$1" ]; then
+  echo "[sandbox] not started: another attempt of this operation stopped it first" >&2
+  exit 137
+fi
+exec sh -c "$2"
+"""
+# Kills every process whose environment holds "$1" (AGENT_OP_ID=<op>), and the process group
+# of any that leads one (so a child that cleared its environment dies too), until none is left.
+# `grep -l` finds candidates, `tr | grep -x` confirms (AGENT_OP_ID=a is a prefix of =ab). A
+# process killed but not yet reaped has an empty environ, so it counts as stopped.
+_STOP_SCRIPT = r"""
+token=$1
+rounds=0
+while :; do
+  found=
+  for env in $(grep -lF -- "$token" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${env#/proc/}; pid=${pid%/environ}
+    if tr '\0' '\n' < "$env" 2>/dev/null | grep -qxF -- "$token"; then
+      found=1
+      pgid=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f3)
+      if [ "$pgid" = "$pid" ]; then kill -9 "-$pid" 2>/dev/null; fi
+      kill -9 "$pid" 2>/dev/null
+    fi
+  done
+  [ -z "$found" ] && exit 0
+  rounds=$((rounds + 1))
+  [ "$rounds" -ge 100 ] && exit 1
+  sleep 0.1
+done
+"""
 
 
-class ModalLimits(BaseModel):
+class ModalLimits(BaseSettings):
     """What a Modal sandbox gets. Every field can be set as `MODAL_SANDBOX_<FIELD>`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = env_config("MODAL_SANDBOX_")
 
     timeout_s: int = Field(
         default=3600, ge=1, le=86400,
@@ -102,11 +167,6 @@ class ModalLimits(BaseModel):
     max_output_mb: int = Field(default=16, ge=1, description="Full output kept per stream when it is truncated.")
 
     _unset = field_validator("idle_timeout_s", "image", "snapshot_ttl_s", mode="before")(none_if_blank)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ModalLimits:
-        """Defaults overridden by any `MODAL_SANDBOX_<FIELD>` variable that is set."""
-        return settings_from_env(cls, "MODAL_SANDBOX_", "Modal sandbox settings", environ)
 
 
 
@@ -139,6 +199,7 @@ class ModalBackend:
         self.app_name, self.limits = app_name, limits
         self._app: Any = None
         self._handles: OrderedDict[str, Any] = OrderedDict()
+        self._stopping: set[asyncio.Task[str | None]] = set()  # stops of cancelled commands, under way
 
     # ----- the SDK boundary: lookups -----------------------------------------------------
 
@@ -152,18 +213,18 @@ class ModalBackend:
                  else modal.Image.debian_slim().apt_install("git"))
         return image.workdir(MOUNT_POINT)
 
-    async def _snapshot_image(self, snapshot_id: str) -> Any:
+    @staticmethod
+    def _snapshot_image(snapshot_id: str) -> Any:
+        """The image of a snapshot. Lazy: Modal looks it up inside `Sandbox.create`, which raises
+        NotFoundError if it is gone (an image cannot be looked up on its own: `hydrate` on it
+        raises ExecutionError, see `_Image.hydrate` in the SDK)."""
         if not snapshot_id.startswith("im-"):  # taken by another backend: not an image of ours
             raise SnapshotMissing(f"snapshot {snapshot_id} is not a Modal image")
-        image = modal.Image.from_id(snapshot_id)
-        try:
-            await image.hydrate.aio()
-        except modal.exception.NotFoundError:
-            raise SnapshotMissing(f"snapshot {snapshot_id} does not exist") from None
-        return image
+        return modal.Image.from_id(snapshot_id)
 
     async def _sandbox(self, sandbox_id: str) -> Any:
-        """A handle on `sandbox_id` (cached: a lookup is a round trip). Raises SandboxGone."""
+        """A handle on `sandbox_id` (cached: a lookup is a round trip).
+        Raises SandboxGone, or SandboxUnavailable when Modal cannot be reached."""
         if sandbox_id in self._handles:
             self._handles.move_to_end(sandbox_id)
             return self._handles[sandbox_id]
@@ -171,6 +232,8 @@ class ModalBackend:
             sb = await modal.Sandbox.from_id.aio(sandbox_id)
         except modal.exception.NotFoundError:
             raise SandboxGone(f"sandbox {sandbox_id} does not exist") from None
+        except _OUTAGES as e:
+            raise SandboxUnavailable(f"Modal did not answer for sandbox {sandbox_id}: {e}") from e
         return self._keep(sb)
 
     def _keep(self, sb: Any) -> Any:
@@ -183,34 +246,51 @@ class ModalBackend:
     async def _finished(sb: Any) -> bool:
         try:
             return await sb.poll.aio() is not None
+        except modal.exception.NotFoundError:  # poll is a control-plane call: Modal has no such sandbox
+            return True
+
+    async def _confirmed_gone(self, sandbox_id: str) -> bool:
+        """Whether Modal's control plane says the sandbox has ended (or never existed). False
+        when it says the sandbox runs, and when it cannot be asked."""
+        try:
+            sb = await modal.Sandbox.from_id.aio(sandbox_id)
+            finished = await sb.poll.aio() is not None
         except modal.exception.NotFoundError:
             return True
+        except modal.exception.Error:
+            return False
+        if not finished:
+            self._keep(sb)  # a fresh handle, in case the old one is what broke
+        return finished
 
     async def _on(self, sandbox_id: str, operation: Callable[[Any], Awaitable[T]]) -> T:
         """Run `operation` on the sandbox, turning "it is not there any more" into SandboxGone.
 
         Modal reports a dead sandbox in several ways (NotFoundError from the file API, a
-        ConflictError or a generic error from exec), so any Modal error is followed by a poll:
-        a finished sandbox is SandboxGone, anything else is raised as is and retried.
+        ConflictError or a generic error from exec), but the file API reports an outage the same
+        way. So after any Modal error Modal is asked whether the sandbox still runs: ended is
+        SandboxGone; otherwise an outage-like error is SandboxUnavailable (the object then retries
+        the same sandbox, where recreating it would lose the work since the last snapshot), and
+        anything else is raised as is and retried.
         """
         sb = await self._sandbox(sandbox_id)
         try:
             return await operation(sb)
-        except modal.exception.NotFoundError:
-            self._handles.pop(sandbox_id, None)
-            raise SandboxGone(f"sandbox {sandbox_id} is gone") from None
-        except modal.exception.Error:
-            if await self._finished(sb):
+        except modal.exception.Error as e:
+            if await self._confirmed_gone(sandbox_id):
                 self._handles.pop(sandbox_id, None)
-                raise SandboxGone(f"sandbox {sandbox_id} is gone (finished)") from None
+                raise SandboxGone(f"sandbox {sandbox_id} is gone") from None
+            if isinstance(e, _OUTAGES):
+                raise SandboxUnavailable(f"sandbox {sandbox_id} could not be reached: {e}") from e
             raise
 
     # ----- lifecycle -------------------------------------------------------------------
 
     async def create(self, name: str, snapshot_id: str | None = None) -> SandboxInfo:
         sandbox_name = modal_name(name)
-        image = await self._snapshot_image(snapshot_id) if snapshot_id is not None else self._base_image()
+        image = self._snapshot_image(snapshot_id) if snapshot_id is not None else self._base_image()
         app = await self._lookup_app()
+        app_renewed = False
         limits = self.limits
         for _ in range(_CREATE_ATTEMPTS):
             # Taken before the call, so it is never later than Modal's own deadline.
@@ -225,6 +305,21 @@ class ModalBackend:
                 if existing is not None:
                     return existing  # a retry after a create that was never recorded
                 continue  # its holder ended between the two calls, which frees the name
+            except modal.exception.NotFoundError:
+                existing = await self._live_by_name(sandbox_name)
+                if existing is not None:
+                    return existing  # a retry of a create that did succeed; its snapshot is gone since
+                if app_renewed:
+                    if snapshot_id is None:
+                        raise
+                    raise SnapshotMissing(f"snapshot {snapshot_id} does not exist") from None
+                # What was not found is the image (its loader asks Modal for it before the name
+                # is claimed), or the app, if it was deleted since it was looked up. Look the app
+                # up again, once: a snapshot is declared missing (and the workspace starts
+                # empty) only when nothing else can be the cause.
+                self._app, app_renewed = None, True
+                app = await self._lookup_app()
+                continue
             return SandboxInfo(sandbox_id=self._keep(sb).object_id, expires_at=expires_at)
         raise RuntimeError(f"Modal keeps reporting sandbox name {sandbox_name!r} as taken, but no live "
                            f"sandbox of that name is found in app {self.app_name!r}")
@@ -290,51 +385,33 @@ class ModalBackend:
                        create_parents: bool = False) -> tuple[str, FileInfo | None]:
         """The symlink-free absolute path `path` denotes, and its FileInfo (None: it does not exist).
 
-        The same walk as sandbox/paths.py: symlinks are followed by hand while they stay in the
-        workspace (a target under /project is inside), with `paths._link_parts` deciding.
+        The walk of sandbox/pathwalk.py, with every component up to the next ".." looked at in
+        one round trip instead of one per component.
         """
-        pending = deque(paths.split_path(path))
-        done: list[str] = []
-        links = 0
-        while pending:
-            if pending[0] == "..":  # only symlink targets produce these
-                pending.popleft()
-                if not done:
-                    raise PathRejected(f"{path!r} resolves outside the workspace")
-                done.pop()
+        walk = PathWalk(path, follow_final=follow_final)
+        while (name := walk.next()) is not None:
+            if name == "..":
+                walk.up()
                 continue
-            batch = list(itertools.takewhile(lambda part: part != "..", pending))
-            # One round trip instead of one per component: every prefix is looked at at once, and
-            # the answers are used up to the first symlink (past it, they describe another path).
-            infos = await asyncio.gather(*(self._stat(sb, _remote([*done, *batch[:i + 1]]))
+            batch = walk.ahead()
+            infos = await asyncio.gather(*(self._stat(sb, _remote([*walk.done, *batch[:i + 1]]))
                                            for i in range(len(batch))))
             for name, info in zip(batch, infos):
-                pending.popleft()
-                last = not pending
-                if info is None:
-                    if last:
-                        return _remote([*done, name]), None
-                    if create_parents and ".." not in pending:
-                        return _remote([*done, name, *pending]), None  # the write creates them
-                    raise FileMissing(f"{path!r} does not exist (no directory {name!r})")
-                if info.type == FileType.SYMLINK and (follow_final or not last):
-                    links += 1
-                    if links > _MAX_LINKS:
-                        raise PathRejected(f"{path!r} has too many levels of symlinks")
-                    restart, parts = paths._link_parts(info.symlink_target or "", path)
-                    if restart:
-                        done = []
-                    pending.extendleft(reversed(parts))
-                    break
-                if not last and info.type != FileType.DIRECTORY:
-                    raise FileMissing(f"{path!r} does not exist ({name!r} is not a directory)")
-                done.append(name)
-                if last:
-                    return _remote(done), info
-        return _remote(done), await self._stat(sb, _remote(done))  # the workspace, or a path ending in ..
+                move = walk.see(_kind(info))
+                if move is Move.FOLLOW:
+                    assert info is not None  # only what was found can be a symlink
+                    walk.follow(info.symlink_target or "")
+                    break  # the answers left describe the path through the old symlink
+                if move is Move.MISSING:
+                    if create_parents and ".." not in walk.remaining():
+                        return _remote([*walk.done, *walk.remaining()]), None  # the write creates them
+                    raise walk.missing()
+                if move is Move.END:
+                    return _remote([*walk.done, name]), info
+        return _remote(walk.done), await self._stat(sb, _remote(walk.done))  # the workspace, or a path ending in ..
 
     async def write_file(self, sandbox_id: str, path: str, content: str) -> None:
-        paths.split_path(path)  # reject bad paths before any round trip
+        split_path(path)  # reject bad paths before any round trip
         await self._on(sandbox_id, lambda sb: self._write(sb, path, content.encode()))
 
     async def _write(self, sb: Any, path: str, data: bytes) -> None:
@@ -354,7 +431,7 @@ class ModalBackend:
             raise
 
     async def read_file(self, sandbox_id: str, path: str, max_bytes: int) -> str:
-        paths.split_path(path)
+        split_path(path)
 
         async def read(sb: Any) -> str:
             where, info = await self._resolve(sb, path, follow_final=True)
@@ -379,9 +456,8 @@ class ModalBackend:
         try:
             if size <= max_bytes:
                 return (await sb.filesystem.read_bytes.aio(where))[:max_bytes]
-            proc = await sb.exec.aio("head", "-c", str(max_bytes), "--", "." + where[len(MOUNT_POINT):],
-                                     workdir=MOUNT_POINT, timeout=60, text=False)
-            data, _ = await asyncio.gather(proc.stdout.read.aio(), proc.wait.aio())
+            _, data, _ = await _run(sb, "head", "-c", str(max_bytes), "--", "." + where[len(MOUNT_POINT):],
+                                    workdir=MOUNT_POINT, timeout=60)
             return data
         except modal.exception.SandboxFilesystemNotFoundError:
             raise FileMissing(f"{where!r} disappeared while it was being read") from None
@@ -389,7 +465,7 @@ class ModalBackend:
             raise PathRejected(f"{where!r} changed into a directory while it was being read") from None
 
     async def list_files(self, sandbox_id: str, path: str, max_entries: int) -> list[FileEntry]:
-        prefix = paths.split_path(path)
+        prefix = split_path(path)
 
         async def walk(sb: Any) -> list[FileEntry]:
             where, info = await self._resolve(sb, path, follow_final=True)
@@ -428,54 +504,213 @@ class ModalBackend:
 
     # ----- commands --------------------------------------------------------------------
 
-    async def exec(self, sandbox_id: str, command: str, timeout_s: float) -> ExecResult:
-        return await self._on(sandbox_id, lambda sb: self._exec(sb, sandbox_id, command, timeout_s))
+    async def exec(self, sandbox_id: str, command: str, timeout_s: float, op_id: str | None = None) -> ExecResult:
+        if op_id is not None:
+            markers.check_name(op_id)
+        return await self._on(sandbox_id, lambda sb: self._exec(sb, sandbox_id, command, timeout_s, op_id))
 
-    async def _exec(self, sb: Any, sandbox_id: str, command: str, timeout_s: float) -> ExecResult:
+    async def _exec(self, sb: Any, sandbox_id: str, command: str, timeout_s: float, op_id: str | None) -> ExecResult:
         limits = self.limits
         wait_s = max(1, math.ceil(timeout_s))  # Modal takes whole seconds and kills the command then
+        # A command without an op_id gets an id too, so that what it leaves behind can be stopped
+        # (":" is in no op_id). The sandbox id keeps the fake's commands, all on one host, apart.
+        token = f"{sandbox_id}/{op_id or 'exec:' + secrets.token_hex(8)}"
         spool = Path(tempfile.gettempdir())
         out = StreamCapture(limits.output_head_bytes, limits.output_tail_bytes, limits.max_output_mb * MB, spool)
         err = StreamCapture(limits.output_head_bytes, limits.output_tail_bytes, limits.max_output_mb * MB, spool)
         started = time.monotonic()
         try:
-            proc = await sb.exec.aio("sh", "-c", command, workdir=MOUNT_POINT, timeout=wait_s, text=False)
+            proc = await sb.exec.aio(*_command_line(command, op_id), workdir=MOUNT_POINT, timeout=wait_s,
+                                     env={_OP_ENV: token}, text=False)
+            pumps = asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err))
+            stopped: str | None = None  # why stopping what the command left failed ("" if it worked)
             try:
                 async with asyncio.timeout(wait_s + _EXEC_GRACE_S):
-                    _, _, code = await asyncio.gather(_pump(proc.stdout, out), _pump(proc.stderr, err),
-                                                      proc.wait.aio())
+                    code = await proc.wait.aio()
+                    if not await _done_within(pumps, _DRAIN_S):
+                        # It ended, but something it started still holds its output open: that
+                        # dies with the command, as in the local backend, so the output ends too.
+                        stopped = await self._stop_quietly(sb, token) or ""
+                    await pumps
             except TimeoutError:
                 code = -1  # Modal did not report back in time; its own timeout kills the command
+            except asyncio.CancelledError:
+                # Restate ended the attempt: the command must not run on unwatched. Best effort,
+                # since this worker may be going away; stop_op is the guarantee.
+                self._stop_later(sb, token)
+                raise
+            finally:
+                pumps.cancel()
             # -1 is Modal's "past the exec deadline", 128+N a signal: both are also what a command
             # reports when its sandbox dies under it.
             if (code == -1 or code >= 128) and await self._finished(sb):
                 raise SandboxGone(f"sandbox {sandbox_id} is gone (ended while the command ran)")
             timed_out = code == -1 or (code == _SIGKILLED and time.monotonic() - started >= wait_s)
-            return await self._result(sb, command, timeout_s, code, timed_out, out, err)
+            notes = []
+            if timed_out:
+                code = TIMEOUT_EXIT_CODE
+                notes.append(f"timed out after {timeout_s:g} s; the command was killed")
+                if stopped is None:  # Modal kills the process it started; what that left goes too
+                    stopped = await self._stop_quietly(sb, token) or ""
+            if stopped:
+                notes.append(f"processes the command started may still run: {stopped}")
+            return await self._result(sb, command, code, timed_out, out, err, notes)
         finally:
             out.close()
             err.close()
 
-    async def _result(self, sb: Any, command: str, timeout_s: float, code: int, timed_out: bool,
-                      out: StreamCapture, err: StreamCapture) -> ExecResult:
-        notes = []
-        if timed_out:
-            code = TIMEOUT_EXIT_CODE
-            notes.append(f"timed out after {timeout_s:g} s; the command was killed")
+    async def _result(self, sb: Any, command: str, code: int, timed_out: bool,
+                      out: StreamCapture, err: StreamCapture, notes: list[str]) -> ExecResult:
         saved_in = None
         if out.truncated or err.truncated:
             path = full_log_path()
             try:
                 await self._write(sb, path, b"".join(full_log(command, out, err)))
                 saved_in = path
-            except (WorkspaceFull, PathRejected, FileMissing, modal.exception.SandboxFilesystemError) as e:
-                notes.append(f"full output not saved: {e}")  # the command ran: losing its log must not fail the call
+                await self._prune_outputs(sb, keep=path)
+            except (WorkspaceFull, PathRejected, FileMissing, RuntimeError, modal.exception.SandboxFilesystemError) as e:
+                if saved_in is None:
+                    notes.append(f"full output not saved: {e}")  # the command ran: losing its log must not fail the call
+                else:
+                    logger.warning("could not delete old saved outputs: %s", e)
         return exec_result(code, out, err, timed_out=timed_out, saved_in=saved_in, notes=notes)
+
+    async def _prune_outputs(self, sb: Any, keep: str) -> None:
+        """Keep only the newest KEEP_OUTPUTS saved outputs (`keep`, just written, among them):
+        every truncated command adds one."""
+        where, info = await self._resolve(sb, OUTPUTS_DIR, follow_final=True)
+        if info is None or info.type != FileType.DIRECTORY:
+            return
+        newest = keep.rsplit("/", 1)[-1]
+        # Oldest first. Names order by the second only, so the time written goes first.
+        saved = [entry.name for entry in sorted(await self._list_dir(sb, where),
+                                                key=lambda entry: (entry.name == newest, entry.modified_time, entry.name))
+                 if entry.type == FileType.FILE and OUTPUT_NAME.fullmatch(entry.name)]
+        await self._remove(sb, where, saved[:-KEEP_OUTPUTS])
+
+    async def stop_op(self, sandbox_id: str, op_id: str) -> None:
+        markers.check_name(op_id)
+
+        async def stop(sb: Any) -> None:
+            # The mark first: a start still on its way then either finds it and does not run
+            # (see _command_line), or is running, and so is found by the stop.
+            await sb.filesystem.write_bytes.aio(b"", f"{_PRIVATE_DIR}/{_STOPPED}/{op_id}")
+            await self._stop(sb, f"{sandbox_id}/{op_id}")
+
+        await self._on(sandbox_id, stop)
+
+    async def _stop(self, sb: Any, token: str) -> None:
+        """Kill every process started under `token` and return once none is left."""
+        code, _, err = await _run(sb, "sh", "-c", _STOP_SCRIPT, "agent-stop", f"{_OP_ENV}={token}",
+                                  workdir="/", timeout=_STOP_TIMEOUT_S)
+        if code != 0:
+            raise RuntimeError(f"the processes of operation {token} could not be stopped (exit {code}): "
+                               f"{err.decode(errors='replace').strip()}")
+
+    async def _stop_quietly(self, sb: Any, token: str) -> str | None:
+        """`_stop` as a best effort, for a command already given up on: why it failed, or None."""
+        try:
+            await self._stop(sb, token)
+        except Exception as e:  # noqa: BLE001 - nothing may escape a stop nobody waits for
+            logger.warning("could not stop operation %s: %s", token, e)
+            return str(e) or type(e).__name__
+        return None
+
+    def _stop_later(self, sb: Any, token: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop_quietly(sb, token))
+        self._stopping.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._stopping.discard)
+
+    # ----- markers ---------------------------------------------------------------------
+
+    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+        markers.check_name(name)
+        raw = data.encode()
+        if len(raw) > markers.MAX_BYTES:
+            raise ValueError(f"marker {name!r} is {len(raw)} bytes; at most {markers.MAX_BYTES} are kept")
+
+        async def write(sb: Any) -> None:
+            spooled = f"{_SPOOL}/{secrets.token_hex(8)}"
+            await sb.filesystem.write_bytes.aio(raw, f"{_PRIVATE_DIR}/{spooled}")
+            # Renamed into place, so that a reader never sees a half-written record (the file
+            # API makes no such promise).
+            code, _, err = await _run(sb, "sh", "-c", 'mkdir -p "$1" && mv -f -- "$2" "$1/$3"', "agent-marker",
+                                      _MARKERS, spooled, name, workdir=_PRIVATE_DIR, timeout=60)
+            if code != 0:
+                raise RuntimeError(f"marker {name} could not be stored: {err.decode(errors='replace').strip()}")
+
+        await self._on(sandbox_id, write)
+
+    async def read_marker(self, sandbox_id: str, name: str) -> str | None:
+        markers.check_name(name)
+
+        async def read(sb: Any) -> str | None:
+            try:
+                data = await sb.filesystem.read_bytes.aio(f"{_PRIVATE_DIR}/{_MARKERS}/{name}")
+            except modal.exception.SandboxFilesystemNotFoundError:
+                return None
+            return data.decode("utf-8", errors="replace")
+
+        return await self._on(sandbox_id, read)
+
+    async def delete_markers(self, sandbox_id: str, prefix: str) -> int:
+        markers.check_prefix(prefix)
+
+        async def delete(sb: Any) -> int:
+            await self._delete_prefixed(sb, _STOPPED, prefix)  # no attempt of these operations comes again
+            return await self._delete_prefixed(sb, _MARKERS, prefix)
+
+        return await self._on(sandbox_id, delete)
+
+    async def _delete_prefixed(self, sb: Any, directory: str, prefix: str) -> int:
+        """Delete the files of the private `directory` whose names start with `prefix`; how many went."""
+        where = f"{_PRIVATE_DIR}/{directory}"
+        names = [entry.name for entry in await self._list_dir(sb, where)
+                 if entry.name.startswith(prefix) and markers.is_name(entry.name)]
+        await self._remove(sb, where, names)
+        return len(names)
+
+    @staticmethod
+    async def _remove(sb: Any, directory: str, names: list[str]) -> None:
+        """Delete the files `names` of `directory` (a few `rm` commands, not a call per file)."""
+        for start in range(0, len(names), _RM_BATCH):
+            code, _, err = await _run(sb, "rm", "-f", "--", *names[start:start + _RM_BATCH],
+                                      workdir=directory, timeout=60)
+            if code != 0:
+                raise RuntimeError(f"could not delete files in {directory}: {err.decode(errors='replace').strip()}")
 
 
 _KINDS = {FileType.FILE: "file", FileType.DIRECTORY: "dir", FileType.SYMLINK: "symlink"}
 
 
-async def _pump(stream: Any, capture: StreamCapture) -> None:
-    async for chunk in stream:
-        capture.feed(chunk)
+def _kind(info: FileInfo | None) -> Kind:
+    """What the path walk needs to know of a stat answer."""
+    if info is None:
+        return Kind.MISSING
+    return {FileType.DIRECTORY: Kind.DIR, FileType.SYMLINK: Kind.LINK}.get(info.type, Kind.OTHER)
+
+
+async def _done_within(future: asyncio.Future[Any], seconds: float) -> bool:
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    return bool(done)
+
+
+async def _run(sb: Any, *argv: str, workdir: str, timeout: int) -> tuple[int, bytes, bytes]:
+    """Run one of the backend's own short commands: (exit code, stdout, stderr).
+
+    Paths are given relative to `workdir`: tests/sandbox/fake_modal.py runs commands on the
+    host, where only the working directory is mapped into the fake container.
+    """
+    proc = await sb.exec.aio(*argv, workdir=workdir, timeout=timeout, text=False)
+    out, err, code = await asyncio.gather(proc.stdout.read.aio(), proc.stderr.read.aio(), proc.wait.aio())
+    return code, out, err
+
+
+def _command_line(command: str, op_id: str | None) -> list[str]:
+    """`sh -c command`. Under an op_id, it first checks that `stop_op` has not stopped the
+    operation already, as a start delayed past it would otherwise run on unwatched."""
+    if op_id is None:
+        return ["sh", "-c", command]
+    # Relative to /project, the command's directory, like every path the backend's own commands use.
+    stop_mark = posixpath.relpath(f"{_PRIVATE_DIR}/{_STOPPED}/{op_id}", MOUNT_POINT)
+    return ["sh", "-c", _GUARD, "agent-op", stop_mark, command]

@@ -8,10 +8,11 @@ past which it is read and thrown away, so a 100 MB print costs neither memory no
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,8 @@ from sandbox.protocol import ExecResult
 _CHUNK = 1 << 16
 TIMEOUT_EXIT_CODE = 124  # like coreutils `timeout`
 OUTPUTS_DIR = ".agent/outputs"  # where truncated output is saved, inside the workspace
+KEEP_OUTPUTS = 20  # saved full outputs kept in OUTPUTS_DIR; older ones are deleted
+OUTPUT_NAME = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}\.log")  # the names full_log_path gives
 
 
 class StreamCapture:
@@ -84,10 +87,15 @@ class StreamCapture:
             self._spool.close()
 
 
-async def pump(stream: asyncio.StreamReader, capture: StreamCapture) -> None:
-    """Read a pipe to its end. Never stops early: a writer must not block on a full pipe."""
-    while chunk := await stream.read(_CHUNK):
-        capture.feed(chunk)
+async def pump(stream: asyncio.StreamReader | AsyncIterable[bytes], capture: StreamCapture) -> None:
+    """Read a stream to its end: a pipe, or any async iterable of chunks (a Modal process's
+    output). Never stops early: a writer must not block on a full pipe."""
+    if isinstance(stream, asyncio.StreamReader):  # iterating one would split it into lines
+        while chunk := await stream.read(_CHUNK):
+            capture.feed(chunk)
+    else:
+        async for chunk in stream:
+            capture.feed(chunk)
 
 
 def full_log(command: str, stdout: StreamCapture, stderr: StreamCapture) -> Iterator[bytes]:
@@ -102,7 +110,8 @@ def full_log(command: str, stdout: StreamCapture, stderr: StreamCapture) -> Iter
 
 
 def full_log_path() -> str:
-    """A fresh workspace-relative path for a truncated command's full output."""
+    """A fresh workspace-relative path for a truncated command's full output. Once it is
+    saved, a backend deletes all but the newest KEEP_OUTPUTS files named like OUTPUT_NAME."""
     return f"{OUTPUTS_DIR}/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.log"
 
 

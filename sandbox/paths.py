@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from collections import deque
@@ -19,26 +20,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sandbox.pathwalk import MOUNT_POINT, Kind, Move, PathWalk, split_path  # noqa: F401 - re-exported
 from sandbox.protocol import FileEntry, FileMissing, PathRejected, WorkspaceFull
 
-MOUNT_POINT = "/project"  # where the workspace appears inside the sandbox
-_MAX_LINKS = 40  # like the kernel's limit on nested symlinks
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Owner = tuple[int, int]
-
-
-def split_path(path: str) -> list[str]:
-    """Validate a workspace-relative path and split it. "" and "." mean the workspace itself."""
-    if not isinstance(path, str):
-        raise PathRejected(f"path must be a string, not {type(path).__name__}")
-    if "\x00" in path:
-        raise PathRejected("path contains a NUL byte")
-    if path.startswith("/"):
-        raise PathRejected(f"{path!r} is absolute; give a path relative to the workspace")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise PathRejected(f"{path!r} contains '..'; paths may not climb out of the workspace")
-    return parts
 
 
 @contextmanager
@@ -49,63 +35,51 @@ def closing(fd: int) -> Iterator[int]:
         os.close(fd)
 
 
-def _link_parts(target: str, shown: str) -> tuple[bool, list[str]]:
-    """(restart at the workspace root?, components) for a symlink target."""
-    if target.startswith("/"):
-        if target != MOUNT_POINT and not target.startswith(MOUNT_POINT + "/"):
-            raise PathRejected(f"{shown!r} is a symlink to {target!r}, outside the workspace")
-        target = target[len(MOUNT_POINT):]
-        return True, [p for p in target.split("/") if p not in ("", ".")]
-    return False, [p for p in target.split("/") if p not in ("", ".")]
-
-
 def _resolve(root_fd: int, path: str, *, follow_final: bool, create_dirs: Owner | None) -> tuple[int, str]:
-    """Walk `path` below `root_fd`; return (fd of the parent directory, final name).
+    """Walk `path` below `root_fd` by the rules of sandbox/pathwalk.py; return (fd of the parent
+    directory, final name).
 
     The final name is "." when the path denotes a directory reached through its parent
     (the workspace root, or a symlink to `..`). Intermediate directories are created, owned
     by `create_dirs`, when it is given. The caller closes the returned descriptor.
     """
-    pending = deque(split_path(path))
+    walk = PathWalk(path, follow_final=follow_final)
     stack = [os.dup(root_fd)]  # descriptors of the directories walked so far, root first
-    links = 0
     try:
-        while pending:
-            name = pending.popleft()
+        while (name := walk.next()) is not None:
             if name == "..":  # only symlink targets produce these
-                if len(stack) == 1:
-                    raise PathRejected(f"{path!r} resolves outside the workspace")
+                walk.up()
                 os.close(stack.pop())
                 continue
             try:
-                st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+                st: os.stat_result | None = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
             except FileNotFoundError:
-                if pending and create_dirs is not None:
-                    _make_dir(stack[-1], name, create_dirs)
-                    pending.appendleft(name)
-                    continue
-                if pending:
-                    raise FileMissing(f"{path!r} does not exist (no directory {name!r})") from None
-                return stack.pop(), name
-            if stat.S_ISLNK(st.st_mode) and (pending or follow_final):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise PathRejected(f"{path!r} has too many levels of symlinks")
-                restart, parts = _link_parts(os.readlink(name, dir_fd=stack[-1]), path)
-                if restart:
+                st = None
+            move = walk.see(_kind(st))
+            if move is Move.MISSING:
+                if create_dirs is None:
+                    raise walk.missing()
+                _make_dir(stack[-1], name, create_dirs)
+            elif move is Move.FOLLOW:
+                if walk.follow(os.readlink(name, dir_fd=stack[-1])):
                     while len(stack) > 1:
                         os.close(stack.pop())
-                pending.extendleft(reversed(parts))
-                continue
-            if not pending:
+            elif move is Move.INTO:
+                stack.append(_open_dir(stack[-1], name, path))
+            else:
                 return stack.pop(), name
-            if not stat.S_ISDIR(st.st_mode):
-                raise FileMissing(f"{path!r} does not exist ({name!r} is not a directory)")
-            stack.append(_open_dir(stack[-1], name, path))
         return stack.pop(), "."
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def _kind(st: os.stat_result | None) -> Kind:
+    if st is None:
+        return Kind.MISSING
+    if stat.S_ISLNK(st.st_mode):
+        return Kind.LINK
+    return Kind.DIR if stat.S_ISDIR(st.st_mode) else Kind.OTHER
 
 
 def _open_dir(dir_fd: int, name: str, shown: str) -> int:
@@ -217,6 +191,33 @@ def write_atomic(workspace: Path, path: str, chunks: Iterable[bytes], owner: Own
                 if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise WorkspaceFull("the disk is full") from None
                 raise
+
+
+def keep_newest(workspace: Path, path: str, keep: int, names: re.Pattern[str], just_written: str) -> int:
+    """Delete all but the `keep` newest regular files in the directory `path` whose names
+    match `names`; return how many went. Other entries are left alone. Newest is by mtime
+    (a coarse clock: ties go by name), except that `just_written` always counts as newest."""
+    with closing(_root(workspace)) as root_fd:
+        parent, name = _resolve(root_fd, path, follow_final=True, create_dirs=None)
+        with closing(parent):
+            dir_fd = _open_dir(parent, name, path)
+    with closing(dir_fd):
+        found = []
+        with os.scandir(dir_fd) as it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if names.fullmatch(entry.name) and stat.S_ISREG(st.st_mode):
+                    found.append((entry.name == just_written, st.st_mtime_ns, entry.name))
+        old = sorted(found)[:max(0, len(found) - keep)]
+        for *_, name in old:
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+    return len(old)
 
 
 def walk(top: int) -> Iterator[tuple[list[str], str, os.stat_result, int]]:

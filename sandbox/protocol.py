@@ -23,6 +23,12 @@ class SandboxGone(SandboxError):
     """The sandbox no longer exists (expired, terminated, killed). Recreate it from a snapshot."""
 
 
+class SandboxUnavailable(SandboxError):
+    """The provider could not be reached or answered with an outage, and the sandbox was NOT
+    confirmed gone. Transient: the caller retries the same sandbox and must never recreate
+    it (that would roll the workspace back to the last snapshot for nothing)."""
+
+
 class PathRejected(SandboxError):
     """A file path is absolute, climbs out with `..`, or resolves outside the workspace."""
 
@@ -83,14 +89,41 @@ class SandboxBackend(Protocol):
         """
         ...
 
-    async def exec(self, sandbox_id: str, command: str, timeout_s: float) -> ExecResult:
+    async def exec(self, sandbox_id: str, command: str, timeout_s: float, op_id: str | None = None) -> ExecResult:
         """Run `command` with `sh -c` in the workspace. Raises SandboxGone.
+
+        `op_id` (a marker name, see `write_marker`) labels the run so that `stop_op` can find
+        it again from another attempt, even from another worker process.
 
         A command killed by signal N reports exit_code 128+N, like a shell. A command that
         outlives `timeout_s` is killed with everything it started: timed_out=True,
         exit_code=124. Limits the backend enforced are explained in `[sandbox] ...` lines at
         the end of stderr. If the sandbox dies (TTL, terminate) mid-command: SandboxGone.
         """
+        ...
+
+    async def stop_op(self, sandbox_id: str, op_id: str) -> None:
+        """Make sure the command started by `exec(..., op_id=op_id)` is no longer running:
+        kill its whole process group if it still runs, and return only once it has stopped.
+        Nothing running under that id (never started, finished, died with its worker) is a
+        success. Called before an interrupted command is reported as outcome-unknown, so a
+        retry never runs beside a still-running original. Raises SandboxGone."""
+        ...
+
+    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+        """Store a small record (at most 1 MB) under `name` ([A-Za-z0-9._~-], at most 200
+        characters) in the sandbox's private area: outside the workspace, where commands
+        cannot delete or rewrite it, and carried in snapshots like the workspace. Atomic:
+        a reader sees the old record or the new one, never a part. Raises SandboxGone."""
+        ...
+
+    async def read_marker(self, sandbox_id: str, name: str) -> str | None:
+        """The record stored under `name`, or None if there is none. Raises SandboxGone."""
+        ...
+
+    async def delete_markers(self, sandbox_id: str, prefix: str) -> int:
+        """Delete every record whose name starts with `prefix`; return how many went.
+        Raises SandboxGone."""
         ...
 
     async def write_file(self, sandbox_id: str, path: str, content: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ import pytest
 from sandbox import LocalLimits, SandboxBackend, create_backend
 
 T = TypeVar("T")
+TICKER = "while true; do echo tick >> ticks.txt; sleep 0.1; done"  # a command that runs until stopped
 Run = Callable[[Coroutine[Any, Any, T]], T]
 MakeBackend = Callable[..., SandboxBackend]
 
@@ -33,13 +33,11 @@ def run() -> Iterator[Run]:
 
 
 @pytest.fixture
-def sandbox_root() -> Iterator[Path]:
-    # Not pytest's tmp_path: its parents are 0700, and commands run as an unprivileged
-    # host uid that must be able to reach the workspace.
-    root = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/tmp"))
-    root.chmod(0o711)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+def sandbox_root(tmp_path: Path) -> Iterator[Path]:
+    """Where a test's backends keep their state: pytest's tmp_path, whose parents are private
+    (0700), as a clone under /root would be. Sandboxes work from anywhere."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)  # workspaces of the abuse suite are large
 
 
 def _local(root: Path, made: list[Any], monkeypatch: pytest.MonkeyPatch) -> MakeBackend:

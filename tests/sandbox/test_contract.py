@@ -19,8 +19,9 @@ from sandbox import (
     SandboxGone,
     SnapshotMissing,
 )
+from sandbox.output import KEEP_OUTPUTS, OUTPUTS_DIR
 
-from .conftest import MakeBackend, Run
+from .conftest import TICKER, MakeBackend, Run
 
 
 def test_create_gives_a_live_sandbox_and_create_again_returns_it_unchanged(backend: SandboxBackend, run: Run) -> None:
@@ -228,3 +229,137 @@ def test_symlinks_out_of_the_workspace_are_not_followed(backend: SandboxBackend,
         run(backend.list_files(box.sandbox_id, "etc", 100))
     assert run(backend.read_file(box.sandbox_id, "abs-inside", 100)) == "in\n"  # /project/... is inside
     assert run(backend.read_file(box.sandbox_id, "inside.txt", 100)) == "in\n"  # `rel` was not written through
+
+
+# ----- markers ---------------------------------------------------------------------------
+
+
+def test_markers_are_written_read_replaced_and_deleted_by_prefix(backend: SandboxBackend, run: Run) -> None:
+    sid = run(backend.create("box")).sandbox_id
+
+    assert run(backend.read_marker(sid, "task-1_c0.intent")) is None
+    run(backend.write_marker(sid, "task-1_c0.intent", "echo hi"))
+    run(backend.write_marker(sid, "task-1_c0.result", "{}"))
+    run(backend.write_marker(sid, "task-1_c0.result", '{"exit_code": 0}'))  # replaced whole
+    run(backend.write_marker(sid, "task-2_c0.intent", "ls"))
+
+    assert run(backend.read_marker(sid, "task-1_c0.result")) == '{"exit_code": 0}'
+    assert run(backend.delete_markers(sid, "task-1_")) == 2
+    assert run(backend.read_marker(sid, "task-1_c0.intent")) is None
+    assert run(backend.read_marker(sid, "task-2_c0.intent")) == "ls"
+    assert run(backend.delete_markers(sid, "task-1_")) == 0
+    for bad in ("", ".", "..", "a/b", "x" * 201, "é"):
+        with pytest.raises(ValueError):
+            run(backend.write_marker(sid, bad, "x"))
+
+
+def test_a_marker_survives_a_command_that_deletes_the_whole_workspace(backend: SandboxBackend, run: Run) -> None:
+    sid = run(backend.create("box")).sandbox_id
+    run(backend.write_file(sid, ".agent/outputs/x.log", "x"))
+    run(backend.write_marker(sid, "op-1.intent", "rm -rf everything"))
+
+    result = run(backend.exec(sid, "rm -rf ./* ./.[!.]* && ls -A | wc -l", 30))
+
+    assert result.stdout.strip() == "0", result
+    assert run(backend.read_marker(sid, "op-1.intent")) == "rm -rf everything"
+    assert run(backend.list_files(sid, "", 100)) == []  # and markers are nowhere in the workspace
+
+
+def test_markers_travel_with_snapshots(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.write_marker(box.sandbox_id, "op-1.result", "done"))
+    snap = run(backend.snapshot(box.sandbox_id, "box-snap"))
+    run(backend.write_marker(box.sandbox_id, "op-2.result", "after the snapshot"))
+    run(backend.terminate(box.sandbox_id))
+
+    restored = run(backend.create("box", snap)).sandbox_id
+    fresh = run(backend.create("other")).sandbox_id
+
+    assert run(backend.read_marker(restored, "op-1.result")) == "done"
+    assert run(backend.read_marker(restored, "op-2.result")) is None
+    assert run(backend.read_marker(fresh, "op-1.result")) is None
+    assert run(backend.list_files(restored, "", 100)) == []
+
+
+# ----- stopping an operation another attempt left running --------------------------------
+
+async def _ticks(backend: SandboxBackend, sid: str) -> int:
+    try:
+        return (await backend.read_file(sid, "ticks.txt", 1_000_000)).count("tick")
+    except FileMissing:
+        return 0
+
+
+@pytest.mark.parametrize("abandoned", ["cancelled", "left running"])
+def test_stop_op_stops_a_command_an_abandoned_attempt_started(backend: SandboxBackend, run: Run,
+                                                              abandoned: str) -> None:
+    """The first attempt lost its connection to Restate. If its worker noticed, the Restate SDK
+    cancelled the step's task; if not, the task runs on. Either way the next attempt's
+    stop_op leaves nothing running."""
+    sid = run(backend.create("box")).sandbox_id
+
+    async def scenario() -> None:
+        first = asyncio.create_task(backend.exec(sid, TICKER, 60, op_id="op-1"))
+        deadline = time.monotonic() + 20
+        while await _ticks(backend, sid) < 2:
+            assert time.monotonic() < deadline and not first.done(), "the command never ticked"
+            await asyncio.sleep(0.05)
+        if abandoned == "cancelled":
+            first.cancel()  # and nobody waits for it
+
+        await backend.stop_op(sid, "op-1")  # the next attempt
+
+        stopped_at = await _ticks(backend, sid)
+        await asyncio.sleep(0.5)
+        assert await _ticks(backend, sid) == stopped_at
+        await asyncio.wait({first}, timeout=10)  # the first attempt's call ends too
+        assert first.done()
+        assert first.cancelled() or first.exception() or first.result()
+
+    run(scenario())
+
+
+def test_stop_op_with_nothing_running_is_a_success(backend: SandboxBackend, run: Run) -> None:
+    sid = run(backend.create("box")).sandbox_id
+    run(backend.stop_op(sid, "never-started"))
+
+    done = run(backend.exec(sid, "echo once", 30, op_id="op-1"))
+    run(backend.stop_op(sid, "op-1"))
+
+    assert done.stdout == "once\n"
+    run(backend.terminate(sid))
+    with pytest.raises(SandboxGone):
+        run(backend.stop_op(sid, "op-1"))
+
+
+# ----- saved outputs ---------------------------------------------------------------------
+
+
+def test_only_the_newest_saved_outputs_are_kept(backend: SandboxBackend, run: Run) -> None:
+    sid = run(backend.create("box")).sandbox_id
+
+    results = [run(backend.exec(sid, "seq 1 5000", 30)) for _ in range(KEEP_OUTPUTS + 2)]
+
+    assert all(r.truncated and r.full_output_path for r in results)
+    saved = [e.path for e in run(backend.list_files(sid, OUTPUTS_DIR, 100)) if e.kind == "file"]
+    assert len(saved) == KEEP_OUTPUTS
+    assert {r.full_output_path for r in results[-KEEP_OUTPUTS:]} == set(saved)
+
+
+# ----- an operation stopped before its command started ------------------------------------
+
+
+def test_a_start_that_arrives_after_stop_op_never_runs(backend: SandboxBackend, run: Run) -> None:
+    """The first attempt's exec was delayed (a stalled worker) past the next attempt's stop_op.
+    It must not run then: the next attempt has already reported the outcome as unknown."""
+    sid = run(backend.create("box")).sandbox_id
+    run(backend.stop_op(sid, "task-1_c0"))
+
+    late = run(backend.exec(sid, "echo ran > ran.txt", 30, op_id="task-1_c0"))
+
+    assert late.exit_code == 137 and "not started" in late.stderr
+    with pytest.raises(FileMissing):
+        run(backend.read_file(sid, "ran.txt", 100))
+    assert run(backend.delete_markers(sid, "task-1_")) == 0  # the stop is no marker, but goes with them
+    assert run(backend.exec(sid, "echo ran; exit 3", 30, op_id="task-1_c0")).exit_code == 3
+    assert run(backend.exec(sid, "kill -9 $$", 30, op_id="task-2_c0")).exit_code == 137  # statuses as without an op_id

@@ -117,6 +117,21 @@ def test_nothing_outside_the_workspace_is_writable(box: tuple[SandboxBackend, st
     assert "pwned" not in Path("/etc/passwd").read_text()
 
 
+def test_no_command_can_see_or_touch_the_markers(box: tuple[SandboxBackend, str], run: Run,
+                                                sandbox_root: Path) -> None:
+    backend, sid = box
+    run(backend.write_marker(sid, "op-1.intent", "keep me"))
+    marker = next(sandbox_root.glob("*/victim/markers/op-1.intent"))
+
+    result = run(backend.exec(sid, "find / -name 'op-1*' 2>/dev/null; echo searched; "
+                                   "find / \\( -path /proc -o -path /usr \\) -prune -o -writable -print 2>/dev/null | "
+                                   "xargs rm -rf 2>/dev/null; git clean -fdx; rm -rf .agent", 60))
+
+    assert result.stdout.startswith("searched\n"), result  # found nowhere
+    assert run(backend.read_marker(sid, "op-1.intent")) == "keep me"
+    assert marker.read_text() == "keep me" and marker.stat().st_uid == os.geteuid()
+
+
 def test_root_home_and_the_service_environment_are_invisible(box: tuple[SandboxBackend, str], run: Run,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     backend, sid = box
