@@ -26,7 +26,7 @@ from app.models import (
     ProgressReport, ResolveApprovalIn, RunningTask, StatusOut, SteerIn, SteerMessage, SteerOut,
     TaskInput, TaskOutcome,
 )
-from app.validation import check_key, parse
+from app.validation import check_key, no_input, parse
 
 MAX_HISTORY = 500  # entries kept in state; older ones are dropped
 
@@ -131,9 +131,10 @@ async def _start_task(ctx: ObjectContext, history: list[HistoryEntry], task_id: 
     ctx.set("current", RunningTask(task_id=task_id, invocation_id=await handle.invocation_id()))
 
 
-@agent_object.handler()
-async def interrupt(ctx: ObjectContext) -> InterruptOut:
+@agent_object.handler(input_serde=BytesSerde())
+async def interrupt(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     """Stop the running task without starting a new one."""
+    no_input(raw)
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
@@ -144,10 +145,11 @@ async def interrupt(ctx: ObjectContext) -> InterruptOut:
     return InterruptOut(interrupted=True, task_id=current.task_id)
 
 
-@agent_object.handler()
-async def reset(ctx: ObjectContext) -> InterruptOut:
+@agent_object.handler(input_serde=BytesSerde())
+async def reset(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     """Start the workspace over: stop the running task, then terminate the sandbox and delete
     its snapshots. The chat history stays. Repeating it is a no-op."""
+    no_input(raw)
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
@@ -155,22 +157,24 @@ async def reset(ctx: ObjectContext) -> InterruptOut:
     if current is not None:
         await _stop(ctx, history, current)
     # A call, not a send: when reset returns, the workspace is really gone.
-    await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=None)
+    await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
     _append(ctx, history, "event", "workspace reset", None)
     emit(ctx, ctx.key(), "interrupted", "workspace reset")
     return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
 
 
-@agent_object.handler(kind="shared")
-async def history(ctx: ObjectSharedContext) -> HistoryOut:
+@agent_object.handler(kind="shared", input_serde=BytesSerde())
+async def history(ctx: ObjectSharedContext, raw: bytes) -> HistoryOut:
+    no_input(raw)
     entries = await _history(ctx)
     if not entries:
         raise not_found(f"unknown session {ctx.key()!r}")
     return HistoryOut(messages=entries)
 
 
-@agent_object.handler(kind="shared")
-async def status(ctx: ObjectSharedContext) -> StatusOut:
+@agent_object.handler(kind="shared", input_serde=BytesSerde())
+async def status(ctx: ObjectSharedContext, raw: bytes) -> StatusOut:
+    no_input(raw)
     if not await _history(ctx):
         raise not_found(f"unknown session {ctx.key()!r}")
     current = await ctx.get("current", type_hint=RunningTask)
@@ -239,9 +243,10 @@ async def _drop_approvals(ctx: ObjectContext, task_id: str) -> None:
         ctx.set("approvals", PendingApprovals(items=kept))
 
 
-@agent_object.handler(kind="shared")
-async def approvals(ctx: ObjectSharedContext) -> ApprovalsOut:
+@agent_object.handler(kind="shared", input_serde=BytesSerde())
+async def approvals(ctx: ObjectSharedContext, raw: bytes) -> ApprovalsOut:
     """Tool calls and budget extensions waiting for the user's decision."""
+    no_input(raw)
     if not await _history(ctx):
         raise not_found(f"unknown session {ctx.key()!r}")
     return ApprovalsOut(approvals=(await _pending(ctx)).items)

@@ -1,73 +1,97 @@
-"""Configuration, read once from the environment. The README's table documents every variable."""
+"""Configuration, read once from the environment. The README's table documents every variable.
+
+Every setting of the product is a field of a pydantic-settings class that names its variable
+next to its one default: `Settings` here (the worker, the UI and the supervisor), and the
+sandbox backends' `LocalLimits` (`SANDBOX_*`) and `ModalLimits` (`MODAL_SANDBOX_*`). A blank
+variable means unset; a bad value stops the process at start with the variable's name.
+"""
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def env(name: str, default: Any, **constraints: Any) -> Any:
+    """A setting read from the environment variable `name`, with its default."""
+    return Field(default=default, validation_alias=name, **constraints)
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_ignore_empty=True, populate_by_name=True, extra="ignore")
+
     # Where the model lives. See `llm_endpoint()` for how these three are combined.
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    agent_model: str = "gpt-4.1-mini"
+    openai_api_key: str | None = env("OPENAI_API_KEY", None)
+    openai_base_url: str | None = env("OPENAI_BASE_URL", None)
+    agent_model: str = env("AGENT_MODEL", "gpt-4.1-mini")
     # "native": the server understands `tools`. "structured": it gets a JSON schema as
     # `response_format` instead (small local models). Empty means: pick by endpoint.
-    tool_mode: Literal["native", "structured", ""] = ""
+    tool_mode: Literal["native", "structured", ""] = env("AGENT_TOOL_MODE", "")
     # Sampling temperature; unset leaves the provider's default.
-    temperature: float | None = None
+    temperature: float | None = env("AGENT_TEMPERATURE", None)
+    # The model's context window in tokens; unset: see `model_context_tokens()`.
+    context_tokens: int | None = env("AGENT_CONTEXT_TOKENS", None, ge=1024)
 
     # The embedded offline model (used when neither key nor base URL is set).
-    local_model: Literal["1.5b", "0.5b"] = "1.5b"
-    local_model_port: int = 9090
-    local_model_threads: int = 2
-    local_model_ctx: int = 8192
+    local_model: Literal["1.5b", "0.5b"] = env("LOCAL_MODEL", "1.5b")
+    local_model_port: int = env("LOCAL_MODEL_PORT", 9090)
+    local_model_threads: int = env("LOCAL_MODEL_THREADS", 2, ge=1)
+    local_model_ctx: int = env("LOCAL_MODEL_CTX", 8192, ge=1024)
+    # Where the verified weights are kept: outside the repo, so a fresh clone or `git clean`
+    # does not cost a re-download.
+    model_cache: Path = env("AGENT_MODEL_CACHE", Path.home() / ".cache" / "durable-coding-agent" / "models")
 
-    sandbox_backend: Literal["local", "modal"] = "local"
+    sandbox_backend: Literal["local", "modal"] = env("SANDBOX_BACKEND", "local")
     # Restart a sandbox this long before its TTL deadline (must exceed the longest command).
-    sandbox_restart_margin_s: float = Field(default=300.0, gt=0)
+    sandbox_restart_margin_s: float = env("SANDBOX_RESTART_MARGIN_S", 300.0, gt=0)
     # Snapshot and stop a sandbox after this long without a command.
-    sandbox_idle_s: float = Field(default=900.0, gt=0)
-    data_dir: Path = REPO_ROOT / ".data"
+    sandbox_idle_s: float = env("SANDBOX_IDLE_S", 900.0, gt=0)
+    data_dir: Path = env("AGENT_DATA_DIR", REPO_ROOT / ".data")
 
-    ingress_port: int = 8080
-    admin_port: int = 9070
-    worker_port: int = 9080
-    node_port: int = 5122
-    # The web UI (ui/), and where the model client posts live text for it (unset: nowhere).
-    ui_port: int = 3000
-    delta_url: str | None = None
+    ingress_port: int = env("RESTATE_INGRESS_PORT", 8080)
+    admin_port: int = env("RESTATE_ADMIN_PORT", 9070)
+    worker_port: int = env("WORKER_PORT", 9080)
+    node_port: int = env("RESTATE_NODE_PORT", 5122)
+    # The web UI (ui/): its port, an optional access token, and how often it polls the event
+    # log; and where the model client posts live text for it (unset: nowhere).
+    ui_port: int = env("UI_PORT", 3000)
+    ui_token: str = env("UI_TOKEN", "")
+    ui_poll_ms: float = env("UI_POLL_MS", 100.0, gt=0)
+    delta_url: str | None = env("AGENT_DELTA_URL", None)
 
     # Bounds on the agent loop and on user input.
-    max_steps: int = Field(default=6, ge=1)
-    max_rounds_per_step: int = Field(default=12, ge=1)
-    max_message_chars: int = Field(default=16_000, ge=1)
-    command_timeout_s: int = Field(default=120, ge=1)
-    llm_timeout_s: float = Field(default=300.0, gt=0)
+    max_steps: int = env("AGENT_MAX_STEPS", 6, ge=1)
+    max_rounds_per_step: int = env("AGENT_MAX_ROUNDS", 12, ge=1)
+    max_message_chars: int = env("AGENT_MAX_MESSAGE_CHARS", 16_000, ge=1)
+    command_timeout_s: int = env("SANDBOX_COMMAND_TIMEOUT_S", 120, ge=1)
+    llm_timeout_s: float = env("LLM_TIMEOUT_S", 300.0, gt=0)
     # How long a new message waits for the interrupted task's cleanup before going on.
-    interrupt_wait_s: float = Field(default=30.0, gt=0)
+    interrupt_wait_s: float = env("AGENT_INTERRUPT_WAIT_S", 30.0, gt=0)
 
     # Which tool calls wait for a human: "none", "commands" (every run_command), "all" (every
-    # tool but reads and finish), or "patterns" (run_command matching approval_patterns).
-    approval_mode: Literal["none", "commands", "all", "patterns"] = "none"
-    approval_patterns: list[str] = []
-    approval_timeout_s: float = Field(default=3 * 24 * 3600.0, gt=0)  # no answer counts as a denial
+    # tool but reads and finish), or "patterns" (run_command matching approval_patterns,
+    # comma-separated regular expressions).
+    approval_mode: Literal["none", "commands", "all", "patterns"] = env("AGENT_APPROVAL", "none")
+    approval_patterns: Annotated[list[str], NoDecode] = env("AGENT_APPROVAL_PATTERNS", [])
+    approval_timeout_s: float = env("AGENT_APPROVAL_TIMEOUT_S", 3 * 24 * 3600.0, gt=0)  # no answer = denial
 
     # Per-task budgets; reaching one pauses the task and asks the user to extend it.
-    budget_rounds: int = Field(default=60, ge=1)
-    budget_tokens: int = Field(default=400_000, ge=1)
-    budget_seconds: float = Field(default=3600.0, gt=0)
+    budget_rounds: int = env("AGENT_BUDGET_ROUNDS", 60, ge=1)
+    budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
+    budget_seconds: float = env("AGENT_BUDGET_SECONDS", 3600.0, gt=0)
+
+    @field_validator("approval_patterns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @property
     def restate_ingress(self) -> str:
@@ -87,6 +111,13 @@ class Settings(BaseModel):
         return (f"http://127.0.0.1:{self.local_model_port}/v1", "unused", f"qwen2.5-coder-{self.local_model}",
                 self.tool_mode or "structured")
 
+    def model_context_tokens(self) -> int:
+        """AGENT_CONTEXT_TOKENS if set; else the offline model's context (LOCAL_MODEL_CTX), or
+        128k tokens for a provider's model."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        return self.local_model_ctx if not (self.openai_base_url or self.openai_api_key) else 128_000
+
     def sampling_temperature(self) -> float | None:
         """AGENT_TEMPERATURE if set; else 0 for the offline model (a small model sampling at
         llama.cpp's default strays: it once wrote a file's name as its content); else the
@@ -96,40 +127,32 @@ class Settings(BaseModel):
         return 0.0 if not (self.openai_base_url or self.openai_api_key) else None
 
 
+class TaskSettings(BaseModel):
+    """The settings one task runs with. A task journals them in its first step and uses only
+    those: a worker restarted with another AGENT_APPROVAL or AGENT_MAX_STEPS must not change
+    which steps a replay takes (that breaks the replay), nor the rules a running task was
+    started under."""
+
+    max_steps: int
+    max_rounds_per_step: int
+    command_timeout_s: int
+    approval_mode: Literal["none", "commands", "all", "patterns"]
+    approval_patterns: list[str]
+    approval_timeout_s: float
+    budget_rounds: int
+    budget_tokens: int
+    budget_seconds: float
+    # The model's context window in tokens: a step's messages are kept within it.
+    context_tokens: int
+
+    @classmethod
+    def of(cls, config: Settings) -> TaskSettings:
+        return cls.model_validate(
+            {name: getattr(config, name) for name in cls.model_fields if name != "context_tokens"}
+            | {"context_tokens": config.model_context_tokens()})
+
+
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """The process-wide settings. Tests start workers with their own environment."""
-    e = os.environ.get
-    return Settings(
-        openai_api_key=e("OPENAI_API_KEY") or None,
-        openai_base_url=e("OPENAI_BASE_URL") or None,
-        agent_model=_env("AGENT_MODEL", "gpt-4.1-mini"),
-        tool_mode=_env("AGENT_TOOL_MODE", ""),  # type: ignore[arg-type]
-        temperature=float(e("AGENT_TEMPERATURE")) if e("AGENT_TEMPERATURE") else None,
-        local_model=_env("LOCAL_MODEL", "1.5b"),  # type: ignore[arg-type]
-        local_model_port=int(_env("LOCAL_MODEL_PORT", "9090")),
-        local_model_threads=int(_env("LOCAL_MODEL_THREADS", "2")),
-        local_model_ctx=int(_env("LOCAL_MODEL_CTX", "8192")),
-        sandbox_backend=_env("SANDBOX_BACKEND", "local"),  # type: ignore[arg-type]
-        sandbox_restart_margin_s=float(_env("SANDBOX_RESTART_MARGIN_S", "300")),
-        sandbox_idle_s=float(_env("SANDBOX_IDLE_S", "900")),
-        data_dir=Path(_env("AGENT_DATA_DIR", str(REPO_ROOT / ".data"))),
-        ingress_port=int(_env("RESTATE_INGRESS_PORT", "8080")),
-        admin_port=int(_env("RESTATE_ADMIN_PORT", "9070")),
-        worker_port=int(_env("WORKER_PORT", "9080")),
-        node_port=int(_env("RESTATE_NODE_PORT", "5122")),
-        ui_port=int(_env("UI_PORT", "3000")),
-        delta_url=e("AGENT_DELTA_URL") or None,
-        max_steps=int(_env("AGENT_MAX_STEPS", "6")),
-        max_rounds_per_step=int(_env("AGENT_MAX_ROUNDS", "12")),
-        max_message_chars=int(_env("AGENT_MAX_MESSAGE_CHARS", "16000")),
-        command_timeout_s=int(_env("SANDBOX_COMMAND_TIMEOUT_S", "120")),
-        llm_timeout_s=float(_env("LLM_TIMEOUT_S", "300")),
-        interrupt_wait_s=float(_env("AGENT_INTERRUPT_WAIT_S", "30")),
-        approval_mode=_env("AGENT_APPROVAL", "none"),  # type: ignore[arg-type]
-        approval_patterns=[p.strip() for p in _env("AGENT_APPROVAL_PATTERNS", "").split(",") if p.strip()],
-        approval_timeout_s=float(_env("AGENT_APPROVAL_TIMEOUT_S", str(3 * 24 * 3600))),
-        budget_rounds=int(_env("AGENT_BUDGET_ROUNDS", "60")),
-        budget_tokens=int(_env("AGENT_BUDGET_TOKENS", "400000")),
-        budget_seconds=float(_env("AGENT_BUDGET_SECONDS", "3600")),
-    )
+    return Settings()

@@ -21,8 +21,8 @@ from typing import Any
 import restate
 from restate import TerminalError, WorkflowContext
 
-from app import agent
-from app.config import Settings
+from app import report
+from app.config import TaskSettings
 from app.models import ApprovalDecision, ApprovalRequest, Usage
 
 # Tools that only look: they never need approval under the "all" policy.
@@ -37,7 +37,7 @@ class BudgetStopped(TerminalError):
 
 
 class Controls:
-    def __init__(self, ctx: WorkflowContext, session_id: str, task_id: str, config: Settings) -> None:
+    def __init__(self, ctx: WorkflowContext, session_id: str, task_id: str, config: TaskSettings) -> None:
         self.ctx = ctx
         self.session_id = session_id
         self.task_id = task_id
@@ -130,7 +130,7 @@ class Controls:
     async def ask(self, request: ApprovalRequest) -> ApprovalDecision:
         """Ask the user and wait durably (suspended, no compute held) for the answer."""
         # One-way: the Agent lists it for the user; the answer comes back through Task.decide.
-        self.ctx.object_send(agent.approval_requested, key=self.session_id, arg=request)
+        report.approval_requested(self.ctx, self.session_id, request)
         asked_at = await self.ctx.time()
         timeout = timedelta(seconds=self.config.approval_timeout_s)
         which, value = await restate.select(
@@ -142,5 +142,5 @@ class Controls:
             return value
         decision = ApprovalDecision(approval_id=request.approval_id, decision="timeout",
                                     reason=f"no answer within {timeout.total_seconds():.0f} s")
-        self.ctx.object_send(agent.approval_closed, key=self.session_id, arg=decision)
+        report.approval_closed(self.ctx, self.session_id, decision)
         return decision

@@ -1,7 +1,7 @@
 """`Events`: a virtual object keyed by session id holding the session's durable event log.
 
 Everything a watcher wants to see (messages, the plan, steps, model rounds, tool calls and
-results, approvals, steering, interruptions, answers, errors) is appended here with a
+results, approvals, steering, interruptions, answers, errors, sandbox rollbacks) is appended here with a
 per-session sequence number. Producers append by one-way send from their own journal, so each
 event is recorded exactly once even when the producer's attempt is retried. It is a separate
 object from `Agent` so that recording never waits behind the Agent's lock.
@@ -30,7 +30,7 @@ MAX_DETAIL = 4_000
 EventKind = Literal[
     "user_message", "steering", "plan", "step_started", "step_finished", "model_round",
     "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-    "final_answer", "error",
+    "final_answer", "error", "sandbox",
 ]
 
 

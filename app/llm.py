@@ -39,8 +39,10 @@ class ModelClient:
     def __init__(self, config: Settings) -> None:
         base_url, api_key, self.model, self.tool_mode = config.llm_endpoint()
         self.temperature = config.sampling_temperature()
-        # The openai client must not retry on its own: retries belong to the journaled step,
-        # where they are bounded, backed off, and visible in the Restate UI.
+        # max_retries=0: retries belong to the journaled step (retry.model_step), where they are
+        # bounded, backed off and visible in the Restate UI. The client's own retries (2 by
+        # default, with their own sleeps) would multiply with Restate's: every step attempt
+        # would be up to three requests, and its waits would hide inside one attempt.
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=config.llm_timeout_s, max_retries=0
         )
@@ -72,7 +74,10 @@ class ModelClient:
             else:
                 response = await self._client.chat.completions.create(**request)
         except openai.OpenAIError as error:
-            raise classify_llm_error(error) from error
+            outcome = classify_llm_error(error)
+            if outcome is error:
+                raise  # transient as it is: Restate retries it with the step's backoff
+            raise outcome from error
         return self._turn(response, call_id_prefix)
 
     async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:

@@ -1,8 +1,10 @@
 """The agent loop for one plan step: model round, tool calls, repeat, until `finish`.
 
 Each model round is one journaled `ctx.run_typed` step and each tool call is a durable call,
-so the message list is rebuilt identically on replay from journaled results alone.
-The loop is bounded by `max_rounds`; a step that runs out of rounds fails, the task goes on.
+so the message list is rebuilt identically on replay from journaled results alone. What the
+model is sent is that list fitted to its context window (app/context.py).
+The loop is bounded by `max_rounds_per_step`; a step that runs out of rounds fails, the task
+goes on.
 """
 
 from __future__ import annotations
@@ -10,13 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from restate import WorkflowContext
-
-from app import retry, tools
-from app.controls import Controls
-from app.events import emit
+from app import context, retry, tools
 from app.llm import model_client
 from app.models import ModelTurn, PlanStep, StepResult, Usage
+from app.taskrun import TaskRun
 
 SYSTEM_PROMPT = (
     "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
@@ -34,12 +33,12 @@ def step_prompt(context: str, number: int, step: PlanStep) -> str:
     return f"{context}\n\nCurrent step {number}: {step.title}\n{step.instructions}".strip()
 
 
-async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, number: int,
-                   step: PlanStep, context: str, max_rounds: int, controls: Controls) -> StepResult:
+async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str) -> StepResult:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": step_prompt(context, number, step)},
+        {"role": "user", "content": step_prompt(step_context, number, step)},
     ]
+    budget = context.budget_chars(task.config.context_tokens, tools.SCHEMAS)
     usage = Usage()
     # The previous round's calls, and whether any of them failed: repeating a call that
     # worked is a loop; repeating one that failed may be a deliberate retry.
@@ -47,22 +46,23 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
     previous_failed = False
     insisted = 0  # consecutive rounds made only of refused repeats
     last_success = ""  # the latest successful tool result, for a step closed on repeats
+    max_rounds = task.config.max_rounds_per_step
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
-        await controls.check_budget()
-        for text in await controls.take_steering():
+        await task.controls.check_budget()
+        for text in await task.controls.take_steering():
             messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
         label = f"step {number}: {step.title[:60]}, round {round_no}"
-        turn = await ctx.run_typed(
+        turn = await task.ctx.run_typed(
             label,
             model_client().complete, retry.model_step(ModelTurn),
-            messages, tools.SCHEMAS, f"{task_id}-s{number}-r{round_no}",
-            session_id=session_id, task_id=task_id, label=label,  # addresses live text for the web UI
+            context.fit(messages, budget), tools.SCHEMAS, f"{task.task_id}-s{number}-r{round_no}",
+            session_id=task.session_id, task_id=task.task_id, label=label,  # addresses live text for the web UI
         )
         usage = usage.plus(turn.usage)
-        controls.charge(turn.usage)
+        task.controls.charge(turn.usage)
         messages.append(turn.message)
-        emit(ctx, session_id, "model_round", _round_text(turn), task_id, ref=label)
+        task.emit("model_round", _round_text(turn), ref=label)
         if turn.format_error:
             messages.append({"role": "user", "content": f"error: {turn.format_error}"})
             continue
@@ -74,22 +74,21 @@ async def run_step(ctx: WorkflowContext, *, session_id: str, task_id: str, numbe
         failed = False
         refused = 0
         for index, call in enumerate(calls):
-            op_id = f"{task_id}/s{number}/r{round_no}/c{index}"
-            emit(ctx, session_id, "tool_call", tools.describe_call(call, limit=400), task_id, ref=op_id)
+            op_id = f"{task.task_id}/s{number}/r{round_no}/c{index}"
+            task.emit("tool_call", tools.describe_call(call, limit=400), ref=op_id)
             if _same_call(call, previous_calls) and not previous_failed:
                 # Small models loop on a call that just worked; re-running it helps nobody.
-                text = REPEATED_CALL
+                outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
                 refused += 1
             else:
-                outcome = await tools.dispatch(ctx, session_id, op_id, call, controls)
-                text = outcome.text
-                failed = failed or text.startswith("error:")
+                outcome = await tools.dispatch(task, op_id, call)
+                failed = failed or outcome.error
                 if outcome.finished:
-                    finished = text
-                elif not text.startswith("error:"):
-                    last_success = text
-            emit(ctx, session_id, "tool_result", text.splitlines()[0][:200] if text else "",
-                 task_id, detail=text, ref=op_id)
+                    finished = outcome.text
+                elif not outcome.error:
+                    last_success = outcome.text
+            text = outcome.text
+            task.emit("tool_result", text.splitlines()[0][:200] if text else "", detail=text, ref=op_id)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": text})
         if finished is not None:
             return StepResult(status="done", summary=finished, usage=usage)

@@ -188,6 +188,7 @@ class SandboxState(BaseModel):
     restores: int = 0
     restarts: int = 0
     snapshots_lost: int = 0
+    rollbacks: int = 0  # times the sandbox was lost and its workspace went back to a snapshot
 
 
 class TimerIn(BaseModel):
@@ -206,6 +207,7 @@ class SandboxInfoOut(BaseModel):
     restores: int
     restarts: int
     snapshots_lost: int
+    rollbacks: int
 
 
 
@@ -226,7 +228,14 @@ class ExecIn(BaseModel):
     timeout_s: float = Field(default=60, gt=0)
 
 
-class ExecOut(ExecResult):
+class SandboxNotice(BaseModel):
+    """What happened to the sandbox before an operation that the model must be told: the
+    sandbox was lost and its workspace rolled back to the last snapshot (or to nothing)."""
+
+    notice: str | None = None
+
+
+class ExecOut(ExecResult, SandboxNotice):
     """The backend's result, plus what only the Sandbox object can know."""
 
     # The command may or may not have run (a crash between its start and its recorded result).
@@ -251,14 +260,14 @@ class PathIn(BaseModel):
     path: WorkspacePath = "."
 
 
-class FileOpOut(BaseModel):
-    """Result of a file operation that the model sees. `error` set means nothing changed."""
+class FileOpOut(SandboxNotice):
+    """Result of a file operation that the model sees. `ok` false means nothing changed."""
 
     ok: bool
     detail: str
 
 
-class ReadFileOut(BaseModel):
+class ReadFileOut(SandboxNotice):
     path: str
     content: str
 
@@ -269,7 +278,7 @@ class FileEntryOut(BaseModel):
     size: int
 
 
-class ListFilesOut(BaseModel):
+class ListFilesOut(SandboxNotice):
     path: str
     entries: list[FileEntryOut]
 

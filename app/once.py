@@ -1,52 +1,146 @@
-"""Exactly-once commands: journal before effect, reconcile on retry.
+"""Exactly-once sandbox operations: journal before effect, reconcile on retry.
 
-`Sandbox.exec` runs a command inside a journaled step, and a step is at-least-once: the one in
-flight when a process died runs again. So the step leaves markers in the sandbox's own storage
-(they survive a worker crash and travel with snapshots), keyed by the tool call's deterministic
-operation id: an intent before the command and the result after. A retry of the same
-operation returns the recorded result, and an intent without a result means the command may
-have partly run: it is reported as outcome-unknown instead of being run a second time.
+`Sandbox.exec`, `write_file` and `edit_file` each run inside a journaled step, and a step is
+at-least-once: the one in flight when a process died (or lost its connection to Restate) runs
+again. So each operation leaves markers in the sandbox's private area, keyed by the tool
+call's deterministic operation id. Markers live outside the workspace, so no command can delete
+them (`git clean -fdx`, `rm -rf .agent`), and they travel with snapshots
+(sandbox/protocol.py: `write_marker`). A retry of an operation whose result is recorded
+returns that result and does nothing else.
+
+- A command writes an intent before it starts and its result after. An intent without a
+  result means the command may have partly run: the original is stopped first if it still
+  runs (`stop_op`), then the retry reports outcome-unknown instead of running it a second time.
+- An edit reads the file, and records the file's hash before and after the change as its
+  intent. A retry that finds the "after" hash knows the edit landed; one that finds the
+  "before" hash knows it did not, and applies it. Either way the edit happens once.
+- A write is the same content to the same path, so repeating it is harmless: it only records
+  its result so that the retry reports what the first attempt did.
+
 docs/architecture.md has the sequence diagram.
 """
 
 from __future__ import annotations
 
-from app.models import ExecOut
+import hashlib
+import logging
+
+from pydantic import BaseModel
+
+from app.models import EditFileIn, ExecOut, FileOpOut, WriteFileIn
 from sandbox import SandboxBackend
-from sandbox.protocol import FileMissing, WorkspaceFull
+from sandbox.protocol import SandboxError
 
-MAX_MARKER_BYTES = 256_000
+logger = logging.getLogger(__name__)
 
-OPS_DIR = ".agent/ops"
+MAX_EDIT_BYTES = 1_000_000
 OUTCOME_UNKNOWN = (
-    "outcome unknown: this command was started but the platform crashed before its result was "
-    "recorded. It may or may not have run. Inspect the workspace before retrying it."
+    "outcome unknown: this command was started, but the attempt running it ended (the worker "
+    "stopped or lost its connection to Restate) before its result was recorded. The command was "
+    "stopped if it was still running. It may have run partly or completely: inspect the workspace "
+    "before running it again."
 )
 
 
+def marker_name(op_id: str) -> str:
+    """The marker name of an operation id (`<task>/s1/r2/c0` → `<task>_s1_r2_c0`)."""
+    return op_id.replace("/", "_")
+
+
+def task_markers(task_id: str) -> str:
+    """The prefix shared by every marker of one task's operations."""
+    return marker_name(f"{task_id}/")
+
+
+class _EditIntent(BaseModel):
+    before: str  # sha256 of the file before the edit
+    after: str  # sha256 of the file the edit writes
+    detail: str
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _recorded(backend: SandboxBackend, sandbox_id: str, name: str) -> str | None:
+    return await backend.read_marker(sandbox_id, f"{name}.result")
+
+
+async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: BaseModel) -> None:
+    """Record a result. The effect already happened and its result is in memory: failing to
+    record it must not lose it, so the failure is logged and the result returned anyway (a
+    crash right now would make a retry reconcile, which is still correct)."""
+    try:
+        await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json())
+    except (SandboxError, OSError) as error:
+        logger.warning("could not record the result of %s: %s", name, error)
+
+
 async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, command: str,
-                    timeout_s: float) -> dict:
+                    timeout_s: float) -> ExecOut:
     """Run `command` at most once per `op_id`; see the module docstring."""
-    marker = f"{OPS_DIR}/{op_id.replace('/', '_')}"
-    recorded = await _read_marker(backend, sandbox_id, f"{marker}.result")
-    if recorded is not None:
-        return ExecOut.model_validate_json(recorded).model_dump()
-    if await _read_marker(backend, sandbox_id, f"{marker}.intent") is not None:
-        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True).model_dump()
-    await backend.write_file(sandbox_id, f"{marker}.intent", command)
-    result = await backend.exec(sandbox_id, command, timeout_s)
-    out = ExecOut(**result.model_dump())
-    try:
-        await backend.write_file(sandbox_id, f"{marker}.result", out.model_dump_json())
-    except WorkspaceFull:
-        # The command ran (and filled the workspace); report what it did. Only a crash right
-        # now would make a retry see outcome-unknown, which is still the truth.
-        pass
-    return out.model_dump()
+    name = marker_name(op_id)
+    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
+        return ExecOut.model_validate_json(recorded)
+    if await backend.read_marker(sandbox_id, f"{name}.intent") is not None:
+        # The original attempt may still be running it (a dropped connection leaves its
+        # process alive): stop it before anyone is told to try again.
+        await backend.stop_op(sandbox_id, name)
+        if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
+            return ExecOut.model_validate_json(recorded)  # it finished while we looked
+        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True)
+    await backend.write_marker(sandbox_id, f"{name}.intent", command)
+    result = await backend.exec(sandbox_id, command, timeout_s, op_id=name)
+    out = ExecOut.model_validate(result.model_dump())
+    await _record(backend, sandbox_id, name, out)
+    return out
 
 
-async def _read_marker(backend: SandboxBackend, sandbox_id: str, path: str) -> str | None:
-    try:
-        return await backend.read_file(sandbox_id, path, MAX_MARKER_BYTES)
-    except FileMissing:
-        return None
+async def write_once(backend: SandboxBackend, sandbox_id: str, req: WriteFileIn) -> FileOpOut:
+    """Write a file once per `op_id`; see the module docstring."""
+    name = marker_name(req.op_id)
+    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
+        return FileOpOut.model_validate_json(recorded)
+    await backend.write_file(sandbox_id, req.path, req.content)
+    out = FileOpOut(ok=True, detail=f"wrote {len(req.content.encode())} bytes to {req.path}")
+    await _record(backend, sandbox_id, name, out)
+    return out
+
+
+async def edit_once(backend: SandboxBackend, sandbox_id: str, req: EditFileIn) -> FileOpOut:
+    """Replace exact text once per `op_id`; see the module docstring."""
+    name = marker_name(req.op_id)
+    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
+        return FileOpOut.model_validate_json(recorded)
+    text = await backend.read_file(sandbox_id, req.path, MAX_EDIT_BYTES + 1)
+    if (raw := await backend.read_marker(sandbox_id, f"{name}.intent")) is not None:
+        intent = _EditIntent.model_validate_json(raw)
+        if _sha(text) == intent.after:  # the first attempt's write landed
+            out = FileOpOut(ok=True, detail=intent.detail)
+            await _record(backend, sandbox_id, name, out)
+            return out
+        # Otherwise the write did not land (writes are atomic): the edit is decided afresh below.
+    out, new_text = _apply(text, req)
+    if new_text is not None:
+        intent = _EditIntent(before=_sha(text), after=_sha(new_text), detail=out.detail)
+        await backend.write_marker(sandbox_id, f"{name}.intent", intent.model_dump_json())
+        await backend.write_file(sandbox_id, req.path, new_text)
+    await _record(backend, sandbox_id, name, out)
+    return out
+
+
+def _apply(text: str, req: EditFileIn) -> tuple[FileOpOut, str | None]:
+    """The edit's result and the new file text (None: the edit is refused, nothing changes)."""
+    if len(text.encode()) > MAX_EDIT_BYTES:
+        # The backend returned a cut-off text; writing it back would destroy the file.
+        return FileOpOut(ok=False, detail=f"{req.path} is larger than {MAX_EDIT_BYTES} bytes; "
+                                          "edit it with a command (e.g. sed) instead"), None
+    found = text.count(req.old)
+    if found == 0:
+        return FileOpOut(ok=False, detail=f"the text to replace was not found in {req.path}"), None
+    if found > 1 and not req.replace_all:
+        return FileOpOut(ok=False, detail=f"the text to replace occurs {found} times in {req.path}; "
+                                          "give more context or set replace_all"), None
+    count = found if req.replace_all else 1
+    new_text = text.replace(req.old, req.new) if req.replace_all else text.replace(req.old, req.new, 1)
+    return FileOpOut(ok=True, detail=f"replaced {count} occurrence(s) in {req.path}"), new_text

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from restate import WorkflowContext
-
 from app import retry
 from app.llm import model_client
 from app.models import ModelTurn, Plan, PlanStep, Usage
+from app.taskrun import TaskRun
+from app.validation import describe_errors
 
 PLAN_PROMPT = (
     "You are the PLAN stage of a coding agent that works in a Linux sandbox (/project, no network). "
@@ -32,8 +32,8 @@ def plan_tool(max_steps: int) -> dict[str, Any]:
         "name": "make_plan", "description": "Submit the plan.", "parameters": schema}}
 
 
-async def make_plan(ctx: WorkflowContext, *, session_id: str, task_id: str, request: str,
-                    max_steps: int) -> tuple[Plan, Usage]:
+async def make_plan(task: TaskRun, request: str) -> tuple[Plan, Usage]:
+    max_steps = task.config.max_steps
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": PLAN_PROMPT.format(max_steps=max_steps)},
         {"role": "user", "content": request},
@@ -41,9 +41,9 @@ async def make_plan(ctx: WorkflowContext, *, session_id: str, task_id: str, requ
     usage = Usage()
     for attempt in range(1, PLAN_ATTEMPTS + 1):
         label = "plan" if attempt == 1 else f"plan, attempt {attempt}"
-        turn = await ctx.run_typed(label, model_client().complete, retry.model_step(ModelTurn),
-                                   messages, [plan_tool(max_steps)], f"{task_id}-plan-{attempt}",
-                                   session_id=session_id, task_id=task_id, label=label)
+        turn = await task.ctx.run_typed(label, model_client().complete, retry.model_step(ModelTurn),
+                                        messages, [plan_tool(max_steps)], f"{task.task_id}-plan-{attempt}",
+                                        session_id=task.session_id, task_id=task.task_id, label=label)
         usage = usage.plus(turn.usage)
         plan, problem = _parse(turn, max_steps)
         if plan is not None:
@@ -66,8 +66,7 @@ def _parse(turn: ModelTurn, max_steps: int) -> tuple[Plan | None, str]:
     try:
         plan = Plan.model_validate_json(calls[0]["function"]["arguments"] or "{}")
     except ValidationError as e:
-        return None, "invalid plan: " + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors(include_url=False))
+        return None, f"invalid plan: {describe_errors(e)}"
     if len(plan.steps) > max_steps:
         return None, f"the plan has {len(plan.steps)} steps; the limit is {max_steps}"
     return plan, ""

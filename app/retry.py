@@ -42,11 +42,20 @@ def model_step(type_hint: type[T]) -> RunOptions[T]:
 
 
 def sandbox_step(type_hint: type[T]) -> RunOptions[T]:
-    """A backend operation: infrastructure hiccups are retried briefly, then the task fails."""
+    """A backend operation: infrastructure hiccups are retried, backing off to 10 s apart, for
+    up to 5 minutes, so a provider outage of that length is ridden out (sandbox/protocol.py:
+    SandboxUnavailable is never taken for a dead sandbox); then the step fails."""
     return RunOptions(
         type_hint=type_hint,
         initial_retry_interval=timedelta(milliseconds=100),
-        max_retry_interval=timedelta(seconds=5),
+        max_retry_interval=timedelta(seconds=10),
         retry_interval_factor=2.0,
-        max_attempts=8,
+        max_duration=timedelta(minutes=5),
     )
+
+
+def local_step(type_hint: type[T]) -> RunOptions[T]:
+    """A step that only reads this process (its settings, say): it fails only if the process
+    is misconfigured, so a few quick attempts are enough."""
+    return RunOptions(type_hint=type_hint, initial_retry_interval=timedelta(milliseconds=100),
+                      max_retry_interval=timedelta(seconds=1), max_attempts=5)

@@ -7,7 +7,7 @@ backend's deterministic names make a retried in-flight operation find its own ea
     none ──create──▶ running ──idle timer──▶ suspended ──next op──▶ running (restored)
                       │  ▲                                               ▲
                       │  └── restart timer (TTL - margin): snapshot, terminate, create
-                      └── backend says gone ──▶ recreate from last snapshot ──┘
+                      └── backend confirms gone ──▶ terminate, recreate from last snapshot ──┘
     any ──reset──▶ released (terminated, snapshots deleted)
 
 Durable timers are delayed self-sends. There is one restart chain: a timer carries the
@@ -15,14 +15,21 @@ generation it was scheduled for, recreating cancels the old timer, and a timer f
 generation is a no-op. The idle timer works the same way with an activity counter.
 
 Exclusive handlers are ingress-private: only the Task (and timers) drive the sandbox. The
-shared read-only handlers are public so users can inspect the workspace while a command runs.
+shared read-only handlers are public so users can inspect the workspace while a command runs;
+on a suspended sandbox they go through the exclusive path, which brings it back.
+
+A rollback is never silent. Only a sandbox the backend *confirms* gone is replaced (an outage
+is retried, never mistaken for a death); the abandoned sandbox is terminated so it can never
+run on unseen; and the operation's result carries a `notice` that the tools put in front of
+the tool result the model sees, plus a `sandbox` event in the session's log.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Generic, TypeVar
 
 import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
@@ -30,21 +37,24 @@ from restate.serde import BytesSerde
 
 from app import retry
 from app.config import settings
-from app.errors import conflict, is_gone, not_found, sandbox_failure
-from app.exec_once import exec_once
+from app.errors import is_gone, not_found, sandbox_failure
+from app.events import emit
 from app.models import (
     AcquireIn, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, ListFilesOut, NoSandbox, PathIn,
     ReadFileOut, Released, ReleaseIn, Running, SandboxInfoOut, SandboxState, Suspended, TimerIn,
     WriteFileIn,
 )
-from app.validation import check_key, parse
-from sandbox import SandboxBackend, create_backend
+from app.once import edit_once, exec_once, task_markers, write_once
+from app.validation import check_key, no_input, parse
+from sandbox import SandboxBackend, SandboxInfo, create_backend
 
 T = TypeVar("T")
 
 MAX_READ_BYTES = 256_000
-MAX_EDIT_BYTES = 1_000_000
 MAX_LIST_ENTRIES = 2_000
+# Snapshots kept per session: the newest is what a restore uses; one more in case the newest
+# turns out unusable. Older ones are deleted as soon as a newer one is recorded.
+KEEP_SNAPSHOTS = 2
 
 sandbox_object = restate.VirtualObject(
     "Sandbox",
@@ -77,40 +87,49 @@ async def _step(ctx: ObjectContext | ObjectSharedContext, name: str, type_hint: 
     return await ctx.run_typed(name, guarded, retry.sandbox_step(type_hint))
 
 
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """An operation's result and what the model must be told about the sandbox before it."""
+
+    value: T
+    notice: str | None = None
+
+
 # ---------------------------------------------------------------- transitions
 
 
-async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: bool = False) -> Running:
-    """Return the live sandbox, creating it (or restoring the last snapshot) if there is none."""
+async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: bool = False) -> tuple[Running, str | None]:
+    """The live sandbox, creating it (or restoring the last snapshot) if there is none; and a
+    notice if the workspace could not be restored."""
     current = state.current
     if isinstance(current, Running):
-        return current
+        return current, None
     generation = current.generation + 1
     snapshot_id = current.snapshot_id
     name = f"{ctx.key()}-g{generation}"  # deterministic, so a retried create finds its own
+    notice = None
     try:
-        info = await _step(ctx, f"create sandbox {name}", dict, lambda: _create(name, snapshot_id))
+        info = await _step(ctx, f"create sandbox {name}", SandboxInfo, lambda: backend().create(name, snapshot_id))
     except TerminalError as error:
         if snapshot_id is None or error.status_code != 404:
             raise
         # The snapshot is gone (deleted by hand, lost with its disk). A fresh workspace is the
-        # only way forward; the loss is counted and visible in `info`.
+        # only way forward; the loss is counted, and told to the model and the user.
         state.snapshots_lost += 1
         snapshot_id = None
-        info = await _step(ctx, f"create sandbox {name} (fresh)", dict, lambda: _create(name, None))
-    running = Running(sandbox_id=info["sandbox_id"], generation=generation,
-                      expires_at=info["expires_at"], snapshot_id=snapshot_id)
+        info = await _step(ctx, f"create sandbox {name} (fresh)", SandboxInfo, lambda: backend().create(name, None))
+        notice = ("The sandbox's saved workspace could not be found, so it was started over with an empty "
+                  "workspace: every file from earlier work is gone.")
+        emit(ctx, ctx.key(), "sandbox", "workspace lost: the sandbox started over empty")
+    running = Running(sandbox_id=info.sandbox_id, generation=generation,
+                      expires_at=info.expires_at, snapshot_id=snapshot_id)
     state.creates += 1
     state.restores += 1 if snapshot_id and not restart else 0
     if running.expires_at is not None:
         running.restart_timer = await _schedule_restart(ctx, running)
     state.current = running
     ctx.set("state", state)
-    return running
-
-
-async def _create(name: str, snapshot_id: str | None) -> dict:
-    return (await backend().create(name, snapshot_id)).model_dump()
+    return running, notice
 
 
 async def _schedule_restart(ctx: ObjectContext, running: Running) -> str:
@@ -133,7 +152,8 @@ def _leave_running(ctx: ObjectContext, state: SandboxState, phase: Suspended | R
 
 
 async def _snapshot(ctx: ObjectContext, state: SandboxState, running: Running, why: str) -> str | None:
-    """Snapshot the workspace; the id goes into state at once so a crash cannot lose it."""
+    """Snapshot the workspace; the id goes into state at once so a crash cannot lose it, and
+    snapshots older than the newest KEEP_SNAPSHOTS are deleted."""
     name = f"{ctx.key()}-g{running.generation}-{why}"
     try:
         snapshot_id = await _step(ctx, f"snapshot {name}", str,
@@ -146,38 +166,65 @@ async def _snapshot(ctx: ObjectContext, state: SandboxState, running: Running, w
     if snapshot_id not in state.snapshots:
         state.snapshots.append(snapshot_id)
     ctx.set("state", state)
+    for old in state.snapshots[:-KEEP_SNAPSHOTS]:
+        await _delete_snapshot(ctx, state, old)
     return snapshot_id
 
 
+async def _delete_snapshot(ctx: ObjectContext, state: SandboxState, snapshot_id: str) -> None:
+    await _step(ctx, f"delete snapshot {snapshot_id}", bool, lambda: _call(backend().delete_snapshot(snapshot_id)))
+    state.snapshots.remove(snapshot_id)
+    ctx.set("state", state)
+
+
 async def _terminate(ctx: ObjectContext, running: Running) -> None:
-    await _step(ctx, f"terminate {running.sandbox_id}", bool, lambda: _terminate_backend(running.sandbox_id))
+    await _step(ctx, f"terminate {running.sandbox_id}", bool, lambda: _call(backend().terminate(running.sandbox_id)))
 
 
-async def _terminate_backend(sandbox_id: str) -> bool:
-    await backend().terminate(sandbox_id)
+async def _call(operation: Awaitable[object]) -> bool:
+    """A backend operation with nothing to return, as a step result."""
+    await operation
     return True
 
 
 async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
-                        op: Callable[[str], Awaitable[T]]) -> T:
-    """Run `op` against the live sandbox; if the backend says it is gone, recreate it once."""
+                        op: Callable[[str], Awaitable[T]]) -> Done[T]:
+    """Run `op` against the live sandbox; if the backend confirms it gone, replace it once from
+    its last snapshot and say so in the result's notice."""
     state = await _load(ctx)
     _mark_busy(ctx, state)
+    notice = None
     for attempt in (1, 2):
-        running = await _ensure_running(ctx, state)
+        running, lost = await _ensure_running(ctx, state)
+        notice = notice or lost
         try:
             result = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
                                  lambda: op(running.sandbox_id))
         except TerminalError as error:
             if not is_gone(error) or attempt == 2:
                 await _arm_idle_timer(ctx, state)
+                if notice:  # the operation failed on the replacement: the rollback is still news
+                    raise TerminalError(f"{error.message}\n[sandbox] {notice}", status_code=error.status_code) from error
                 raise
-            # The sandbox died under us (TTL, crash). Restore it from its last snapshot.
-            _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=running.snapshot_id))
+            notice = await _abandon(ctx, state, running)
             continue
         await _arm_idle_timer(ctx, state)
-        return result
+        return Done(result, notice)
     raise AssertionError("unreachable")
+
+
+async def _abandon(ctx: ObjectContext, state: SandboxState, running: Running) -> str:
+    """The backend confirmed the sandbox gone (TTL, crash): terminate whatever may be left of
+    it, so it can never run on unseen, and fall back to its last snapshot. Returns the notice."""
+    await _terminate(ctx, running)
+    state.rollbacks += 1
+    _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=running.snapshot_id))
+    restored = "the last snapshot" if running.snapshot_id else "an empty workspace (there was no snapshot)"
+    emit(ctx, ctx.key(), "sandbox", f"sandbox lost; restored from {restored}",
+         detail=f"sandbox {running.sandbox_id} ended unexpectedly; workspace rolled back to {running.snapshot_id or 'nothing'}")
+    return (f"The sandbox was lost (it ended unexpectedly) and was replaced from {restored}. Changes "
+            "made after that point are gone, and background processes were stopped. Check the files "
+            "you need before going on.")
 
 
 def _mark_busy(ctx: ObjectContext, state: SandboxState) -> None:
@@ -218,77 +265,82 @@ async def release(ctx: ObjectContext, req: ReleaseIn) -> None:
     """Park the sandbox: the lease ends, the workspace stays for the session's next task, and
     the idle timer suspends it (snapshot, terminate) if nothing else comes.
 
-    Only the holder's release counts, so a late release from an interrupted task cannot take
-    the sandbox from the task that replaced it. Repeating a release is a no-op.
+    The task's operation markers go: its journal now holds every result, so no retry will
+    ask for them again. Only the holder's release counts, so a late release from an
+    interrupted task cannot take the sandbox from the task that replaced it. Repeating a
+    release is a no-op.
     """
     state = await _load(ctx)
-    if state.lease == req.task_id:
-        state.lease = None
-        ctx.set("state", state)
+    if state.lease != req.task_id:
+        return
+    if isinstance(state.current, Running):
+        sid = state.current.sandbox_id
+        try:
+            await _step(ctx, f"forget operations of {req.task_id}", int,
+                        lambda: backend().delete_markers(sid, task_markers(req.task_id)))
+        except TerminalError as error:
+            if not is_gone(error):
+                raise  # a gone sandbox took its markers with it
+    state.lease = None
+    ctx.set("state", state)
 
 
 @sandbox_object.handler(ingress_private=True)
 async def exec(ctx: ObjectContext, req: ExecIn) -> ExecOut:
-    timeout = min(req.timeout_s, settings().command_timeout_s)
-    result = await _with_sandbox(ctx, f"exec {req.op_id}", dict,
-                                 lambda sid: exec_once(backend(), sid, req.op_id, req.command, timeout))
-    return ExecOut(**result)
+    done = await _with_sandbox(ctx, f"exec {req.op_id}", ExecOut,
+                               lambda sid: exec_once(backend(), sid, req.op_id, req.command, req.timeout_s))
+    return done.value.model_copy(update={"notice": done.notice})
 
 
 @sandbox_object.handler(ingress_private=True)
 async def write_file(ctx: ObjectContext, req: WriteFileIn) -> FileOpOut:
-    async def write(sid: str) -> bool:
-        await backend().write_file(sid, req.path, req.content)
-        return True
-
-    await _with_sandbox(ctx, f"write {req.op_id}", bool, write)
-    return FileOpOut(ok=True, detail=f"wrote {len(req.content.encode())} bytes to {req.path}")
+    done = await _with_sandbox(ctx, f"write {req.op_id}", FileOpOut, lambda sid: write_once(backend(), sid, req))
+    return done.value.model_copy(update={"notice": done.notice})
 
 
 @sandbox_object.handler(ingress_private=True)
 async def edit_file(ctx: ObjectContext, req: EditFileIn) -> FileOpOut:
-    """Replace exact text. The read, the check and the write are one step, so they agree."""
-
-    async def edit(sid: str) -> dict:
-        text = await backend().read_file(sid, req.path, MAX_EDIT_BYTES + 1)
-        if len(text.encode()) > MAX_EDIT_BYTES:
-            # The backend returned a cut-off text; writing it back would destroy the file.
-            return {"ok": False, "detail": f"{req.path} is larger than {MAX_EDIT_BYTES} bytes; "
-                                           "edit it with a command (e.g. sed) instead"}
-        found = text.count(req.old)
-        if found == 0:
-            return {"ok": False, "detail": f"the text to replace was not found in {req.path}"}
-        if found > 1 and not req.replace_all:
-            return {"ok": False, "detail": f"the text to replace occurs {found} times in {req.path}; "
-                                           "give more context or set replace_all"}
-        await backend().write_file(sid, req.path, text.replace(req.old, req.new))
-        return {"ok": True, "detail": f"replaced {found if req.replace_all else 1} occurrence(s) in {req.path}"}
-
-    return FileOpOut(**await _with_sandbox(ctx, f"edit {req.op_id}", dict, edit))
+    """Replace exact text, exactly once per operation id (app/once.py)."""
+    done = await _with_sandbox(ctx, f"edit {req.op_id}", FileOpOut, lambda sid: edit_once(backend(), sid, req))
+    return done.value.model_copy(update={"notice": done.notice})
 
 
 @sandbox_object.handler(ingress_private=True)
-async def reset(ctx: ObjectContext) -> None:
+async def read_for_task(ctx: ObjectContext, req: PathIn) -> ReadFileOut:
+    """`read_file` for a task: through the exclusive path, so a suspended sandbox comes back."""
+    done = await _with_sandbox(ctx, f"read {req.path}", str,
+                               lambda sid: backend().read_file(sid, req.path, MAX_READ_BYTES))
+    return ReadFileOut(path=req.path, content=done.value, notice=done.notice)
+
+
+@sandbox_object.handler(ingress_private=True)
+async def list_for_task(ctx: ObjectContext, req: PathIn) -> ListFilesOut:
+    """`list_files` for a task: through the exclusive path, so a suspended sandbox comes back."""
+    done = await _with_sandbox(ctx, f"list {req.path}", ListFilesOut, lambda sid: _listing(sid, req.path))
+    return done.value.model_copy(update={"notice": done.notice})
+
+
+async def _listing(sandbox_id: str, path: str) -> ListFilesOut:
+    entries = await backend().list_files(sandbox_id, path, MAX_LIST_ENTRIES)
+    return ListFilesOut(path=path, entries=[FileEntryOut.model_validate(e.model_dump()) for e in entries])
+
+
+@sandbox_object.handler(ingress_private=True, input_serde=BytesSerde())
+async def reset(ctx: ObjectContext, raw: bytes) -> None:
     """Terminate the sandbox and delete every snapshot. Repeating it is a no-op."""
+    no_input(raw)
     state = await _load(ctx)
     if isinstance(state.current, Released):
         return
     if isinstance(state.current, Running):
         await _terminate(ctx, state.current)
     for snapshot_id in list(state.snapshots):
-        await _step(ctx, f"delete snapshot {snapshot_id}", bool, lambda s=snapshot_id: _delete_snapshot(s))
-        state.snapshots.remove(snapshot_id)
-        ctx.set("state", state)
+        await _delete_snapshot(ctx, state, snapshot_id)
     if state.idle_timer:
         ctx.cancel_invocation(state.idle_timer)
         state.idle_timer = None
     state.lease = None
     _leave_running(ctx, state, Released(generation=state.current.generation))
-
-
-async def _delete_snapshot(snapshot_id: str) -> bool:
-    await backend().delete_snapshot(snapshot_id)
-    return True
 
 
 # ---------------------------------------------------------------- timers
@@ -326,12 +378,13 @@ async def suspend_if_idle(ctx: ObjectContext, timer: TimerIn) -> None:
 # ---------------------------------------------------------------- public, read-only
 
 
-async def _live_sandbox_id(ctx: ObjectSharedContext) -> str:
+async def _live_sandbox_id(ctx: ObjectSharedContext) -> str | None:
+    """The running sandbox's id; None if it is suspended (the exclusive path resumes it)."""
     state = await _load(ctx)
     if isinstance(state.current, Running):
         return state.current.sandbox_id
     if isinstance(state.current, Suspended):
-        raise conflict(f"the sandbox of session {ctx.key()!r} is suspended; it resumes on the next command")
+        return None
     raise not_found(f"session {ctx.key()!r} has no sandbox")
 
 
@@ -340,6 +393,8 @@ async def read_file(ctx: ObjectSharedContext, raw: bytes) -> ReadFileOut:
     """Read a workspace file (path relative to /project). 400 for unsafe paths, 404 if missing."""
     req = parse(raw, PathIn)
     sid = await _live_sandbox_id(ctx)
+    if sid is None:
+        return await ctx.object_call(read_for_task, key=ctx.key(), arg=req)
     content = await _step(ctx, f"read {req.path}", str,
                           lambda: backend().read_file(sid, req.path, MAX_READ_BYTES))
     return ReadFileOut(path=req.path, content=content)
@@ -350,21 +405,20 @@ async def list_files(ctx: ObjectSharedContext, raw: bytes) -> ListFilesOut:
     """List a workspace directory recursively (path relative to /project)."""
     req = parse(raw, PathIn)
     sid = await _live_sandbox_id(ctx)
-
-    async def listing() -> list:
-        return [e.model_dump() for e in await backend().list_files(sid, req.path, MAX_LIST_ENTRIES)]
-
-    entries = await _step(ctx, f"list {req.path}", list, listing)
-    return ListFilesOut(path=req.path, entries=[FileEntryOut(**e) for e in entries])
+    if sid is None:
+        return await ctx.object_call(list_for_task, key=ctx.key(), arg=req)
+    return await _step(ctx, f"list {req.path}", ListFilesOut, lambda: _listing(sid, req.path))
 
 
-@sandbox_object.handler(kind="shared")
-async def info(ctx: ObjectSharedContext) -> SandboxInfoOut:
-    """The lifecycle state and its counters (creates, restores, restarts)."""
+@sandbox_object.handler(kind="shared", input_serde=BytesSerde())
+async def info(ctx: ObjectSharedContext, raw: bytes) -> SandboxInfoOut:
+    """The lifecycle state and its counters (creates, restores, restarts, rollbacks)."""
+    no_input(raw)
     state = await _load(ctx)
     cur = state.current
     return SandboxInfoOut(
         state=cur.kind, sandbox_id=cur.sandbox_id if isinstance(cur, Running) else None,
         generation=cur.generation, expires_at=cur.expires_at if isinstance(cur, Running) else None,
         snapshot_id=cur.snapshot_id, lease=state.lease, creates=state.creates,
-        restores=state.restores, restarts=state.restarts, snapshots_lost=state.snapshots_lost)
+        restores=state.restores, restarts=state.restarts, snapshots_lost=state.snapshots_lost,
+        rollbacks=state.rollbacks)

@@ -1,8 +1,9 @@
 """`Task`: a workflow keyed by task id that runs plan, then steps, then tool loops.
 
 A workflow runs exactly once per key, so the Agent's one-way start can never spawn a second
-copy. Progress and the outcome go to the Agent as one-way sends: the Agent may be busy
-waiting for this very task to clean up, and a blocking call back into it would deadlock.
+copy. Progress and the outcome go to the Agent as one-way sends (app/report.py): the Agent
+may be busy waiting for this very task to clean up, and a blocking call would deadlock.
+The first step journals the settings the task runs with (app/config.py: TaskSettings).
 
 SAGA: a compensation is registered *before* the resource it undoes is acquired (the acquire
 may complete even if we are cancelled while awaiting its answer). On a terminal error or a
@@ -18,17 +19,17 @@ from typing import Awaitable, Callable
 import restate
 from restate import TerminalError, WorkflowContext, WorkflowSharedContext
 
-from app import agent, loop, retry
+from app import loop, report, retry
 from app import sandbox_service as sandbox
-from app.config import settings
-from app.controls import BudgetStopped, Controls
+from app.config import TaskSettings, settings
+from app.controls import BudgetStopped
 from app.errors import is_cancellation
-from app.events import emit
 from app.models import (
-    AcquireIn, ApprovalDecision, ConversationTurn, PlanItem, ProgressReport, ReleaseIn, SteerMessage,
-    StepResult, TaskInput, TaskOutcome,
+    AcquireIn, ApprovalDecision, ConversationTurn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
+    SteerMessage, StepResult, TaskInput, TaskOutcome,
 )
 from app.planner import make_plan
+from app.taskrun import TaskRun
 
 MAX_CONTEXT_CHARS = 12_000
 MAX_SUMMARY_CHARS = 1_500
@@ -43,16 +44,21 @@ task_workflow = restate.Workflow(
 Compensation = Callable[[], Awaitable[None]]
 
 
+async def _task_settings() -> TaskSettings:
+    return TaskSettings.of(settings())
+
+
 @task_workflow.main(ingress_private=True)
 async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
-    config = settings()
-    controls = Controls(ctx, inp.session_id, inp.task_id, config)
+    # Journaled: a replay (on any worker, with any environment) runs with these same values.
+    config = await ctx.run_typed("settings", _task_settings, retry.local_step(TaskSettings))
+    task = TaskRun(ctx, inp.session_id, inp.task_id, config)
+    controls = task.controls
     compensations: list[Compensation] = []
     plan: list[PlanItem] = []
 
-    def report() -> None:
-        ctx.object_send(agent.task_progress, key=inp.session_id,
-                        arg=ProgressReport(task_id=inp.task_id, plan=plan))
+    def progress() -> None:
+        report.progress(ctx, inp.session_id, ProgressReport(task_id=inp.task_id, plan=plan))
 
     async def release_sandbox() -> None:
         await ctx.object_call(sandbox.release, key=inp.session_id, arg=ReleaseIn(task_id=inp.task_id))
@@ -63,29 +69,22 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
 
         conversation = render_conversation(inp.conversation)
-        the_plan, plan_usage = await make_plan(ctx, session_id=inp.session_id, task_id=inp.task_id,
-                                               request=conversation, max_steps=config.max_steps)
+        the_plan, plan_usage = await make_plan(task, conversation)
         controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
-        emit(ctx, inp.session_id, "plan", "\n".join(f"{i}. {s.title}" for i, s in enumerate(the_plan.steps, 1)),
-             inp.task_id)
-        report()
+        task.emit("plan", "\n".join(f"{i}. {s.title}" for i, s in enumerate(the_plan.steps, 1)))
+        progress()
 
         results: list[StepResult] = []
         for number, step in enumerate(the_plan.steps, start=1):
             plan[number - 1].status = "running"
-            emit(ctx, inp.session_id, "step_started", f"step {number}: {step.title}", inp.task_id, ref=f"step {number}")
-            report()
-            result = await loop.run_step(
-                ctx, session_id=inp.session_id, task_id=inp.task_id, number=number, step=step,
-                context=step_context(conversation, the_plan.steps, results),
-                max_rounds=config.max_rounds_per_step, controls=controls,
-            )
+            task.emit("step_started", f"step {number}: {step.title}", ref=f"step {number}")
+            progress()
+            result = await loop.run_step(task, number, step, step_context(conversation, the_plan.steps, results))
             results.append(result)
             plan[number - 1].status = result.status
-            emit(ctx, inp.session_id, "step_finished", f"step {number} {result.status}: {result.summary}",
-                 inp.task_id, ref=f"step {number}")
-            report()
+            task.emit("step_finished", f"step {number} {result.status}: {result.summary}", ref=f"step {number}")
+            progress()
 
         await release_sandbox()
         compensations.clear()
@@ -103,12 +102,12 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
                 item.status = "failed" if status == "failed" else "cancelled"
         for compensate in reversed(compensations):
             await compensate()
-        ctx.object_send(agent.task_finished, key=inp.session_id, arg=TaskOutcome(
+        report.finished(ctx, inp.session_id, TaskOutcome(
             task_id=inp.task_id, status=status, text=text, plan=plan, usage=controls.used,
             steering_read=controls.steering_read))
         raise
 
-    ctx.object_send(agent.task_finished, key=inp.session_id, arg=outcome)
+    report.finished(ctx, inp.session_id, outcome)
     return outcome
 
 
@@ -138,7 +137,7 @@ def render_conversation(turns: list[ConversationTurn]) -> str:
     return "\n".join(reversed(lines))
 
 
-def step_context(conversation: str, steps: list, results: list[StepResult]) -> str:
+def step_context(conversation: str, steps: list[PlanStep], results: list[StepResult]) -> str:
     """What a step knows: the conversation, the plan, and a summary of each finished step."""
     plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(steps, start=1))
     done = "\n".join(f"{i}. [{r.status}] {r.summary[:MAX_SUMMARY_CHARS]}" for i, r in enumerate(results, start=1))

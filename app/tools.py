@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from pydantic import BaseModel, Field, ValidationError
-from restate import TerminalError, WorkflowContext
+from restate import TerminalError
 
 from app import sandbox_service as sandbox
-from app.controls import Controls
 from app.errors import is_tool_input_error
-from app.models import EditFileIn, ExecIn, ExecOut, PathIn, WriteFileIn
+from app.models import EditFileIn, ExecIn, ExecOut, PathIn, SandboxNotice, WriteFileIn
+from app.taskrun import TaskRun
+from app.validation import describe_errors
 
 MAX_RESULT_CHARS = 12_000
 
@@ -54,9 +55,18 @@ class FinishArgs(BaseModel):
 
 
 @dataclass(frozen=True)
-class CallContext:
-    ctx: WorkflowContext
-    session_id: str
+class ToolOutcome:
+    """What the model sees of one call. `error`: the call failed and changed nothing it meant
+    to; `finished`: the step is over."""
+
+    text: str
+    finished: bool = False
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    task: TaskRun
     op_id: str  # deterministic: task, step, round and call index
 
 
@@ -65,7 +75,7 @@ class Tool:
     name: str
     description: str
     args: type[BaseModel]
-    run: Callable[[CallContext, Any], Awaitable[str]]
+    run: Callable[[Call, Any], Awaitable[ToolOutcome]]
 
     def schema(self) -> dict[str, Any]:
         params = self.args.model_json_schema()
@@ -76,15 +86,20 @@ class Tool:
                                                  "parameters": params}}
 
 
-async def _run_command(c: CallContext, a: RunCommandArgs) -> str:
-    out: ExecOut = await c.ctx.object_call(sandbox.exec, key=c.session_id,
-                                           arg=ExecIn(op_id=c.op_id, command=a.command, timeout_s=a.timeout_s))
-    return _project_exec(out)
+def _outcome(out: SandboxNotice, text: str, error: bool = False) -> ToolOutcome:
+    """The tool's text, after the sandbox's notice (a rollback) if there is one: the model must
+    not go on believing in files that are gone."""
+    if out.notice:
+        text = f"[sandbox] {out.notice}\n\n{text}"
+    return ToolOutcome(text, error=error)
 
 
-def _project_exec(out: ExecOut) -> str:
+async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
+    timeout = min(a.timeout_s, c.task.config.command_timeout_s)
+    out: ExecOut = await c.task.ctx.object_call(sandbox.exec, key=c.task.session_id,
+                                                arg=ExecIn(op_id=c.op_id, command=a.command, timeout_s=timeout))
     if out.outcome_unknown:
-        return f"error: {out.stderr}"
+        return _outcome(out, f"error: {out.stderr}", error=True)
     parts = [f"exit code: {out.exit_code}" + (" (timed out)" if out.timed_out else "")]
     if out.stdout:
         parts.append(f"stdout:\n{out.stdout}")
@@ -92,38 +107,36 @@ def _project_exec(out: ExecOut) -> str:
         parts.append(f"stderr:\n{out.stderr}")
     if out.truncated and out.full_output_path:
         parts.append(f"(output was truncated; the full output is in {out.full_output_path})")
-    return "\n".join(parts)
+    return _outcome(out, "\n".join(parts))
 
 
-async def _write_file(c: CallContext, a: WriteFileArgs) -> str:
-    out = await c.ctx.object_call(sandbox.write_file, key=c.session_id,
-                                  arg=WriteFileIn(op_id=c.op_id, path=a.path, content=a.content))
-    return out.detail
+async def _write_file(c: Call, a: WriteFileArgs) -> ToolOutcome:
+    out = await c.task.ctx.object_call(sandbox.write_file, key=c.task.session_id,
+                                       arg=WriteFileIn(op_id=c.op_id, path=a.path, content=a.content))
+    return _outcome(out, out.detail, error=not out.ok)
 
 
-async def _read_file(c: CallContext, a: ReadFileArgs) -> str:
-    out = await c.ctx.object_call(sandbox.read_file, key=c.session_id,
-                                  arg=PathIn(path=a.path).model_dump_json().encode())
-    return out.content
+async def _read_file(c: Call, a: ReadFileArgs) -> ToolOutcome:
+    out = await c.task.ctx.object_call(sandbox.read_for_task, key=c.task.session_id, arg=PathIn(path=a.path))
+    return _outcome(out, out.content)
 
 
-async def _list_files(c: CallContext, a: ListFilesArgs) -> str:
-    out = await c.ctx.object_call(sandbox.list_files, key=c.session_id,
-                                  arg=PathIn(path=a.path).model_dump_json().encode())
+async def _list_files(c: Call, a: ListFilesArgs) -> ToolOutcome:
+    out = await c.task.ctx.object_call(sandbox.list_for_task, key=c.task.session_id, arg=PathIn(path=a.path))
     lines = [f"{e.path}{'/' if e.kind == 'dir' else ''}" + (f"  ({e.size} bytes)" if e.kind == "file" else "")
              for e in out.entries]
-    return "\n".join(lines) or "(empty)"
+    return _outcome(out, "\n".join(lines) or "(empty)")
 
 
-async def _edit_file(c: CallContext, a: EditFileArgs) -> str:
-    out = await c.ctx.object_call(sandbox.edit_file, key=c.session_id,
-                                  arg=EditFileIn(op_id=c.op_id, path=a.path, old=a.old, new=a.new,
-                                                 replace_all=a.replace_all))
-    return out.detail if out.ok else f"error: {out.detail}"
+async def _edit_file(c: Call, a: EditFileArgs) -> ToolOutcome:
+    out = await c.task.ctx.object_call(sandbox.edit_file, key=c.task.session_id,
+                                       arg=EditFileIn(op_id=c.op_id, path=a.path, old=a.old, new=a.new,
+                                                      replace_all=a.replace_all))
+    return _outcome(out, out.detail if out.ok else f"error: {out.detail}", error=not out.ok)
 
 
-async def _finish(c: CallContext, a: FinishArgs) -> str:
-    return a.result
+async def _finish(c: Call, a: FinishArgs) -> ToolOutcome:
+    return ToolOutcome(a.result, finished=True)
 
 
 FINISH = "finish"
@@ -141,13 +154,6 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
 SCHEMAS: list[dict[str, Any]] = [t.schema() for t in TOOLS.values()]
 
 
-@dataclass(frozen=True)
-class ToolOutcome:
-    text: str
-    finished: bool = False
-    error: bool = False
-
-
 def validate(call: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolOutcome:
     """Check a model's tool call. A problem becomes a ToolOutcome the model can act on."""
     name = call.get("function", {}).get("name", "")
@@ -158,32 +164,26 @@ def validate(call: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolOutcome:
     try:
         args = tool.args.model_validate_json(raw) if isinstance(raw, str) else tool.args.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'arguments'}: {x['msg']}"
-                             for x in e.errors(include_url=False))
-        return ToolOutcome(f"error: invalid arguments for {name}: {problems}", error=True)
+        return ToolOutcome(f"error: invalid arguments for {name}: {describe_errors(e)}", error=True)
     return tool, args
 
 
-async def dispatch(ctx: WorkflowContext, session_id: str, op_id: str, call: dict[str, Any],
-                   controls: Controls) -> ToolOutcome:
-    """Validate, get approval if the policy says so, and run one tool call durably.
-
-    Returns the text the model will see.
-    """
+async def dispatch(task: TaskRun, op_id: str, call: dict[str, Any]) -> ToolOutcome:
+    """Validate, get approval if the policy says so, and run one tool call durably."""
     checked = validate(call)
     if isinstance(checked, ToolOutcome):
         return checked
     tool, args = checked
-    denial = await controls.approve_tool(op_id, tool.name, args, describe_call(call, limit=400))
+    denial = await task.controls.approve_tool(op_id, tool.name, args, describe_call(call, limit=400))
     if denial is not None:
         return ToolOutcome(denial, error=True)
     try:
-        text = await tool.run(CallContext(ctx, session_id, op_id), args)
+        outcome = await tool.run(Call(task, op_id), args)
     except TerminalError as error:
         if not is_tool_input_error(error):
             raise  # cancellation or a real failure: not the model's business
         return ToolOutcome(f"error: {error.message}", error=True)
-    return ToolOutcome(_clip(text), finished=tool.name == FINISH)
+    return ToolOutcome(_clip(outcome.text), finished=outcome.finished, error=outcome.error)
 
 
 def _clip(text: str) -> str:

@@ -6,6 +6,7 @@ and validate here, in one helper, instead of relying on the SDK's parser.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TypeVar
 
@@ -26,12 +27,30 @@ def parse(raw: bytes | None, model: type[M], max_bytes: int = MAX_BODY_BYTES) ->
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        problems = "; ".join(_describe(e) for e in error.errors(include_url=False))
-        raise bad_request(f"invalid {model.__name__}: {problems}") from None
+        raise bad_request(f"invalid {model.__name__}: {describe_errors(error)}") from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """pydantic's errors in one line a person (or a model) can act on: `where: what; ...`."""
+    return "; ".join(_describe(e) for e in error.errors(include_url=False))
+
+
+def no_input(raw: bytes | None) -> None:
+    """For a handler that takes no input: accept an empty body, `{}` or `null` (many clients
+    always send a JSON body), and refuse anything else with a 400."""
+    body = (raw or b"").strip()
+    if body in (b"", b"{}", b"null"):
+        return
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise bad_request("malformed JSON; this handler takes no input (send nothing or {})") from None
+    if value != {}:
+        raise bad_request("this handler takes no input (send nothing or {})")
 
 
 def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ())) or "body"
+    where = ".".join(str(p) for p in error.get("loc", ())) or "input"
     if error.get("type") == "json_invalid":
         return f"malformed JSON ({error.get('ctx', {}).get('error', 'parse error')})"
     return f"{where}: {error.get('msg', 'invalid')}"

@@ -195,10 +195,9 @@ def machine() -> str:
 
 
 @contextmanager
-def reachable_temp_dir(prefix: str) -> Iterator[Path]:
-    """A fresh directory that the sandbox uid (65534) may traverse, removed afterwards."""
+def temp_dir(prefix: str) -> Iterator[Path]:
+    """A fresh private directory, removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
-    root.chmod(0o711)
     try:
         yield root
     finally:

@@ -23,7 +23,7 @@ import time
 
 import httpx
 
-from bench.common import Row, call_ok, log, median, reachable_temp_dir, table
+from bench.common import Row, call_ok, log, median, temp_dir, table
 from tests.harness import Stack
 from tests.ui_helpers import sse_stream
 
@@ -105,7 +105,7 @@ def _catch_up(stack: Stack, session: str) -> tuple[float, int]:
 
 def run() -> tuple[str, str]:
     env = {"AGENT_MAX_ROUNDS": str(ROUNDS + 2), "AGENT_DELTA_URL": ""}
-    with reachable_temp_dir("events") as root:
+    with temp_dir("events") as root:
         plain = Stack(root / "without", "bench.scripts:rounds", env={**env, "BENCH_NO_EVENTS": "1"}, app=APP)
         logged = Stack(root / "with", "bench.scripts:rounds", env=env, app=APP, ui=True)
         with plain, logged:

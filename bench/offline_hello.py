@@ -11,7 +11,6 @@ exists and a recorded command printed hello), at temperature 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -19,8 +18,9 @@ import time
 from pathlib import Path
 
 from app.config import Settings
-from stack import model, model_server, processes
-from tests.agent_helpers import read_file, send_message, try_read_file, wait_idle
+from stack import model, model_server
+from tests.client import free_port
+from tests.agent_helpers import events, send_message, try_read_file, wait_idle
 from tests.harness import Stack
 
 TASK = "create hello.py that prints hello, then run it"
@@ -29,19 +29,14 @@ TASK = "create hello.py that prints hello, then run it"
 def _succeeded(stack: Stack, session: str) -> bool:
     if "hello" not in (try_read_file(stack, session, "hello.py") or "").lower():
         return False
-    code, listing = stack.call("Sandbox", session, "list_files", {"path": ".agent/ops"})
-    if code != 200:
-        return False
-    results = [json.loads(read_file(stack, session, e["path"]))
-               for e in listing["entries"] if e["path"].endswith(".result")]
-    return any("hello" in r["stdout"].lower() and r["exit_code"] == 0 for r in results)
+    results = [e["detail"] or "" for e in events(stack, session, "tool_result")]
+    return any(r.startswith("exit code: 0") and "hello" in r.lower() for r in results)
 
 
 def measure(size: str, runs: int) -> dict:
     model.ensure(size)
     root = Path(tempfile.mkdtemp(prefix=f"bench-hello-{size}-"))
-    root.chmod(0o711)
-    config = Settings(local_model=size, local_model_port=processes.free_port())
+    config = Settings(local_model=size, local_model_port=free_port())
     server = model_server.start(config, root / "model.log")
     try:
         model_server.wait_ready(config.local_model_port, 300, proc=server, log_path=root / "model.log")

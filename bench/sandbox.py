@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from bench import workspace
-from bench.common import Row, call_ok, log, median, reachable_temp_dir, running_stack, table
+from bench.common import Row, call_ok, log, median, temp_dir, running_stack, table
 from sandbox import LocalLimits, SandboxBackend, create_backend
 from sandbox.bwrap import bwrap_path, sandbox_argv
 from sandbox.limits import MB
@@ -167,7 +167,7 @@ def recovery(stack: Stack, outsider: SandboxBackend, label: str, size: int, idle
 def run() -> tuple[str, str]:
     rows: list[Row] = []
     restore_times: dict[str, float] = {}
-    with reachable_temp_dir("sandbox") as root:
+    with temp_dir("sandbox") as root:
         backend = create_backend("local", root / "sandboxes", LocalLimits())
         try:
             log(f"sandbox: {COMMANDS} × `true` three ways")

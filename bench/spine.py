@@ -19,8 +19,8 @@ from typing import Any
 
 import openai
 
-from app.exec_once import exec_once
-from bench.common import Row, call_ok, duration, log, median, reachable_temp_dir, running_stack, table
+from app.once import exec_once
+from bench.common import Row, call_ok, duration, log, median, temp_dir, running_stack, table
 from sandbox import LocalLimits, SandboxBackend, create_backend
 from stack import processes
 from tests.harness import Stack
@@ -53,7 +53,7 @@ def asyncio_loop(iterations: int = 200_000, reps: int = 5) -> Row:
 
 def sandbox_commands(backend: SandboxBackend, count: int) -> tuple[list[float], list[float]]:
     """`true` through LocalBackend.exec, and the same as the Sandbox service's step runs it
-    (op markers read and written around the command: app/exec_once.py)."""
+    (op markers read and written around the command: app/once.py)."""
     async def measure() -> tuple[list[float], list[float]]:
         sid = (await backend.create("spine")).sandbox_id
         bare, stepped = [], []
@@ -65,7 +65,7 @@ def sandbox_commands(backend: SandboxBackend, count: int) -> tuple[list[float], 
             started = time.perf_counter()
             out = await exec_once(backend, sid, f"bench/{uuid.uuid4()}", "true", 10)
             stepped.append(time.perf_counter() - started)
-            assert out["exit_code"] == 0, out
+            assert out.exit_code == 0, out
         return bare, stepped
 
     return asyncio.run(measure())
@@ -233,7 +233,7 @@ def journal_breakdown(stack: Stack, session: str, task_id: str) -> dict[str, lis
 def run() -> tuple[str, str]:
     log("spine: plain asyncio loop")
     loop_row = asyncio_loop()
-    with reachable_temp_dir("spine") as root, running_stack(
+    with temp_dir("spine") as root, running_stack(
             root, "rounds", env={"AGENT_MAX_ROUNDS": str(ROUNDS + 2)}) as stack:
         requests = RequestLog(stack.llm.requests_log)
         backend = create_backend("local", root / "sandboxes", LocalLimits())

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -59,24 +58,6 @@ def spawn(
 
 
 # --- ports ---------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
-    # All sockets stay open until every port is chosen, so the kernel cannot hand one out twice.
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    return free_ports(1)[0]
 
 
 def port_in_use(port: int) -> bool:
@@ -170,7 +151,7 @@ def register(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = _http().post(url, json=body)
+            response = http_client().post(url, json=body)
         except httpx.TransportError as exc:
             last_error = f"admin API unreachable: {exc!r}"
         else:
@@ -193,7 +174,7 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
     Columns that are NULL are left out of a row, so read them with `row.get(...)`.
     """
     # Without `Accept: application/json` the admin API answers in Arrow IPC, not JSON.
-    response = _http().post(
+    response = http_client().post(
         f"http://{HOST}:{admin_port}/query",
         json={"query": sql},
         headers={"accept": "application/json"},
@@ -296,75 +277,27 @@ def stop(proc: Process, grace: float = 5.0) -> None:
     proc.wait()
 
 
-# --- the ingress ---------------------------------------------------------------------------------
+# --- logs --------------------------------------------------------------------------------------
 
 
-class Ingress:
-    """A small client for Restate's HTTP ingress: call a handler, send one-way, attach.
-
-    Answers come back as (status, body), the body parsed as JSON when it is JSON and as text
-    otherwise, because tests check error answers as much as results.
-    """
-
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.base_url = f"http://{HOST}:{port}"
-        self.timeout = timeout
-
-    def url(self, service: str, key: str | None, handler: str) -> str:
-        """The ingress URL of a handler; `key` is None for a plain service."""
-        parts = [service] if key is None else [service, quote(key, safe="")]
-        return "/".join([self.base_url, *parts, handler])
-
-    def call(
-        self,
-        service: str,
-        key: str | None,
-        handler: str,
-        body: Any = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """Invoke a handler and wait for its result."""
-        return self._post(self.url(service, key, handler), body, timeout, headers)
-
-    def send(
-        self,
-        service: str,
-        key: str | None,
-        handler: str,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """Invoke a handler one-way; the answer (202) carries the `invocationId`."""
-        return self._post(self.url(service, key, handler) + "/send", body, None, headers)
-
-    def attach(self, invocation_id: str, timeout: float | None = None) -> tuple[int, Any]:
-        """Wait for a running or finished invocation's result."""
-        response = _http().get(
-            f"{self.base_url}/restate/invocation/{invocation_id}/attach",
-            timeout=timeout or self.timeout,
-        )
-        return response.status_code, _body(response)
-
-    def _post(
-        self, url: str, body: Any, timeout: float | None, headers: Mapping[str, str] | None
-    ) -> tuple[int, Any]:
-        # No body and no content-type at all for handlers that take no input: the ingress
-        # answers 400 to a content-type on an empty body.
-        response = _http().post(url, json=body, headers=headers, timeout=timeout or self.timeout)
-        return response.status_code, _body(response)
+def log_tail(log_path: Path | None, lines: int = 30) -> str:
+    """The last `lines` of a child's log, headed by its path, for an error message ("" if none)."""
+    if log_path is None or not log_path.exists():
+        return ""
+    text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return f"--- last lines of {log_path} ---\n" + "\n".join(text)
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
 @cache
-def _http() -> httpx.Client:
+def http_client() -> httpx.Client:
     # trust_env=False: a proxy configured in the environment must never see loopback traffic.
     return httpx.Client(timeout=10.0, trust_env=False)
 
 
-def _body(response: httpx.Response) -> Any:
+def response_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -373,7 +306,7 @@ def _body(response: httpx.Response) -> Any:
 
 def _get_ok(url: str) -> bool:
     try:
-        return _http().get(url, timeout=2.0).status_code == 200
+        return http_client().get(url, timeout=2.0).status_code == 200
     except httpx.TransportError:
         return False
 

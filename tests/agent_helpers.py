@@ -55,3 +55,16 @@ def tool_results(stack: Stack) -> list[str]:
 def repeated_requests(stack: Stack) -> list[dict[str, Any]]:
     """Model requests that were answered more than once (attempt > 0)."""
     return [e for e in stack.llm_requests() if e["attempt"] > 0]
+
+
+def events(stack: Stack, session: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The session's event log (the public Events/read), oldest first, optionally one kind."""
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        code, body = stack.call("Events", session, "read", {"after": after, "limit": 500})
+        assert code == 200, (code, body)
+        found.extend(body["events"])
+        if not body["events"]:
+            return [e for e in found if kind is None or e["kind"] == kind]
+        after = body["events"][-1]["seq"]

@@ -35,16 +35,10 @@ def _failed(request: pytest.FixtureRequest) -> bool:
     return any(report is not None and report.failed for report in reports)
 
 
-def _reachable_temp_dir(test_name: str) -> Path:
-    """A fresh directory that every user may traverse (but not list).
-
-    The local sandbox runs commands as an unprivileged uid, which must be able to reach the
-    sandbox root under the data dir; pytest's own tmp_path sits in a private (0700) directory.
-    """
+def _temp_dir(test_name: str) -> Path:
+    """A fresh private (0700) directory named after the test, kept when the test fails."""
     prefix = "stack-" + re.sub(r"[^A-Za-z0-9_.-]", "_", test_name)[:50] + "-"
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o711)
-    return root
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 @pytest.fixture
@@ -55,7 +49,7 @@ def stack_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Stac
     environment; `options` go to `Stack` (e.g. `restate_env`). A passing test's directory is
     removed; a failing test's is kept, and its path and log tails are printed.
     """
-    root = _reachable_temp_dir(request.node.name)
+    root = _temp_dir(request.node.name)
     stacks: list[Stack] = []
 
     def start(script: str = "echo", env: Mapping[str, str] | None = None, **options: Any) -> Stack:

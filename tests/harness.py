@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stack import processes
-from stack.processes import REPO_ROOT, Ingress, Process
+from stack.processes import REPO_ROOT, Process
+from tests.client import Ingress, free_port, free_ports
 
 T = TypeVar("T")
 
@@ -29,9 +30,10 @@ _CONFIG_PREFIXES = ("OPENAI_", "AGENT_", "RESTATE_", "LOCAL_MODEL", "SANDBOX_", 
 class ScriptedLLM:
     """The scripted OpenAI-compatible server (tests/fakes/scripted_llm.py) as a subprocess."""
 
-    def __init__(self, script: str, root: Path, port: int | None = None) -> None:
+    def __init__(self, script: str, root: Path, port: int | None = None, args: list[str] | None = None) -> None:
         self.script = script if ":" in script else f"tests.fakes.scripts:{script}"
-        self.port = port or processes.free_port()
+        self.args = list(args or [])  # more command-line options of tests/fakes/scripted_llm.py
+        self.port = port or free_port()
         self.requests_log = root / "llm-requests.jsonl"
         self.log_path = root / "logs" / "llm.log"
         self.proc: Process | None = None
@@ -44,7 +46,7 @@ class ScriptedLLM:
     def start(self, wait: bool = True) -> None:
         """Start serving the script (again); the request log keeps growing across restarts."""
         argv = [sys.executable, "-m", "tests.fakes.scripted_llm", "--port", str(self.port),
-                "--script", self.script, "--log", str(self.requests_log)]
+                "--script", self.script, "--log", str(self.requests_log), *self.args]
         self.proc = processes.spawn(argv, {**os.environ, "PYTHONUNBUFFERED": "1"}, self.log_path)
         if wait:
             self.wait()
@@ -80,14 +82,15 @@ class Stack:
         restate_env: Mapping[str, str] | None = None,
         ui: bool = False,
         ui_env: Mapping[str, str] | None = None,
+        llm_args: list[str] | None = None,
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.logs = root / "logs"
         self.ingress_port, self.admin_port, self.node_port, self.worker_port, llm_port = (
-            processes.free_ports(5)
+            free_ports(5)
         )
-        self.llm = ScriptedLLM(script, root, llm_port)
+        self.llm = ScriptedLLM(script, root, llm_port, llm_args)
         self.extra_env = dict(env or {})
         self.restate_env = dict(restate_env or {})
         self.app = app
@@ -96,7 +99,7 @@ class Stack:
         self.restate: Process | None = None
         self.worker: Process | None = None
         # The web UI (ui/), only when asked for: `ui_url` is where a browser goes.
-        self.ui_port: int | None = processes.free_port() if ui else None
+        self.ui_port: int | None = free_port() if ui else None
         self.ui_env = dict(ui_env or {})
         self.ui: Process | None = None
 

@@ -37,13 +37,13 @@ def workspace(stack, session: str) -> dict[str, str]:
 def phase_now(stack, session: str, killed_ops: set[str]) -> str:
     """What the task is doing at this instant: a command, a model call, or neither.
 
-    A command is running when the newest intent marker has no result yet, unless that op was
-    already cut off by an earlier kill (it is never re-run, so it never gets a result).
+    A command is running while the local backend holds its record (sandbox/ops.py), unless
+    that op was already cut off by an earlier kill (it is never re-run).
     """
-    for ops in Path(stack.data_dir, "sandboxes").glob(f"{session}-g*/project/.agent/ops"):
-        intents = sorted(ops.glob("*.intent"), key=lambda p: p.stat().st_mtime_ns)
-        if intents and intents[-1].stem not in killed_ops and not intents[-1].with_suffix(".result").exists():
-            killed_ops.add(intents[-1].stem)
+    for ops in Path(stack.data_dir, "sandboxes").glob(f"{session}-g*/ops"):
+        running = [p.stem for p in ops.glob("*.json") if p.stem not in killed_ops]
+        if running:
+            killed_ops.add(running[0])
             return "command"
     requests = stack.llm_requests()
     if requests and time.time() - requests[-1]["time"] < MODEL_DELAY_S:

@@ -12,12 +12,7 @@ from app.config import settings
 from app.structured_tools import response_format_for, to_tool_calls, tool_prompt
 from stack import model, model_server
 from stack.model_server import ModelServerError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.client import free_port
 
 
 def test_a_server_that_cannot_load_its_model_fails_fast_with_its_log(tmp_path, monkeypatch):

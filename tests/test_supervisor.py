@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from stack import processes
+from tests.client import Ingress, free_ports
 from tests.agent_helpers import history, read_file, send_message, status, try_read_file, wait_idle
 from tests.harness import ScriptedLLM, Stack
 
@@ -37,7 +38,7 @@ class Supervised:
     def __init__(self, root: Path, llm: ScriptedLLM) -> None:
         self.root = root
         self.data_dir = root / "data"
-        self.ingress, self.admin, self.node, self.worker, self.ui = processes.free_ports(5)
+        self.ingress, self.admin, self.node, self.worker, self.ui = free_ports(5)
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("OPENAI_", "AGENT_", "RESTATE_", "SANDBOX_", "WORKER_", "UI_"))}
         self.env.update({
@@ -81,7 +82,6 @@ def supervised(llm_factory):
 
     def make(script: str) -> Supervised:
         root = Path(tempfile.mkdtemp(prefix="supervised-"))
-        root.chmod(0o711)
         sup = Supervised(root, llm_factory(script))
         made.append(sup)
         sup.start()
@@ -95,7 +95,7 @@ def supervised(llm_factory):
 def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     sup = supervised("tests.fakes.spine_scripts:appender")
     stack = Stack.__new__(Stack)  # borrow the ingress helpers only
-    stack.ingress = processes.Ingress(sup.ingress)
+    stack.ingress = Ingress(sup.ingress)
     stack.wait_until = Stack.wait_until.__get__(stack)
     stack.call = Stack.call.__get__(stack)
 

@@ -4,8 +4,8 @@ The UI server never touches the sandbox's files directly: it lists them with `li
 reads each one with `read_file`, through the ingress, like any other client. `read_file` returns
 text (UTF-8, undecodable bytes replaced) and at most 256 kB, so a file that is binary, larger
 than that, unreadable, or not a regular file is not put in the zip as it is: it is named in
-MANIFEST.txt inside the zip instead, with the reason. The Sandbox's own operation records
-(.agent/ops/) are left out.
+MANIFEST.txt inside the zip instead, with the reason. (The Sandbox's own operation records live
+outside the workspace, so they never show up here.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import zipfile
 
 from ui.ingress import Answer, Ingress
 
-BOOKKEEPING = ".agent/ops/"  # app.exec_once.OPS_DIR: the Sandbox's records, not the user's files
 MAX_READ_BYTES = 256_000  # app.sandbox_service.MAX_READ_BYTES: read_file returns no more
 MAX_ZIP_BYTES = 64_000_000  # stop adding files past this much content
 READERS = 4  # read_file calls in flight at once
@@ -31,7 +30,7 @@ async def workspace_zip(ingress: Ingress, session: str) -> tuple[bytes, None] | 
     skipped: list[str] = []
     files = []
     for entry in entries:
-        if entry["kind"] == "dir" or entry["path"].startswith(BOOKKEEPING):
+        if entry["kind"] == "dir":
             continue
         if entry["kind"] != "file":
             skipped.append(f"{entry['path']}: a {entry['kind']}, not a regular file")

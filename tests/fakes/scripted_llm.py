@@ -68,8 +68,11 @@ def load_script(spec: str) -> Script:
     return getattr(importlib.import_module(module_name or DEFAULT_SCRIPTS), name)
 
 
-def build_app(script: Script, log_path: Path) -> Starlette:
-    """The ASGI app: POST /v1/chat/completions answers from `script`; GET /health says ok."""
+def build_app(script: Script, log_path: Path, max_prompt_chars: int | None = None) -> Starlette:
+    """The ASGI app: POST /v1/chat/completions answers from `script`; GET /health says ok.
+
+    With `max_prompt_chars`, a request whose messages and tools are longer than that is refused
+    with 400, as a model server refuses a prompt over its context window."""
     attempts: Counter[str] = Counter()
 
     async def chat_completions(request: Request) -> Response:
@@ -77,8 +80,13 @@ def build_app(script: Script, log_path: Path) -> Starlette:
         digest = _digest(body.get("messages", []))
         attempt = attempts[digest]
         attempts[digest] += 1
+        prompt_chars = len(json.dumps(body.get("messages", []))) + len(json.dumps(body.get("tools") or []))
         try:
-            reply = _pick(script(body), attempt)
+            if max_prompt_chars is not None and prompt_chars > max_prompt_chars:
+                reply = Reply(status=400, error_message=f"the request has {prompt_chars} characters, more than "
+                                                        f"this server's context ({max_prompt_chars})")
+            else:
+                reply = _pick(script(body), attempt)
         except Exception as exc:  # a broken script is a test bug: make it loud, not retried
             traceback.print_exc()
             reply = Reply(status=400, error_message=f"scripted_llm: the script raised {exc!r}")
@@ -221,11 +229,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--script", required=True,
                         help=f"module:NAME, or a NAME in {DEFAULT_SCRIPTS}")
     parser.add_argument("--log", type=Path, required=True, help="JSONL file, one line per request")
+    parser.add_argument("--max-prompt-chars", type=int, default=None,
+                        help="refuse (400) a prompt longer than this, as a server refuses one over its context")
     args = parser.parse_args(argv)
 
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
-    app = build_app(load_script(args.script), args.log)
+    app = build_app(load_script(args.script), args.log, args.max_prompt_chars)
     asyncio.run(serve(app, config))  # type: ignore[arg-type]
 
 

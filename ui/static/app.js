@@ -10,7 +10,7 @@
 
 const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
   "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-  "final_answer", "error"];
+  "final_answer", "error", "sandbox"];
 const FINISHING = ["final_answer", "error", "interrupted"];
 const STORE = "agent.sessions";
 const $ = (id) => document.getElementById(id);
@@ -198,7 +198,7 @@ function addToChat(event) {
     user_message: ["user", "you"], steering: ["user steer", "you, steering"],
     final_answer: ["agent", "agent"], error: ["event failed", "failed"],
     interrupted: ["event", "stopped"], approval_requested: ["event", "approval"],
-    approval_resolved: ["event", "approval"],
+    approval_resolved: ["event", "approval"], sandbox: ["event failed", "sandbox"],
   };
   const style = bubbles[event.kind];
   if (!style) return;
@@ -333,17 +333,12 @@ async function refreshFiles() {
     return;
   }
   if (view !== current) return;
-  entries = entries.filter((e) => !isBookkeeping(e.path));
   $("files").replaceChildren(...(entries.length ? entries.map((e) => el("li", { class: `file kind-${e.kind}` },
     e.kind === "file"
       ? el("a", { href: "#", "data-path": e.path, onclick: (ev) => { ev.preventDefault(); showFile(e.path); } }, e.path)
       : el("span", {}, e.path + (e.kind === "dir" ? "/" : "")),
     el("span", { class: "size" }, e.kind === "file" ? ` ${e.size} B` : "")))
     : [el("li", { class: "empty" }, "The workspace is empty.")]));
-}
-
-function isBookkeeping(path) {  // the Sandbox's records of its operations (OPS_DIR), not the user's files
-  return path === ".agent" || path === ".agent/ops" || path.startsWith(".agent/ops/");
 }
 
 async function showFile(path) {
