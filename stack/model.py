@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.config import settings
+
 
 class ModelVerificationError(RuntimeError):
     """The joined file is not the pinned model; it must never be loaded."""
@@ -59,9 +61,8 @@ Progress = Callable[[str], None]
 
 
 def cache_dir() -> Path:
-    """Outside the repo, so a fresh checkout or `git clean` does not cost a re-download."""
-    configured = os.environ.get("AGENT_MODEL_CACHE", "").strip()
-    return Path(configured) if configured else Path.home() / ".cache" / "durable-coding-agent" / "models"
+    """Where the weights are kept (AGENT_MODEL_CACHE; app/config.py says why it is outside the repo)."""
+    return settings().model_cache
 
 
 def sha256_of(path: Path) -> str:
@@ -184,7 +185,7 @@ def _write_stamp(stamp: Path, target: Path, model: PinnedModel) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.model")
     parser.add_argument("command", choices=["ensure"])
-    parser.add_argument("--size", choices=sorted(PINNED), default=os.environ.get("LOCAL_MODEL", "").strip() or "1.5b")
+    parser.add_argument("--size", choices=sorted(PINNED), default=settings().local_model)
     args = parser.parse_args(argv)
     try:
         path = ensure(args.size, progress=lambda line: print(line, flush=True))

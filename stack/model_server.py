@@ -25,6 +25,7 @@ from pathlib import Path
 
 from app.config import REPO_ROOT, Settings
 from stack import model
+from stack.processes import log_tail
 
 
 class ModelServerError(RuntimeError):
@@ -63,7 +64,7 @@ def wait_ready(port: int, timeout: float, *, proc: subprocess.Popen | None = Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise ModelServerError(f"model server exited with code {proc.returncode}{_tail(log_path)}")
+            raise ModelServerError(f"model server exited with code {proc.returncode}\n{log_tail(log_path)}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if json.load(response).get("status") == "ok":
@@ -71,7 +72,7 @@ def wait_ready(port: int, timeout: float, *, proc: subprocess.Popen | None = Non
         except (OSError, ValueError):
             pass  # not listening yet, or 503 while the model loads
         time.sleep(0.25)
-    raise ModelServerError(f"model server on port {port} not ready after {timeout:.0f}s{_tail(log_path)}")
+    raise ModelServerError(f"model server on port {port} not ready after {timeout:.0f}s\n{log_tail(log_path)}")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -88,13 +89,6 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def _tail(log_path: Path | None, lines: int = 30) -> str:
-    if log_path is None or not log_path.exists():
-        return ""
-    text = log_path.read_text(errors="replace").splitlines()[-lines:]
-    return f"\n--- last lines of {log_path} ---\n" + "\n".join(text)
 
 
 def serve(model_path: Path, *, port: int, threads: int, ctx: int, alias: str) -> None:

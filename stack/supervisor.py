@@ -180,7 +180,7 @@ class Supervisor:
             self._write_pid_file(child)
             child.ready(child.proc)
         except Exception as exc:
-            tail = "" if str(child.log_path) in str(exc) else f"\n{_tail(child.log_path)}"
+            tail = "" if str(child.log_path) in str(exc) else f"\n{processes.log_tail(child.log_path, 20)}"
             raise StackError(f"{child.name} did not start: {exc}{tail}") from exc
 
     def _supervise(self) -> None:
@@ -314,7 +314,7 @@ class Supervisor:
     def _ui_url(self) -> str:
         url = f"http://127.0.0.1:{self.config.ui_port}/"
         # With a token, opening this link once sets the UI's cookie.
-        return url + ("?token=<your UI_TOKEN>" if os.environ.get("UI_TOKEN", "").strip() else "")
+        return url + ("?token=<your UI_TOKEN>" if self.config.ui_token.strip() else "")
 
     def _log(self, message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -361,13 +361,6 @@ def _describe(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return signal.Signals(-returncode).name
     return f"code {returncode}"
-
-
-def _tail(log_path: Path, lines: int = 20) -> str:
-    if not log_path.exists():
-        return ""
-    text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
-    return f"--- last lines of {log_path} ---\n" + "\n".join(text)
 
 
 def run() -> int:

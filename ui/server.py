@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +66,7 @@ class UiConfig:
 
         s = settings()
         return cls(ingress_url=s.restate_ingress, admin_url=f"http://127.0.0.1:{s.admin_port}",
-                   token=os.environ.get("UI_TOKEN", "").strip(),
-                   poll_interval_s=float(os.environ.get("UI_POLL_MS", "100")) / 1000)
+                   token=s.ui_token.strip(), poll_interval_s=s.ui_poll_ms / 1000)
 
 
 def build_app(config: UiConfig) -> Starlette:
