@@ -16,12 +16,13 @@ import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
-from app import retry, sandbox_service, task
+from app import retry, sandbox_service, snapshots, task
 from app.config import settings
 from app.errors import bad_request, conflict, is_cancellation, not_found
 from app.events import emit
 from app.models import (
-    ApprovalDecision, ApprovalRequest, ApprovalsOut, ConversationTurn, History, HistoryEntry,
+    AdoptIn, ApprovalDecision, ApprovalRequest, ApprovalsOut, Checkpoint, Checkpoints, CheckpointsOut,
+    ConversationTurn, ForkIn, ForkOut, History, HistoryEntry, HoldIn, RestoreIn, RewindIn, RewindOut,
     HistoryOut, InterruptOut, LastTask, MessageIn, MessageOut, PendingApprovals, PlanItem,
     ProgressReport, ResolveApprovalIn, RunningTask, StatusOut, SteerIn, SteerMessage, SteerOut,
     TaskInput, TaskOutcome,
@@ -124,7 +125,7 @@ async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
 
 async def _start_task(ctx: ObjectContext, history: list[HistoryEntry], task_id: str) -> None:
     """Start a Task with the whole conversation and make it the current one."""
-    conversation = [ConversationTurn(role=h.role, text=h.text) for h in history]
+    conversation = [ConversationTurn(role=h.role, text=h.text) for h in history if not h.rewound]
     # One-way: the task outlives this handler, and the Agent must stay free for its reports.
     handle = ctx.workflow_send(task.run, key=task_id,
                                arg=TaskInput(session_id=ctx.key(), task_id=task_id, conversation=conversation))
@@ -158,6 +159,7 @@ async def reset(ctx: ObjectContext, raw: bytes) -> InterruptOut:
         await _stop(ctx, history, current)
     # A call, not a send: when reset returns, the workspace is really gone.
     await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
+    await _drop_checkpoints(ctx, await _checkpoints(ctx))  # their workspaces are what reset ends
     _append(ctx, history, "event", "workspace reset", None)
     emit(ctx, ctx.key(), "interrupted", "workspace reset")
     return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
@@ -298,3 +300,146 @@ async def approval_closed(ctx: ObjectContext, decision: ApprovalDecision) -> Non
         _append(ctx, await _history(ctx), "event", f"approval timed out: {match.summary}", match.task_id)
         emit(ctx, ctx.key(), "approval_resolved", f"timed out: {match.summary}", match.task_id,
              ref=match.approval_id)
+
+
+# ---------------------------------------------------------------- checkpoints, rewind, fork
+
+
+MAX_CHECKPOINTS = 200  # kept per session; the oldest go first, releasing their snapshots
+
+
+async def _checkpoints(ctx: ObjectContext | ObjectSharedContext) -> list[Checkpoint]:
+    stored = await ctx.get("checkpoints", type_hint=Checkpoints)
+    return stored.items if stored else []
+
+
+async def _drop_checkpoints(ctx: ObjectContext, points: list[Checkpoint]) -> None:
+    """Forget checkpoints of this session and release their snapshots (a snapshot is deleted
+    once no checkpoint of any session, and no sandbox, holds it: app/snapshots.py)."""
+    kept = [p for p in await _checkpoints(ctx) if p not in points]
+    ctx.set("checkpoints", Checkpoints(items=kept))
+    for point in points:
+        await ctx.object_call(snapshots.release, key=point.snapshot_id,
+                              arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
+
+
+@agent_object.handler(ingress_private=True)
+async def checkpoint_recorded(ctx: ObjectContext, point: Checkpoint) -> None:
+    """A task finished a step and kept its workspace: remember where the conversation was."""
+    history = await _history(ctx)
+    points = await _checkpoints(ctx)
+    if any(p.checkpoint_id == point.checkpoint_id for p in points):
+        return
+    point = point.model_copy(update={"history_seq": history[-1].seq if history else 0})
+    ctx.set("checkpoints", Checkpoints(items=[*points, point]))
+    if len(points) + 1 > MAX_CHECKPOINTS:
+        await _drop_checkpoints(ctx, points[:len(points) + 1 - MAX_CHECKPOINTS])
+
+
+@agent_object.handler(kind="shared", input_serde=BytesSerde())
+async def checkpoints(ctx: ObjectSharedContext, raw: bytes) -> CheckpointsOut:
+    """Every checkpoint of this session, oldest first (its own and those a fork inherited)."""
+    no_input(raw)
+    if not await _history(ctx):
+        raise not_found(f"unknown session {ctx.key()!r}")
+    return CheckpointsOut(checkpoints=await _checkpoints(ctx))
+
+
+async def _find(ctx: ObjectContext, checkpoint_id: str) -> tuple[list[Checkpoint], int]:
+    points = await _checkpoints(ctx)
+    for index, point in enumerate(points):
+        if point.checkpoint_id == checkpoint_id:
+            return points, index
+    raise not_found(f"session {ctx.key()!r} has no checkpoint {checkpoint_id!r}")
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
+    """Go back to a checkpoint: stop the running task (its cleanup runs), put the workspace
+    back as that step left it, and mark every later history entry as rewound (kept, shown,
+    no longer seen by the model). The next message continues from there.
+
+    The order is fixed and each part is journaled: a crash in between resumes here and
+    finishes the rewind, so the workspace and the history never come from different points.
+    """
+    req = parse(raw, RewindIn)
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    points, index = await _find(ctx, req.checkpoint)
+    point = points[index]
+    if point.rewound:
+        raise conflict(f"checkpoint {req.checkpoint!r} was itself rewound; rewind to an earlier one")
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is not None:
+        await _stop(ctx, history, current)
+        history = await _history(ctx)
+    await ctx.object_call(sandbox_service.restore, key=ctx.key(), arg=RestoreIn(snapshot_id=point.snapshot_id))
+    rewound = 0
+    for entry in history:
+        if entry.seq > point.history_seq and not entry.rewound:
+            entry.rewound = True
+            rewound += 1
+    for later in points[index + 1:]:
+        later.rewound = True
+    ctx.set("checkpoints", Checkpoints(items=points))
+    text = f"rewound to step {point.step} ({point.title})"
+    _append(ctx, history, "event", text, point.task_id)
+    emit(ctx, ctx.key(), "rewound", text, point.task_id, ref=point.checkpoint_id)
+    return RewindOut(checkpoint=point.checkpoint_id, interrupted=current is not None, rewound_entries=rewound)
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def fork(ctx: ObjectContext, raw: bytes) -> ForkOut:
+    """Start a new session from a checkpoint: its history is this one's up to the checkpoint,
+    its workspace that checkpoint's snapshot. This session is not changed and may keep running."""
+    req = parse(raw, ForkIn)
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    points, index = await _find(ctx, req.checkpoint)
+    point = points[index]
+    new = check_key(req.session) if req.session else f"{ctx.key()[:40]}-fork-{str(ctx.uuid())[:8]}"
+    if new == ctx.key():
+        raise bad_request("a fork needs a session id of its own")
+    inherited = [p for p in points[:index + 1] if not p.rewound]
+    kept = [h for h in history if h.seq <= point.history_seq and not h.rewound]
+    # A call: the new session refuses (409) if it exists, and then nothing has changed.
+    await ctx.object_call(adopt, key=new, arg=AdoptIn(parent=ctx.key(), checkpoint=point, history=kept,
+                                                      checkpoints=inherited))
+    return ForkOut(session=new, checkpoint=point.checkpoint_id)
+
+
+@agent_object.handler(ingress_private=True)
+async def adopt(ctx: ObjectContext, req: AdoptIn) -> None:
+    """Become a fork of `req.parent`. Every change is journaled in this one invocation, so a
+    crash resumes it to the end; until its history is written the session does not exist."""
+    if await _history(ctx):
+        raise conflict(f"session {ctx.key()!r} already exists; fork into a new session id")
+    points = [p.model_copy(update={"session_id": ctx.key()}) for p in req.checkpoints]
+    for point in points:  # held first: from here on the parent may drop its own claims
+        await ctx.object_call(snapshots.hold, key=point.snapshot_id,
+                              arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
+    await ctx.object_call(sandbox_service.restore, key=ctx.key(), arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
+    ctx.set("checkpoints", Checkpoints(items=points))
+    history = list(req.history)
+    text = f"forked from session {req.parent} at step {req.checkpoint.step} ({req.checkpoint.title})"
+    _append(ctx, history, "event", text, req.checkpoint.task_id)
+    emit(ctx, ctx.key(), "forked", text, req.checkpoint.task_id, ref=req.checkpoint.checkpoint_id)
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def delete(ctx: ObjectContext, raw: bytes) -> InterruptOut:
+    """Delete the session: stop its task, end its sandbox, release its checkpoints' snapshots
+    and forget its history. Afterwards the session is unknown (404)."""
+    no_input(raw)
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is not None:
+        await _stop(ctx, history, current)
+    await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
+    await _drop_checkpoints(ctx, await _checkpoints(ctx))
+    ctx.clear_all()
+    return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     approval_patterns: Annotated[list[str], NoDecode] = env("AGENT_APPROVAL_PATTERNS", [])
     approval_timeout_s: float = env("AGENT_APPROVAL_TIMEOUT_S", 3 * 24 * 3600.0, gt=0)  # no answer = denial
 
+    # A checkpoint (a workspace snapshot to rewind or fork from) at the end of "every" step,
+    # only of steps that "changed" the workspace, or "off".
+    checkpoints: Literal["every", "changed", "off"] = env("AGENT_CHECKPOINTS", "every")
+
     # Per-task budgets; reaching one pauses the task and asks the user to extend it.
     budget_rounds: int = env("AGENT_BUDGET_ROUNDS", 60, ge=1)
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
@@ -144,6 +148,7 @@ class TaskSettings(BaseModel):
     budget_seconds: float
     # The model's context window in tokens: a step's messages are kept within it.
     context_tokens: int
+    checkpoints: Literal["every", "changed", "off"]
 
     @classmethod
     def of(cls, config: Settings) -> TaskSettings:

@@ -9,7 +9,9 @@ import restate
 
 from app.agent import agent_object
 from app.events import events_object
-from app.sandbox_service import backend, sandbox_object
+from app.backend import backend
+from app.sandbox_service import sandbox_object
+from app.snapshots import snapshots_object
 from app.task import task_workflow
 
 # Build the sandbox backend now: it probes its isolation (bubblewrap, cgroups) and refuses
@@ -17,6 +19,6 @@ from app.task import task_workflow
 backend()
 
 # Every service of the deployment (bench/ serves these plus a benchmark service).
-SERVICES = [agent_object, task_workflow, sandbox_object, events_object]
+SERVICES = [agent_object, task_workflow, sandbox_object, snapshots_object, events_object]
 
 app = restate.app(services=SERVICES)

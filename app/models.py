@@ -28,6 +28,8 @@ class HistoryEntry(BaseModel):
     role: Literal["user", "agent", "event"]
     text: str
     task_id: str | None = None
+    # Undone by a rewind: kept and shown, but no longer part of what the model sees.
+    rewound: bool = False
 
 
 class HistoryOut(BaseModel):
@@ -180,10 +182,14 @@ Phase = Annotated[Union[NoSandbox, Running, Suspended, Released], Field(discrimi
 
 class SandboxState(BaseModel):
     current: Phase = NoSandbox()
+    # Whether an operation may have changed the workspace since the last checkpoint, and that
+    # checkpoint's snapshot: an unchanged workspace is not snapshotted twice.
+    changed: bool = True
+    checkpoint_snapshot: str | None = None
     lease: str | None = None  # the task that holds the sandbox
     activity: int = 0  # bumped by every command; an idle timer for an older value is stale
     idle_timer: str | None = None
-    snapshots: list[str] = []  # every snapshot taken, so reset can delete them
+    snapshots: list[str] = []  # snapshots this sandbox holds (app/snapshots.py), oldest first
     creates: int = 0
     restores: int = 0
     restarts: int = 0
@@ -281,6 +287,85 @@ class FileEntryOut(BaseModel):
 class ListFilesOut(SandboxNotice):
     path: str
     entries: list[FileEntryOut]
+
+
+# ---------------------------------------------------------------- Checkpoints, rewind, fork
+
+
+class Checkpoint(BaseModel):
+    """A point a session can go back to: the workspace as a step left it, and the
+    conversation up to then."""
+
+    checkpoint_id: str  # "<task id>-s<step>"
+    session_id: str
+    task_id: str
+    step: int
+    title: str
+    history_seq: int  # the last history entry it includes (set by the Agent as it records it)
+    snapshot_id: str
+    time: float
+    rewound: bool = False  # made after a point the session was rewound to
+
+
+class Checkpoints(BaseModel):
+    items: list[Checkpoint] = []
+
+
+class CheckpointIn(BaseModel):
+    """Task -> Sandbox: snapshot the workspace for the checkpoint at the end of a step."""
+
+    checkpoint_id: str
+    mode: Literal["every", "changed"]
+
+
+class CheckpointOut(BaseModel):
+    snapshot_id: str | None  # None: mode "changed" and the step changed nothing
+
+
+class CheckpointsOut(BaseModel):
+    checkpoints: list[Checkpoint]
+
+
+class RewindIn(BaseModel):
+    checkpoint: str = Field(min_length=1)
+
+
+class RewindOut(BaseModel):
+    checkpoint: str
+    interrupted: bool  # a running task was stopped first
+    rewound_entries: int  # history entries marked rewound
+
+
+class ForkIn(BaseModel):
+    checkpoint: str = Field(min_length=1)
+    session: str | None = None  # the new session's id; default: derived from this one
+
+
+class ForkOut(BaseModel):
+    session: str
+    checkpoint: str
+
+
+class AdoptIn(BaseModel):
+    """Agent -> Agent (the new session): become a fork."""
+
+    parent: str
+    checkpoint: Checkpoint
+    history: list[HistoryEntry]
+    checkpoints: list[Checkpoint]
+
+
+class RestoreIn(BaseModel):
+    snapshot_id: str
+
+
+class HoldIn(BaseModel):
+    holder: str  # "sandbox:<session>" or "checkpoint:<session>/<checkpoint id>"
+
+
+class HoldersOut(BaseModel):
+    holders: list[str]
+    deleted: bool
 
 
 # ---------------------------------------------------------------- Steering, approvals, budgets

@@ -1,4 +1,4 @@
-"""How a running task talks back to its session's `Agent`: four one-way messages.
+"""How a running task talks back to its session's `Agent`: five one-way messages.
 
 Every report is a one-way send, journaled once by the task. A call would deadlock: the Agent
 may be busy waiting for this very task to finish its cleanup (an interrupt). The Agent is
@@ -12,13 +12,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 from restate import Context
 
-from app.models import ApprovalDecision, ApprovalRequest, ProgressReport, TaskOutcome
+from app.models import ApprovalDecision, ApprovalRequest, Checkpoint, ProgressReport, TaskOutcome
 
 AGENT = "Agent"
 PROGRESS = "task_progress"
 FINISHED = "task_finished"
 APPROVAL_REQUESTED = "approval_requested"
 APPROVAL_CLOSED = "approval_closed"
+CHECKPOINT = "checkpoint_recorded"
 
 
 def _send(ctx: Context, session_id: str, handler: str, message: BaseModel) -> None:
@@ -39,3 +40,7 @@ def approval_requested(ctx: Context, session_id: str, request: ApprovalRequest) 
 
 def approval_closed(ctx: Context, session_id: str, decision: ApprovalDecision) -> None:
     _send(ctx, session_id, APPROVAL_CLOSED, decision)
+
+
+def checkpoint(ctx: Context, session_id: str, point: Checkpoint) -> None:
+    _send(ctx, session_id, CHECKPOINT, point)

@@ -28,25 +28,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Awaitable, Callable, Generic, TypeVar
 
 import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
-from app import retry
+from app import retry, snapshots
+from app.backend import backend
 from app.config import settings
 from app.errors import is_gone, not_found, sandbox_failure
 from app.events import emit
 from app.models import (
-    AcquireIn, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, ListFilesOut, NoSandbox, PathIn,
-    ReadFileOut, Released, ReleaseIn, Running, SandboxInfoOut, SandboxState, Suspended, TimerIn,
-    WriteFileIn,
+    AcquireIn, CheckpointIn, CheckpointOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
+    ListFilesOut, NoSandbox, PathIn, ReadFileOut, Released, ReleaseIn, RestoreIn, Running, SandboxInfoOut,
+    SandboxState, Suspended, TimerIn, WriteFileIn,
 )
 from app.once import edit_once, exec_once, task_markers, write_once
 from app.validation import check_key, no_input, parse
-from sandbox import SandboxBackend, SandboxInfo, create_backend
+from sandbox import SandboxInfo
 
 T = TypeVar("T")
 
@@ -62,12 +62,6 @@ sandbox_object = restate.VirtualObject(
     inactivity_timeout=retry.LONG_STEP_INACTIVITY,
     abort_timeout=retry.LONG_STEP_ABORT,
 )
-
-
-@lru_cache(maxsize=1)
-def backend() -> SandboxBackend:
-    config = settings()
-    return create_backend(config.sandbox_backend, config.sandbox_root)
 
 
 async def _load(ctx: ObjectContext | ObjectSharedContext) -> SandboxState:
@@ -151,9 +145,15 @@ def _leave_running(ctx: ObjectContext, state: SandboxState, phase: Suspended | R
     ctx.set("state", state)
 
 
+def _holder(ctx: ObjectContext) -> HoldIn:
+    return HoldIn(holder=f"sandbox:{ctx.key()}")
+
+
 async def _snapshot(ctx: ObjectContext, state: SandboxState, running: Running, why: str) -> str | None:
-    """Snapshot the workspace; the id goes into state at once so a crash cannot lose it, and
-    snapshots older than the newest KEEP_SNAPSHOTS are deleted."""
+    """Snapshot the workspace and make it the base a restore starts from. Nothing to do when
+    the base is the last checkpoint's snapshot and nothing changed since."""
+    if not state.changed and running.snapshot_id is not None and running.snapshot_id == state.checkpoint_snapshot:
+        return running.snapshot_id
     name = f"{ctx.key()}-g{running.generation}-{why}"
     try:
         snapshot_id = await _step(ctx, f"snapshot {name}", str,
@@ -162,17 +162,26 @@ async def _snapshot(ctx: ObjectContext, state: SandboxState, running: Running, w
         if not is_gone(error):
             raise
         return running.snapshot_id  # already dead: the last snapshot is all there is
-    running.snapshot_id = snapshot_id
-    if snapshot_id not in state.snapshots:
-        state.snapshots.append(snapshot_id)
-    ctx.set("state", state)
-    for old in state.snapshots[:-KEEP_SNAPSHOTS]:
-        await _delete_snapshot(ctx, state, old)
+    await _make_base(ctx, state, running, snapshot_id)
     return snapshot_id
 
 
-async def _delete_snapshot(ctx: ObjectContext, state: SandboxState, snapshot_id: str) -> None:
-    await _step(ctx, f"delete snapshot {snapshot_id}", bool, lambda: _call(backend().delete_snapshot(snapshot_id)))
+async def _make_base(ctx: ObjectContext, state: SandboxState, phase: Running | Suspended, snapshot_id: str) -> None:
+    """Hold `snapshot_id` for this sandbox (app/snapshots.py) and restore from it from now on;
+    the sandbox lets go of all but its newest KEEP_SNAPSHOTS (deleted once nobody else, such
+    as a checkpoint, holds them)."""
+    if snapshot_id not in state.snapshots:
+        # Held before it goes into state, so nothing can delete it while state points at it.
+        await ctx.object_call(snapshots.hold, key=snapshot_id, arg=_holder(ctx))
+        state.snapshots.append(snapshot_id)
+    phase.snapshot_id = snapshot_id
+    ctx.set("state", state)
+    for old in [s for s in state.snapshots[:-KEEP_SNAPSHOTS] if s != snapshot_id]:
+        await _release_snapshot(ctx, state, old)
+
+
+async def _release_snapshot(ctx: ObjectContext, state: SandboxState, snapshot_id: str) -> None:
+    await ctx.object_call(snapshots.release, key=snapshot_id, arg=_holder(ctx))
     state.snapshots.remove(snapshot_id)
     ctx.set("state", state)
 
@@ -188,11 +197,14 @@ async def _call(operation: Awaitable[object]) -> bool:
 
 
 async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
-                        op: Callable[[str], Awaitable[T]]) -> Done[T]:
+                        op: Callable[[str], Awaitable[T]], *, changes: bool = False) -> Done[T]:
     """Run `op` against the live sandbox; if the backend confirms it gone, replace it once from
-    its last snapshot and say so in the result's notice."""
+    its last snapshot and say so in the result's notice. `changes`: the operation may change
+    the workspace (so the next checkpoint needs a new snapshot)."""
     state = await _load(ctx)
     _mark_busy(ctx, state)
+    if changes:
+        state.changed = True  # before the operation: a crash inside it may have changed things too
     notice = None
     for attempt in (1, 2):
         running, lost = await _ensure_running(ctx, state)
@@ -288,20 +300,23 @@ async def release(ctx: ObjectContext, req: ReleaseIn) -> None:
 @sandbox_object.handler(ingress_private=True)
 async def exec(ctx: ObjectContext, req: ExecIn) -> ExecOut:
     done = await _with_sandbox(ctx, f"exec {req.op_id}", ExecOut,
-                               lambda sid: exec_once(backend(), sid, req.op_id, req.command, req.timeout_s))
+                               lambda sid: exec_once(backend(), sid, req.op_id, req.command, req.timeout_s),
+                               changes=True)
     return done.value.model_copy(update={"notice": done.notice})
 
 
 @sandbox_object.handler(ingress_private=True)
 async def write_file(ctx: ObjectContext, req: WriteFileIn) -> FileOpOut:
-    done = await _with_sandbox(ctx, f"write {req.op_id}", FileOpOut, lambda sid: write_once(backend(), sid, req))
+    done = await _with_sandbox(ctx, f"write {req.op_id}", FileOpOut, lambda sid: write_once(backend(), sid, req),
+                               changes=True)
     return done.value.model_copy(update={"notice": done.notice})
 
 
 @sandbox_object.handler(ingress_private=True)
 async def edit_file(ctx: ObjectContext, req: EditFileIn) -> FileOpOut:
     """Replace exact text, exactly once per operation id (app/once.py)."""
-    done = await _with_sandbox(ctx, f"edit {req.op_id}", FileOpOut, lambda sid: edit_once(backend(), sid, req))
+    done = await _with_sandbox(ctx, f"edit {req.op_id}", FileOpOut, lambda sid: edit_once(backend(), sid, req),
+                               changes=True)
     return done.value.model_copy(update={"notice": done.notice})
 
 
@@ -335,12 +350,61 @@ async def reset(ctx: ObjectContext, raw: bytes) -> None:
     if isinstance(state.current, Running):
         await _terminate(ctx, state.current)
     for snapshot_id in list(state.snapshots):
-        await _delete_snapshot(ctx, state, snapshot_id)
+        await _release_snapshot(ctx, state, snapshot_id)  # checkpoints may still hold them
     if state.idle_timer:
         ctx.cancel_invocation(state.idle_timer)
         state.idle_timer = None
     state.lease = None
+    state.changed, state.checkpoint_snapshot = True, None
     _leave_running(ctx, state, Released(generation=state.current.generation))
+
+
+@sandbox_object.handler(ingress_private=True)
+async def checkpoint(ctx: ObjectContext, req: CheckpointIn) -> CheckpointOut:
+    """The snapshot for a checkpoint at the end of a step, held for it (app/snapshots.py).
+
+    An unchanged workspace reuses the previous checkpoint's snapshot (mode "every") or gets no
+    checkpoint at all (mode "changed"). A new snapshot also becomes the sandbox's base, so a
+    sandbox lost later comes back as of this step.
+    """
+    state = await _load(ctx)
+    if not state.changed and state.checkpoint_snapshot is not None:
+        if req.mode == "changed":
+            return CheckpointOut(snapshot_id=None)
+        snapshot_id = state.checkpoint_snapshot  # the same workspace: share that snapshot
+    else:
+        current = state.current
+        if isinstance(current, Running):
+            snapshot_id = await _snapshot(ctx, state, current, f"cp-{req.checkpoint_id}")
+        else:  # suspended right after the step: its snapshot is this workspace (or there is none)
+            snapshot_id = current.snapshot_id
+        if snapshot_id is None:
+            return CheckpointOut(snapshot_id=None)
+    await ctx.object_call(snapshots.hold, key=snapshot_id,
+                          arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{req.checkpoint_id}"))
+    state.changed = False
+    state.checkpoint_snapshot = snapshot_id
+    ctx.set("state", state)
+    return CheckpointOut(snapshot_id=snapshot_id)
+
+
+@sandbox_object.handler(ingress_private=True)
+async def restore(ctx: ObjectContext, req: RestoreIn) -> None:
+    """Replace the workspace with `snapshot_id` (a checkpoint's): the running sandbox, if any,
+    is terminated, and the next generation starts from the snapshot, held as the new base."""
+    check_key(ctx.key())
+    state = await _load(ctx)
+    _mark_busy(ctx, state)
+    current = state.current
+    suspended = Suspended(generation=current.generation, snapshot_id=current.snapshot_id)
+    await _make_base(ctx, state, suspended, req.snapshot_id)
+    if isinstance(current, Running):
+        await _terminate(ctx, current)
+    _leave_running(ctx, state, suspended)
+    await _ensure_running(ctx, state)
+    state.changed = False
+    state.checkpoint_snapshot = req.snapshot_id
+    await _arm_idle_timer(ctx, state)
 
 
 # ---------------------------------------------------------------- timers

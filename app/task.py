@@ -25,7 +25,7 @@ from app.config import TaskSettings, settings
 from app.controls import BudgetStopped
 from app.errors import is_cancellation
 from app.models import (
-    AcquireIn, ApprovalDecision, ConversationTurn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
+    AcquireIn, ApprovalDecision, Checkpoint, CheckpointIn, ConversationTurn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
     SteerMessage, StepResult, TaskInput, TaskOutcome,
 )
 from app.planner import make_plan
@@ -84,6 +84,7 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
             results.append(result)
             plan[number - 1].status = result.status
             task.emit("step_finished", f"step {number} {result.status}: {result.summary}", ref=f"step {number}")
+            await checkpoint(task, number, step)
             progress()
 
         await release_sandbox()
@@ -109,6 +110,21 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
 
     report.finished(ctx, inp.session_id, outcome)
     return outcome
+
+
+async def checkpoint(task: TaskRun, number: int, step: PlanStep) -> None:
+    """Keep the workspace as this step left it, so the session can rewind or fork to here."""
+    if task.config.checkpoints == "off":
+        return
+    checkpoint_id = f"{task.task_id}-s{number}"
+    taken = await task.ctx.object_call(sandbox.checkpoint, key=task.session_id,
+                                       arg=CheckpointIn(checkpoint_id=checkpoint_id, mode=task.config.checkpoints))
+    if taken.snapshot_id is None:
+        return
+    # One-way, like every report: the Agent adds the history position when it records it.
+    report.checkpoint(task.ctx, task.session_id, Checkpoint(
+        checkpoint_id=checkpoint_id, session_id=task.session_id, task_id=task.task_id, step=number,
+        title=step.title, history_seq=0, snapshot_id=taken.snapshot_id, time=await task.ctx.time()))
 
 
 @task_workflow.handler(ingress_private=True)

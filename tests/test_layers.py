@@ -43,9 +43,11 @@ def test_layers_never_import_upward(layer, forbidden):
 
 def test_every_report_names_an_agent_handler_with_the_type_it_sends():
     handlers = {"task_progress": agent.task_progress, "task_finished": agent.task_finished,
-                "approval_requested": agent.approval_requested, "approval_closed": agent.approval_closed}
+                "approval_requested": agent.approval_requested, "approval_closed": agent.approval_closed,
+                "checkpoint_recorded": agent.checkpoint_recorded}
     sent = {report.PROGRESS: report.progress, report.FINISHED: report.finished,
-            report.APPROVAL_REQUESTED: report.approval_requested, report.APPROVAL_CLOSED: report.approval_closed}
+            report.APPROVAL_REQUESTED: report.approval_requested, report.APPROVAL_CLOSED: report.approval_closed,
+            report.CHECKPOINT: report.checkpoint}
     assert set(sent) == set(handlers)
     for name, send in sent.items():
         handler_input = list(inspect.signature(handlers[name]).parameters.values())[1].annotation

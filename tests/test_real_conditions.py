@@ -157,7 +157,8 @@ def test_a_sandbox_that_dies_under_the_task_is_replaced_and_the_rollback_is_told
 
 
 def test_bookkeeping_is_pruned_old_snapshots_and_finished_tasks_markers_go(stack_factory):
-    stack = stack_factory(f"{SCRIPTS}:wipes_then_sleeps", env={"SANDBOX_IDLE_S": "1"})
+    # Without checkpoints, which hold their own snapshots (tests/test_rewind_fork.py).
+    stack = stack_factory(f"{SCRIPTS}:wipes_then_sleeps", env={"SANDBOX_IDLE_S": "1", "AGENT_CHECKPOINTS": "off"})
     sandboxes = stack.data_dir / "sandboxes"
     for n in range(3):
         send_message(stack, "prune", f"clean up, round {n}")

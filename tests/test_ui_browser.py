@@ -2,12 +2,14 @@
 
 Each test starts a stack with the UI server and the scripted LLM, and uses the page the way a
 person would: send a message, watch the plan and the answer, interrupt, reload mid-task,
-approve a command. The first one also saves a screenshot of the page mid-task.
+approve a command, rewind to a step and fork from one. The first one also saves a screenshot
+of the page mid-task.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCRIPTS = "tests.fakes.ui_scripts"
+THREE_FILES = "tests.fakes.rewind_scripts:three_files"  # one file per step: a.txt, b.txt, c.txt
+REWOUND = re.compile(r"\brewound\b")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 # The README's screenshot: written when missing, or refreshed with UPDATE_SCREENSHOT=1, so a
 # test run does not rewrite a committed file every time.
@@ -68,6 +72,23 @@ def send(page: Page, text: str) -> None:
 
 def step(page: Page, number: int):
     return page.locator(f'#plan li[data-step="{number}"]')
+
+
+def finished(page: Page, number: int):
+    """Step `number`'s step_finished line in the timeline, where its rewind and fork buttons are."""
+    return page.locator(f'#timeline [data-kind="step_finished"][data-ref="step {number}"]')
+
+
+def text_files(page: Page):
+    page.click("#refresh-files")
+    return page.locator('#files a[data-path$=".txt"]')
+
+
+def run_three_steps(page: Page) -> None:
+    send(page, "write three files")
+    expect(page.locator("#state")).to_have_text("idle")
+    expect(page.locator("#timeline .step-actions button.rewind")).to_have_count(3)  # every step's checkpoint
+    expect(text_files(page)).to_have_text(["a.txt", "b.txt", "c.txt"])
 
 
 def timeline_seqs(page: Page) -> list[int]:
@@ -165,3 +186,46 @@ def test_a_command_waits_for_approval_and_runs_once_approved(stack_factory, page
     expect(page.locator("#chat .msg.agent")).to_contain_text("tool said: exit code: 0")
     page.click("#refresh-files")
     expect(page.locator('#files a[data-path="pushes.txt"]')).to_have_count(1)
+
+
+def test_rewind_to_a_step_puts_its_workspace_back_and_dims_what_came_after(stack_factory, page):
+    stack = stack_factory(THREE_FILES, ui=True)
+    open_session(page, stack, "back")
+    run_three_steps(page)
+
+    finished(page, 2).locator("button.rewind").click()
+    expect(page.locator('#timeline [data-kind="rewound"]')).to_contain_text("rewound to step 2 (Write b)")
+    expect(page.locator("#chat .msg.event").last).to_contain_text("rewound to step 2")
+    expect(text_files(page)).to_have_text(["a.txt", "b.txt"])
+    expect(page.locator("#chat .msg.agent")).to_have_class(REWOUND)  # the answer is undone, and kept
+    expect(page.locator("#chat .msg.user")).not_to_have_class(REWOUND)
+    expect(finished(page, 3)).to_have_class(REWOUND)
+    expect(finished(page, 3).locator("button")).to_have_count(0)  # its checkpoint was rewound too
+    expect(finished(page, 2).locator("button.rewind")).to_have_count(1)
+    expect(step(page, 3)).to_have_attribute("data-status", "rewound")
+
+    page.reload()  # the page rebuilt from the event log looks the same
+    expect(page.locator("#chat .msg.agent")).to_have_class(REWOUND)
+    expect(page.locator("#chat .msg.user")).not_to_have_class(REWOUND)
+    expect(finished(page, 3).locator("button")).to_have_count(0)
+    expect(finished(page, 1).locator("button.fork")).to_have_count(1)
+
+
+def test_fork_from_a_step_opens_a_new_session_with_that_steps_workspace(stack_factory, page):
+    stack = stack_factory(THREE_FILES, ui=True)
+    open_session(page, stack, "orig")
+    run_three_steps(page)
+
+    finished(page, 1).locator("button.fork").click()
+    expect(page.locator("#session-title")).to_have_text(re.compile(r"^orig-fork-"))
+    fork = page.locator("#session-title").inner_text()
+    assert page.url.endswith(f"#{fork}")
+    expect(page.locator(f'#sessions li.current[data-session="{fork}"]')).to_have_count(1)
+    expect(page.locator("#chat .msg.event")).to_contain_text("forked from session orig at step 1 (Write a)")
+    expect(page.locator("#chat .msg.user.inherited .body")).to_have_text("write three files")
+    expect(text_files(page)).to_have_text(["a.txt"])
+
+    page.click('#sessions li[data-session="orig"] a')  # the original is as it was
+    expect(page.locator("#session-title")).to_have_text("orig")
+    expect(page.locator("#chat .msg.agent")).not_to_have_class(REWOUND)
+    expect(text_files(page)).to_have_text(["a.txt", "b.txt", "c.txt"])

@@ -120,10 +120,12 @@ def test_model_rounds_stream_live_text_to_watchers(stack_factory):
 def test_every_route_needs_the_token_when_one_is_set(stack_factory):
     stack = stack_factory("echo", ui=True, ui_env={"UI_TOKEN": "s3cret"})
     client = ui_client(stack)
-    for path in ("/", "/static/app.js", "/api/config", "/api/sessions/t/status", "/api/sessions/t/events"):
+    for path in ("/", "/static/app.js", "/api/config", "/api/sessions/t/status", "/api/sessions/t/checkpoints",
+                 "/api/sessions/t/events"):
         assert client.get(path).status_code == 401, path
         assert client.get(path, headers={"authorization": "Bearer wrong"}).status_code == 401, path
-    assert client.post("/api/sessions/t/message", json={"text": "hi"}).status_code == 401
+    for action in ("message", "rewind", "fork"):
+        assert client.post(f"/api/sessions/t/{action}", json={"text": "hi"}).status_code == 401, action
     assert client.get("/api/sessions/t/events?token=wrong").status_code == 401
 
     bearer = {"authorization": "Bearer s3cret"}
@@ -161,6 +163,11 @@ def test_answers_from_restate_pass_through_and_the_workspace_downloads(stack_fac
     listing = {e["path"] for e in client.get("/api/sessions/w/files", params={"path": "."}).json()["entries"]}
     assert {"src/hello.py", "blob.bin", "big.txt"} <= listing
     assert client.post("/api/sessions/w/approvals/nope", json={"decision": "approve"}).status_code == 409
+    points = client.get("/api/sessions/w/checkpoints").json()["checkpoints"]
+    assert [p["step"] for p in points] == [1]
+    assert client.post("/api/sessions/w/rewind", json={"checkpoint": "nope"}).status_code == 404
+    assert client.post("/api/sessions/w/fork", json={"checkpoint": points[0]["checkpoint_id"],
+                                                      "session": "w"}).status_code == 400
 
     download = client.get("/api/sessions/w/download")
     assert download.status_code == 200 and download.headers["content-type"] == "application/zip"

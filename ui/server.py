@@ -13,7 +13,8 @@ Routes (every `{s}` is a session id):
     GET  /api/sessions?ids=a,b              which of these sessions exist, and their state
     POST /api/sessions/{s}/message|steer    {"text"}            -> Agent.message / Agent.steer
     POST /api/sessions/{s}/interrupt                            -> Agent.interrupt
-    GET  /api/sessions/{s}/status|history|approvals             -> the Agent's shared handlers
+    POST /api/sessions/{s}/rewind|fork      {"checkpoint", ...} -> Agent.rewind / Agent.fork
+    GET  /api/sessions/{s}/status|history|approvals|checkpoints -> the Agent's shared handlers
     POST /api/sessions/{s}/approvals/{id}   {"decision", "reason"} -> Agent.resolve_approval
     GET  /api/sessions/{s}/files?path=      -> Sandbox.list_files
     GET  /api/sessions/{s}/file?path=       -> Sandbox.read_file
@@ -181,9 +182,12 @@ def build_app(config: UiConfig) -> Starlette:
         Route(f"{s}/message", agent_call("message", True), methods=["POST"]),
         Route(f"{s}/steer", agent_call("steer", True), methods=["POST"]),
         Route(f"{s}/interrupt", agent_call("interrupt", False), methods=["POST"]),
+        Route(f"{s}/rewind", agent_call("rewind", True), methods=["POST"]),
+        Route(f"{s}/fork", agent_call("fork", True), methods=["POST"]),
         Route(f"{s}/status", agent_call("status", False)),
         Route(f"{s}/history", agent_call("history", False)),
         Route(f"{s}/approvals", agent_call("approvals", False)),
+        Route(f"{s}/checkpoints", agent_call("checkpoints", False)),
         Route(f"{s}/approvals/{{approval_id:path}}", resolve, methods=["POST"]),
         Route(f"{s}/files", sandbox_call("list_files")),
         Route(f"{s}/file", sandbox_call("read_file")),

@@ -110,6 +110,28 @@ def test_a_snapshot_restores_into_a_new_sandbox(backend: SandboxBackend, run: Ru
     assert result.stdout == "restored\nok\n", result
 
 
+def test_an_older_snapshot_restores_into_a_new_sandbox_while_the_original_goes_on(backend: SandboxBackend,
+                                                                                run: Run) -> None:
+    """What rewind and fork rely on: any earlier snapshot, not only the newest, comes back
+    exactly, in a sandbox of its own, and the sandbox it was taken from is not touched."""
+    box = run(backend.create("orig"))
+    run(backend.write_file(box.sandbox_id, "a.txt", "A\n"))
+    first = run(backend.snapshot(box.sandbox_id, "orig-step-1"))
+    run(backend.write_file(box.sandbox_id, "a.txt", "A changed\n"))
+    run(backend.write_file(box.sandbox_id, "b.txt", "B\n"))
+    second = run(backend.snapshot(box.sandbox_id, "orig-step-2"))
+
+    fork = run(backend.create("fork", first))
+    rewound = run(backend.create("rewound", second))
+
+    assert [e.path for e in run(backend.list_files(fork.sandbox_id, ".", 100))] == ["a.txt"]
+    assert run(backend.read_file(fork.sandbox_id, "a.txt", 100)) == "A\n"
+    assert run(backend.read_file(rewound.sandbox_id, "a.txt", 100)) == "A changed\n"
+    run(backend.write_file(fork.sandbox_id, "a.txt", "the fork's own\n"))
+    assert run(backend.read_file(box.sandbox_id, "a.txt", 100)) == "A changed\n"
+    assert run(backend.read_file(box.sandbox_id, "b.txt", 100)) == "B\n"
+
+
 @pytest.mark.parametrize("name", ["task:42/step 3", "snapshots", ".hidden", "x" * 300])
 def test_any_name_works(backend: SandboxBackend, run: Run, name: str) -> None:
     box = run(backend.create(name))

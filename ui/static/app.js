@@ -6,11 +6,14 @@
 // dropped connection resumes exactly where it stopped; a reload starts again from seq 0 and
 // rebuilds the whole page. `event: delta` (no id) carries a model round's text while it
 // streams; the journaled `model_round` event replaces it.
+//
+// Each finished step that left a checkpoint offers "rewind to here" and "fork from here"
+// (GET .../checkpoints says which do). What a rewind undid stays on the page, dimmed.
 "use strict";
 
 const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
   "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-  "final_answer", "error", "sandbox"];
+  "final_answer", "error", "sandbox", "rewound", "forked"];
 const FINISHING = ["final_answer", "error", "interrupted"];
 const STORE = "agent.sessions";
 const $ = (id) => document.getElementById(id);
@@ -20,11 +23,14 @@ let view = null; // everything about the session on screen; replaced when switch
 function freshView(session) {
   return {
     session, source: null, lastSeq: 0,
-    plan: null,              // {taskId, items: [{title, status}]}
+    plan: null,              // {taskId, seq, items: [{title, status}]}
+    checkpoints: new Map(),  // checkpoint_id -> the Agent's checkpoint
+    forkedText: null,        // this session is a fork: the text of its `forked` event
     settled: new Set(),      // refs whose journaled model_round has arrived
     plannedTasks: new Set(), // tasks whose plan has arrived (their "plan" live text is over)
     finishedTasks: new Set(),
     timers: {},
+    asked: {},               // kind of refresh -> the number of the newest one asked
   };
 }
 
@@ -63,6 +69,14 @@ function notice(message) {
   const box = $("notice");
   box.textContent = message || "";
   box.hidden = !message;
+}
+
+// A refresh's answer may land only while it is the newest of its kind for the session on
+// screen: an older answer that arrives late (a busy server) would put stale state back.
+function newest(kind) {
+  const current = view;
+  const ticket = current.asked[kind] = (current.asked[kind] || 0) + 1;
+  return () => view === current && current.asked[kind] === ticket;
 }
 
 function later(name, fn, ms = 150) {  // coalesce bursts of events into one refresh
@@ -165,11 +179,19 @@ function onEvent(message) {
   addToChat(event);
   updatePlan(event);
   settleLive(event);
+  if (event.kind === "rewound") markRewound(event);
+  if (event.kind === "forked") { view.forkedText = event.text; showInherited(); }
+  const moved = ["rewound", "forked"]; // the workspace and the checkpoints changed under us
   if (event.kind.startsWith("approval") || FINISHING.includes(event.kind)) later("approvals", refreshApprovals);
-  if (["user_message", "plan", "step_started", "step_finished", ...FINISHING].includes(event.kind)) {
+  if (["user_message", "plan", "step_started", "step_finished", ...FINISHING, ...moved].includes(event.kind)) {
     later("status", refreshStatus);
   }
-  if (["tool_result", "step_finished", ...FINISHING].includes(event.kind)) later("files", refreshFiles, 400);
+  if (["tool_result", "step_finished", ...FINISHING, ...moved].includes(event.kind)) later("files", refreshFiles, 400);
+  // A step's checkpoint is recorded just after its step_finished: the next step's start or
+  // the task's end is when it is surely there.
+  if (["step_started", "step_finished", ...FINISHING, ...moved].includes(event.kind)) {
+    later("checkpoints", refreshCheckpoints);
+  }
 }
 
 // --- timeline --------------------------------------------------------------------------------
@@ -182,12 +204,18 @@ function addToTimeline(event) {
   const body = [event.text.length > 160 ? event.text : null, event.detail].filter(Boolean);
   const attrs = { class: `ev ev-${event.kind}`, "data-seq": String(event.seq), "data-kind": event.kind };
   if (event.ref) attrs["data-ref"] = event.ref;
+  const finished = event.kind === "step_finished" && /^step (\d+)$/.exec(event.ref || "");
+  if (finished && event.task_id) {
+    attrs["data-checkpoint"] = `${event.task_id}-s${finished[1]}`; // the id the Task gives it
+    head.push(el("span", { class: "step-actions" }));
+  }
   const item = body.length
     ? el("details", attrs, el("summary", {}, ...head), ...body.map((b) => el("pre", {}, b)))
     : el("div", attrs, ...head);
   const timeline = $("timeline");
   const nearBottom = timeline.scrollTop + timeline.clientHeight >= timeline.scrollHeight - 40;
   timeline.append(item);
+  if (finished) renderStepActions(item);
   if (nearBottom) timeline.scrollTop = timeline.scrollHeight;
 }
 
@@ -199,6 +227,7 @@ function addToChat(event) {
     final_answer: ["agent", "agent"], error: ["event failed", "failed"],
     interrupted: ["event", "stopped"], approval_requested: ["event", "approval"],
     approval_resolved: ["event", "approval"], sandbox: ["event failed", "sandbox"],
+    rewound: ["event", "rewound"], forked: ["event", "forked"],
   };
   const style = bubbles[event.kind];
   if (!style) return;
@@ -214,7 +243,7 @@ function updatePlan(event) {
   const plan = view.plan;
   if (event.kind === "plan") {
     view.plan = {
-      taskId: event.task_id,
+      taskId: event.task_id, seq: event.seq,
       items: event.text.split("\n").filter(Boolean).map((line) => ({
         title: line.replace(/^\d+\.\s*/, ""), status: "pending",
       })),
@@ -234,7 +263,7 @@ function updatePlan(event) {
 }
 
 function renderPlan() {
-  const marks = { pending: "○", running: "◔", done: "✓", failed: "✗", cancelled: "–" };
+  const marks = { pending: "○", running: "◔", done: "✓", failed: "✗", cancelled: "–", rewound: "↺" };
   const items = view.plan ? view.plan.items : [];
   $("plan").replaceChildren(...(items.length ? items.map((item, i) => el("li", {
     class: `step status-${item.status}`, "data-status": item.status, "data-step": String(i + 1),
@@ -244,9 +273,10 @@ function renderPlan() {
 
 async function refreshStatus() {
   const current = view;
+  const fresh = newest("status");
   try {
     const status = await api("/status");
-    if (view !== current) return;
+    if (!fresh()) return;
     const badge = $("state");
     badge.textContent = status.state;
     badge.className = `badge state-${status.state}`;
@@ -254,24 +284,106 @@ async function refreshStatus() {
     // The event log is the source of the plan; the status fills in only when the log has
     // none (its start was compacted away).
     if (!current.plan && status.plan.length) {
-      current.plan = { taskId: status.task_id, items: status.plan.map((p) => ({ ...p })) };
+      current.plan = { taskId: status.task_id, seq: 0, items: status.plan.map((p) => ({ ...p })) };
       renderPlan();
     }
   } catch (error) {
-    if (view !== current) return;
+    if (!fresh()) return;
     $("state").textContent = error.status === 404 ? "new" : "unknown";
     $("state").className = "badge";
     $("interrupt").disabled = true;
   }
 }
 
+// --- checkpoints: rewind and fork -----------------------------------------------------------
+
+async function refreshCheckpoints() {
+  const fresh = newest("checkpoints");
+  let points = [];
+  try { points = (await api("/checkpoints")).checkpoints; } catch (_) { /* unknown session: none */ }
+  if (!fresh()) return;
+  view.checkpoints = new Map(points.map((p) => [p.checkpoint_id, p]));
+  document.querySelectorAll("#timeline [data-checkpoint]").forEach(renderStepActions);
+}
+
+function renderStepActions(item) {
+  const point = view.checkpoints.get(item.dataset.checkpoint);
+  const actions = item.querySelector(".step-actions");
+  if (!point || point.rewound) actions.replaceChildren();
+  else if (!actions.children.length) {
+    const act = (fn) => (e) => { e.preventDefault(); e.stopPropagation(); fn(point.checkpoint_id, e.target); };
+    actions.replaceChildren(
+      el("button", { type: "button", class: "small rewind", onclick: act(rewindTo) }, "rewind to here"),
+      el("button", { type: "button", class: "small fork", onclick: act(forkFrom) }, "fork from here"));
+  }
+}
+
+async function rewindTo(checkpoint, button) {
+  button.disabled = true;
+  try {
+    await post("/rewind", { checkpoint });
+    notice("");
+  } catch (error) {
+    notice(`Rewind failed: ${error.message}`);
+  }
+  button.disabled = false;
+  refreshStatus();
+}
+
+async function forkFrom(checkpoint, button) {
+  button.disabled = true;
+  try {
+    const forked = await post("/fork", { checkpoint });
+    openSession(forked.session);
+  } catch (error) {
+    notice(`Fork failed: ${error.message}`);
+    button.disabled = false;
+  }
+}
+
+// A rewind undoes everything after its checkpoint, and the Agent marks those history entries
+// rewound: here the events between that step's step_finished and the rewind are dimmed. With
+// no such step_finished on the page (a fork's inherited checkpoint, or events compacted
+// away), every event before the rewind came after the checkpoint.
+function markRewound(event) {
+  const anchor = document.querySelector(`#timeline [data-checkpoint="${CSS.escape(event.ref || "")}"]`);
+  const from = anchor ? Number(anchor.dataset.seq) : 0;
+  for (const node of document.querySelectorAll("#chat [data-seq], #timeline [data-seq]")) {
+    const seq = Number(node.dataset.seq);
+    if (seq > from && seq < event.seq) node.classList.add("rewound");
+  }
+  const plan = view.plan;
+  const step = Number((/-s(\d+)$/.exec(event.ref || "") || [])[1]);
+  if (plan && plan.taskId === event.task_id) plan.items.slice(step).forEach((i) => { i.status = "rewound"; });
+  else if (plan && plan.seq > from) plan.items.forEach((i) => { i.status = "rewound"; });
+  renderPlan();
+  if (view.forkedText) showInherited(); // an inherited entry may be among the rewound ones
+}
+
+// A fork's event log starts at its `forked` event; the conversation it carries over is in its
+// history, before that event's entry. Shown above it, from the history.
+async function showInherited() {
+  const fresh = newest("history");
+  let entries = [];
+  try { entries = (await api("/history")).messages; } catch (_) { return; }
+  if (!fresh()) return;
+  const at = entries.findLastIndex((h) => h.role === "event" && h.text === view.forkedText);
+  const who = { user: ["user", "you"], agent: ["agent", "agent"], event: ["event", "event"] };
+  const bubbles = entries.slice(0, Math.max(at, 0)).map((h) => el("div", {
+    class: `msg ${who[h.role][0]} inherited${h.rewound ? " rewound" : ""}`, "data-history-seq": String(h.seq),
+  }, el("div", { class: "who" }, `${who[h.role][1]} (before the fork)`), el("div", { class: "body" }, h.text)));
+  const chat = $("chat");
+  chat.querySelectorAll(".inherited").forEach((b) => b.remove());
+  chat.prepend(...bubbles);
+}
+
 // --- approvals -------------------------------------------------------------------------------
 
 async function refreshApprovals() {
-  const current = view;
+  const fresh = newest("approvals");
   let pending = [];
   try { pending = (await api("/approvals")).approvals; } catch (_) { /* unknown session: none */ }
-  if (view !== current) return;
+  if (!fresh()) return;
   $("approvals-panel").hidden = pending.length === 0;
   $("approvals").replaceChildren(...pending.map((a) => {
     const reason = el("input", { class: "reason", placeholder: "reason (optional)" });
@@ -324,15 +436,15 @@ function settleLive(event) {
 // --- workspace -------------------------------------------------------------------------------
 
 async function refreshFiles() {
-  const current = view;
+  const fresh = newest("files");
   let entries;
   try {
     entries = (await api("/files?path=.")).entries;
   } catch (error) {
-    if (view === current) $("files").replaceChildren(el("li", { class: "empty" }, error.status === 404 ? "No workspace yet." : error.message));
+    if (fresh()) $("files").replaceChildren(el("li", { class: "empty" }, error.status === 404 ? "No workspace yet." : error.message));
     return;
   }
-  if (view !== current) return;
+  if (!fresh()) return;
   $("files").replaceChildren(...(entries.length ? entries.map((e) => el("li", { class: `file kind-${e.kind}` },
     e.kind === "file"
       ? el("a", { href: "#", "data-path": e.path, onclick: (ev) => { ev.preventDefault(); showFile(e.path); } }, e.path)

@@ -1,0 +1,14 @@
+"""The process's sandbox backend (sandbox/), built once from the settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from app.config import settings
+from sandbox import SandboxBackend, create_backend
+
+
+@lru_cache(maxsize=1)
+def backend() -> SandboxBackend:
+    config = settings()
+    return create_backend(config.sandbox_backend, config.sandbox_root)
