@@ -3,7 +3,7 @@
     hypercorn bench.bench_app:app
 
 `Bench` is only for measuring: raw journaled steps, a ticking loop to crash, and a way to
-reach the (ingress-private) Sandbox.exec handler from outside.
+reach the (ingress-private) Sandbox.exec and Sandbox.checkpoint handlers from outside.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from restate import Context, RunOptions
 
 from app import main as product
 from app import retry, sandbox_service
-from app.models import ExecIn, ExecOut
+from app.models import CheckpointIn, CheckpointOut, ExecIn, ExecOut
 
 # The product's own retry policy, so a crash benchmark sees the recovery our services get.
 bench = restate.Service("Bench", invocation_retry_policy=retry.INVOCATION_RETRY)
@@ -73,6 +73,18 @@ async def sandbox_exec(ctx: Context, req: SandboxExecIn) -> ExecOut:
     """Run a command through the Sandbox object exactly as a Task's tool call does."""
     return await ctx.object_call(sandbox_service.exec, key=req.session,
                                  arg=ExecIn(op_id=req.op_id, command=req.command, timeout_s=req.timeout_s))
+
+
+class CheckpointBenchIn(BaseModel):
+    session: str
+    checkpoint_id: str
+
+
+@bench.handler()
+async def sandbox_checkpoint(ctx: Context, req: CheckpointBenchIn) -> CheckpointOut:
+    """Take a checkpoint exactly as a Task does at the end of a step."""
+    return await ctx.object_call(sandbox_service.checkpoint, key=req.session,
+                                 arg=CheckpointIn(checkpoint_id=req.checkpoint_id, mode="every"))
 
 
 # Exactly what the product serves (importing app.main also builds the sandbox backend, as the

@@ -1,4 +1,4 @@
-"""The local sandbox: command start, snapshot and restore, and bringing a sandbox back.
+"""The local sandbox: command start, snapshot and restore, bringing a sandbox back, checkpoints.
 
 Micro measurements call the backend directly (no Restate). The recovery measurements go
 through the real stack, because what a user waits for is the Sandbox object's whole path.
@@ -114,6 +114,27 @@ def sandbox_exec(stack: Stack, session: str, command: str = "true", timeout: flo
     return elapsed
 
 
+def checkpoint_costs(stack: Stack, label: str, size: int, reps: int) -> dict[str, list[float]]:
+    """A step's checkpoint (Bench.sandbox_checkpoint → Sandbox.checkpoint), after a step that
+    changed the workspace (a new snapshot, held) and after one that did not (the previous
+    checkpoint's snapshot is shared)."""
+    session = f"cp-{size}"
+    sandbox_exec(stack, session, workspace.command(size), timeout=120)
+    samples: dict[str, list[float]] = {"changed": [], "unchanged": []}
+    log(f"sandbox: {reps} × checkpoints, {label} workspace")
+    for rep in range(reps):
+        sandbox_exec(stack, session, f"echo {rep} > step.txt")  # the step changed something
+        os.sync()
+        for kind in ("changed", "unchanged"):
+            started = time.perf_counter()
+            out = call_ok(stack, "Bench", None, "sandbox_checkpoint",
+                          {"session": session, "checkpoint_id": f"bench-{rep}-{kind}"}, timeout=120)
+            samples[kind].append(time.perf_counter() - started)
+            if out["snapshot_id"] is None:
+                raise RuntimeError(f"no checkpoint was taken: {out}")
+    return samples
+
+
 def check_workspace(stack: Stack, session: str) -> None:
     """The restored workspace still holds what the generator wrote (a text file and a blob)."""
     sandbox_exec(stack, session, "test -s src/pkg000/mod00.py && test -s data/blob000.bin")
@@ -200,6 +221,7 @@ def run() -> tuple[str, str]:
                 outsider = create_backend("local", stack.data_dir / "sandboxes", LocalLimits())
                 try:
                     got, discarded = recovery(stack, outsider, label, size, idle_s, stack_reps, running_per_rep)
+                    checkpoints = checkpoint_costs(stack, label, size, stack_reps)
                 finally:
                     outsider.close()
             dropped = f"; {discarded} repetition(s) discarded (a command came near SANDBOX_IDLE_S)" if discarded else ""
@@ -213,6 +235,10 @@ def run() -> tuple[str, str]:
                 Row(f"  = what the restore adds to a command ({label})",
                     median(got["resumed"]) - median(got["running"]), None, "derived",
                     "first command after suspension − command on a running sandbox (medians)"),
+                Row.of(f"stack: a step's checkpoint, workspace changed ({label})", checkpoints["changed"],
+                       "ingress → Bench → Sandbox.checkpoint: snapshot + hold it (Snapshots) + make it the base"),
+                Row.of(f"stack: a step's checkpoint, workspace unchanged ({label})", checkpoints["unchanged"],
+                       "same call; shares the previous checkpoint's snapshot (one hold)"),
             ]
     rows.append(Row("Modal sandbox boot (**published, not measured**)", 1.5, None, "–",
                     "Modal's published figure, about 1.5 s; for context only"))
