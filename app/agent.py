@@ -325,11 +325,26 @@ async def _drop_checkpoints(ctx: ObjectContext, points: list[Checkpoint]) -> Non
 
 @agent_object.handler(ingress_private=True)
 async def checkpoint_recorded(ctx: ObjectContext, point: Checkpoint) -> None:
-    """A task finished a step and kept its workspace: remember where the conversation was."""
+    """A task finished a step and kept its workspace: hold the snapshot for it and remember
+    where the conversation was.
+
+    Only the current task's checkpoints count. A report from a task that was interrupted,
+    rewound or reset since would pair its workspace with a conversation that has moved on.
+    """
+    current = await ctx.get("current", type_hint=RunningTask)
+    if current is None or current.task_id != point.task_id:
+        return
     history = await _history(ctx)
     points = await _checkpoints(ctx)
     if any(p.checkpoint_id == point.checkpoint_id for p in points):
         return
+    try:
+        await ctx.object_call(snapshots.hold, key=point.snapshot_id,
+                              arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
+    except TerminalError as error:
+        if error.status_code != 404:
+            raise
+        return  # the sandbox let go of it before we got here (many steps later): no checkpoint
     point = point.model_copy(update={"history_seq": history[-1].seq if history else 0})
     ctx.set("checkpoints", Checkpoints(items=[*points, point]))
     if len(points) + 1 > MAX_CHECKPOINTS:
@@ -399,9 +414,20 @@ async def fork(ctx: ObjectContext, raw: bytes) -> ForkOut:
         raise not_found(f"unknown session {ctx.key()!r}")
     points, index = await _find(ctx, req.checkpoint)
     point = points[index]
+    if point.rewound:
+        raise conflict(f"checkpoint {req.checkpoint!r} was rewound; fork from an earlier one")
     new = check_key(req.session) if req.session else f"{ctx.key()[:40]}-fork-{str(ctx.uuid())[:8]}"
     if new == ctx.key():
         raise bad_request("a fork needs a session id of its own")
+    # Asked through a shared handler first: two sessions forking into each other would
+    # otherwise each wait for the other's lock in `adopt`.
+    try:
+        await ctx.object_call(status, key=new, arg=b"")
+    except TerminalError as error:
+        if error.status_code != 404:
+            raise
+    else:
+        raise conflict(f"session {new!r} already exists; fork into a new session id")
     inherited = [p for p in points[:index + 1] if not p.rewound]
     kept = [h for h in history if h.seq <= point.history_seq and not h.rewound]
     # A call: the new session refuses (409) if it exists, and then nothing has changed.
@@ -417,11 +443,16 @@ async def adopt(ctx: ObjectContext, req: AdoptIn) -> None:
     if await _history(ctx):
         raise conflict(f"session {ctx.key()!r} already exists; fork into a new session id")
     points = [p.model_copy(update={"session_id": ctx.key()}) for p in req.checkpoints]
-    for point in points:  # held first: from here on the parent may drop its own claims
-        await ctx.object_call(snapshots.hold, key=point.snapshot_id,
-                              arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
-    await ctx.object_call(sandbox_service.restore, key=ctx.key(), arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
-    ctx.set("checkpoints", Checkpoints(items=points))
+    ctx.set("checkpoints", Checkpoints(items=points))  # first, so a failure below can let go of them
+    try:
+        for point in points:  # held before the parent's lock is released and it may drop its own
+            await ctx.object_call(snapshots.hold, key=point.snapshot_id,
+                                  arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
+        await ctx.object_call(sandbox_service.restore, key=ctx.key(),
+                              arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
+    except TerminalError:
+        await _drop_checkpoints(ctx, points)  # no fork after all (releasing an unheld one is a no-op)
+        raise
     history = list(req.history)
     text = f"forked from session {req.parent} at step {req.checkpoint.step} ({req.checkpoint.title})"
     _append(ctx, history, "event", text, req.checkpoint.task_id)

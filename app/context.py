@@ -4,7 +4,8 @@ A step's message list grows with every round, and the offline model has 8,192 to
 that the server refuses the request (a 400), which would fail the whole task. So before each
 round the loop sends a fitted copy of the list: while it is over budget, the oldest tool
 outputs become short pointers (the first line, the size, and where the full output can be
-found again), never those of the latest round. This is a pure function of the journaled
+found again) and the long arguments of the oldest tool calls (a file the model wrote) become a
+note of their size, never those of the latest round. This is a pure function of the journaled
 messages, so a replay sends exactly the same prompt.
 """
 
@@ -20,6 +21,7 @@ CHARS_PER_TOKEN = 3
 # Room left for the answer: a quarter of the window, at least 1,024 tokens.
 MIN_ANSWER_TOKENS = 1024
 MIN_KEEP_CHARS = 2_000  # of the latest round's outputs, whatever the budget
+LONG_ARGUMENT = 200  # an earlier tool call's string argument longer than this may be removed
 _SAVED = re.compile(r"the full output is in (\S+?)\)")
 
 
@@ -44,12 +46,21 @@ def fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     for i, message in enumerate(fitted[:last_round]):
         if total <= budget:
             break
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            # What the model wrote earlier (a whole file for write_file) weighs as much as what
+            # tools answered: its long string arguments go too, and the JSON stays valid.
+            calls = [_shorter_call(call) for call in message["tool_calls"]]
+            smaller = {**message, "tool_calls": calls}
+            total -= size([message]) - size([smaller])
+            fitted[i] = smaller
+            continue
         content = message.get("content") or ""
-        if message.get("role") != "tool" or len(content) <= 200:
+        if message.get("role") != "tool":
             continue
         pointer = elide(content)
-        fitted[i] = {**message, "content": pointer}
-        total -= len(content) - len(pointer)
+        if len(pointer) < len(content):
+            fitted[i] = {**message, "content": pointer}
+            total -= len(content) - len(pointer)
     # Still too big: the latest round's outputs keep their head and tail, like a long command's.
     latest = [i for i in range(last_round, len(fitted)) if fitted[i].get("role") == "tool"]
     for i in latest:
@@ -73,3 +84,18 @@ def elide(output: str) -> str:
     where = (f"the full output is in {saved.group(1)}" if saved
              else "run the command again or read the file to see it")
     return f"{first}\n[{len(output)} characters of this output were removed to fit the model's context; {where}]"
+
+
+def _shorter_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call with every string argument longer than LONG_ARGUMENT replaced by a note."""
+    function = call.get("function") or {}
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        return call
+    if not isinstance(arguments, dict):
+        return call
+    shortened = {key: (f"[{len(value)} characters, removed to fit the model's context]"
+                       if isinstance(value, str) and len(value) > LONG_ARGUMENT else value)
+                 for key, value in arguments.items()}
+    return {**call, "function": {**function, "arguments": json.dumps(shortened)}}

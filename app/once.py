@@ -72,7 +72,7 @@ async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: B
     crash right now would make a retry reconcile, which is still correct)."""
     try:
         await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json())
-    except (SandboxError, OSError) as error:
+    except (SandboxError, OSError, ValueError) as error:  # ValueError: a result over the marker size
         logger.warning("could not record the result of %s: %s", name, error)
 
 
@@ -119,7 +119,12 @@ async def edit_once(backend: SandboxBackend, sandbox_id: str, req: EditFileIn) -
             out = FileOpOut(ok=True, detail=intent.detail)
             await _record(backend, sandbox_id, name, out)
             return out
-        # Otherwise the write did not land (writes are atomic): the edit is decided afresh below.
+        if _sha(text) != intent.before:  # neither before nor after: something else changed it
+            out = FileOpOut(ok=False, detail=f"{req.path} changed while this edit was being retried; read it "
+                                             "and edit it again if it still needs the change")
+            await _record(backend, sandbox_id, name, out)
+            return out
+        # The first attempt's write did not land (writes are atomic): decide the edit afresh.
     out, new_text = _apply(text, req)
     if new_text is not None:
         intent = _EditIntent(before=_sha(text), after=_sha(new_text), detail=out.detail)

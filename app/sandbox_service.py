@@ -110,6 +110,7 @@ async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: b
         # The snapshot is gone (deleted by hand, lost with its disk). A fresh workspace is the
         # only way forward; the loss is counted, and told to the model and the user.
         state.snapshots_lost += 1
+        state.changed, state.checkpoint_snapshot = True, None
         snapshot_id = None
         info = await _step(ctx, f"create sandbox {name} (fresh)", SandboxInfo, lambda: backend().create(name, None))
         notice = ("The sandbox's saved workspace could not be found, so it was started over with an empty "
@@ -208,7 +209,7 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
     notice = None
     for attempt in (1, 2):
         running, lost = await _ensure_running(ctx, state)
-        notice = notice or lost
+        notice = " ".join(n for n in (notice, lost) if n) or None
         try:
             result = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
                                  lambda: op(running.sandbox_id))
@@ -361,11 +362,12 @@ async def reset(ctx: ObjectContext, raw: bytes) -> None:
 
 @sandbox_object.handler(ingress_private=True)
 async def checkpoint(ctx: ObjectContext, req: CheckpointIn) -> CheckpointOut:
-    """The snapshot for a checkpoint at the end of a step, held for it (app/snapshots.py).
+    """The snapshot for a checkpoint at the end of a step: always one this sandbox holds as a
+    base (so it lives until the Agent holds it for the checkpoint, app/agent.py).
 
     An unchanged workspace reuses the previous checkpoint's snapshot (mode "every") or gets no
-    checkpoint at all (mode "changed"). A new snapshot also becomes the sandbox's base, so a
-    sandbox lost later comes back as of this step.
+    checkpoint at all (mode "changed"). A new snapshot becomes the sandbox's base, so a sandbox
+    lost later comes back as of this step.
     """
     state = await _load(ctx)
     if not state.changed and state.checkpoint_snapshot is not None:
@@ -380,8 +382,6 @@ async def checkpoint(ctx: ObjectContext, req: CheckpointIn) -> CheckpointOut:
             snapshot_id = current.snapshot_id
         if snapshot_id is None:
             return CheckpointOut(snapshot_id=None)
-    await ctx.object_call(snapshots.hold, key=snapshot_id,
-                          arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{req.checkpoint_id}"))
     state.changed = False
     state.checkpoint_snapshot = snapshot_id
     ctx.set("state", state)

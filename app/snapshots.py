@@ -38,16 +38,27 @@ async def hold(ctx: ObjectContext, req: HoldIn) -> None:
 
 @snapshots_object.handler(ingress_private=True)
 async def release(ctx: ObjectContext, req: HoldIn) -> None:
-    """Remove a holder; the last one out deletes the snapshot. Repeating it is a no-op."""
+    """Remove a holder; the last one out has the snapshot deleted. Repeating it is a no-op."""
     holders = await ctx.get("holders", type_hint=list[str]) or []
     if req.holder not in holders:
         return
     holders.remove(req.holder)
     ctx.set("holders", holders)
     if not holders:
-        snapshot_id = ctx.key()
-        await ctx.run_typed(f"delete snapshot {snapshot_id}", _delete, retry.sandbox_step(bool), snapshot_id)
-        ctx.set("deleted", True)
+        # One-way: a failing delete (a long provider outage) must not fail whoever let go (a
+        # sandbox timer, a reset). A hold that arrives before the delete runs keeps the snapshot.
+        ctx.object_send(delete, key=ctx.key(), arg=b"")
+
+
+@snapshots_object.handler(ingress_private=True, input_serde=BytesSerde())
+async def delete(ctx: ObjectContext, raw: bytes) -> None:
+    """Delete the snapshot through the backend, unless someone holds it again by now."""
+    no_input(raw)
+    if await ctx.get("holders", type_hint=list[str]) or await ctx.get("deleted", type_hint=bool):
+        return
+    snapshot_id = ctx.key()
+    await ctx.run_typed(f"delete snapshot {snapshot_id}", _delete, retry.sandbox_step(bool), snapshot_id)
+    ctx.set("deleted", True)
 
 
 async def _delete(snapshot_id: str) -> bool:

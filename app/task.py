@@ -113,12 +113,23 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
 
 
 async def checkpoint(task: TaskRun, number: int, step: PlanStep) -> None:
-    """Keep the workspace as this step left it, so the session can rewind or fork to here."""
+    """Keep the workspace as this step left it, so the session can rewind or fork to here.
+
+    The Sandbox returns a snapshot it holds as its own base; the Agent takes the checkpoint's
+    hold when it records it (and only for its current task), so a task cancelled anywhere in
+    here leaves no hold behind. A checkpoint that fails costs the checkpoint, not the task.
+    """
     if task.config.checkpoints == "off":
         return
     checkpoint_id = f"{task.task_id}-s{number}"
-    taken = await task.ctx.object_call(sandbox.checkpoint, key=task.session_id,
-                                       arg=CheckpointIn(checkpoint_id=checkpoint_id, mode=task.config.checkpoints))
+    try:
+        taken = await task.ctx.object_call(sandbox.checkpoint, key=task.session_id,
+                                           arg=CheckpointIn(checkpoint_id=checkpoint_id, mode=task.config.checkpoints))
+    except TerminalError as error:
+        if is_cancellation(error):
+            raise
+        task.emit("sandbox", f"no checkpoint after step {number}: {error.message}", ref=f"step {number}")
+        return
     if taken.snapshot_id is None:
         return
     # One-way, like every report: the Agent adds the history position when it records it.

@@ -128,3 +128,16 @@ def test_markers_outlive_a_command_that_deletes_the_whole_workspace(box):
     assert first.exit_code == 0
     run(backend.exec(sid, "rm -rf /project/* /project/.[!.]*", 30))
     assert run(exec_once(backend, sid, "t/s1/r4/c0", "rm -rf /project/*; echo ran >> runs.txt", 30)) == first
+
+
+def test_an_edit_retried_after_the_file_changed_under_it_says_so_and_changes_nothing(box):
+    backend, sid = box
+    run(backend.write_file(sid, "greet.txt", "hello\n"))
+    with pytest.raises(Crash):  # the intent is recorded, the edit's write never lands
+        run(edit_once(CrashingBackend(backend, "write_file", "greet.txt", before=True), sid, EDIT))
+    run(backend.write_file(sid, "greet.txt", "hello from someone else\n"))
+
+    retried = run(edit_once(backend, sid, EDIT))
+
+    assert not retried.ok and "changed while this edit was being retried" in retried.detail
+    assert run(backend.read_file(sid, "greet.txt", 100)) == "hello from someone else\n"

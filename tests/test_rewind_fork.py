@@ -74,6 +74,9 @@ def test_fork_and_rewind_give_back_the_workspace_and_the_conversation_of_a_step(
     entries = history(stack, "orig")
     assert [(h["role"], h["rewound"]) for h in entries] == [("user", False), ("agent", True), ("event", False)]
     assert [p["rewound"] for p in checkpoints(stack, "orig")] == [False, False, True]
+    for operation in ("rewind", "fork"):  # a rewound checkpoint is no place to go
+        code, answer = stack.call("Agent", "orig", operation, {"checkpoint": points[2]["checkpoint_id"]})
+        assert code == 409, (operation, code, answer)
 
     before = len(stack.llm_requests())
     send_message(stack, "orig", "now something else")
@@ -93,8 +96,8 @@ def test_forks_of_forks_and_a_snapshot_lives_as_long_as_a_checkpoint_holds_it(st
     assert workspace(stack, "c") == {"a.txt": "A\n"}
 
     assert stack.call("Agent", "a", "reset")[0] == 200
-    assert holders(stack, second["snapshot_id"])["deleted"]  # only a's checkpoint held it
-    assert holders(stack, third["snapshot_id"])["deleted"]
+    for only_a in (second, third):  # only a's checkpoints and sandbox held these
+        stack.wait_until(lambda: holders(stack, only_a["snapshot_id"])["deleted"], message="the delete")
     kept = holders(stack, first["snapshot_id"])
     assert not kept["deleted"] and {h for h in kept["holders"] if h.startswith("checkpoint:")} == {
         f"checkpoint:b/{first['checkpoint_id']}", f"checkpoint:c/{first['checkpoint_id']}"}
@@ -105,7 +108,8 @@ def test_forks_of_forks_and_a_snapshot_lives_as_long_as_a_checkpoint_holds_it(st
     send_message(stack, "c", "carry on")  # c works on, from step 1's workspace
     wait_idle(stack, "c")
     assert stack.call("Agent", "c", "delete")[0] == 200
-    assert holders(stack, first["snapshot_id"]) == {"holders": [], "deleted": True}
+    stack.wait_until(lambda: holders(stack, first["snapshot_id"]) == {"holders": [], "deleted": True},
+                     message="the last holder's release to delete it")
     archives = list((stack.data_dir / "sandboxes" / "snapshots").glob("*.tar.zst"))
     assert archives == [], archives
 
