@@ -389,7 +389,8 @@ async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
     if current is not None:
         await _stop(ctx, history, current)
         history = await _history(ctx)
-    await ctx.object_call(sandbox_service.restore, key=ctx.key(), arg=RestoreIn(snapshot_id=point.snapshot_id))
+    restored = await ctx.object_call(sandbox_service.restore, key=ctx.key(),
+                                     arg=RestoreIn(snapshot_id=point.snapshot_id))
     rewound = 0
     for entry in history:
         if entry.seq > point.history_seq and not entry.rewound:
@@ -398,7 +399,7 @@ async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
     for later in points[index + 1:]:
         later.rewound = True
     ctx.set("checkpoints", Checkpoints(items=points))
-    text = f"rewound to step {point.step} ({point.title})"
+    text = f"rewound to step {point.step} ({point.title})" + (f"; {restored.notice}" if restored.notice else "")
     _append(ctx, history, "event", text, point.task_id)
     emit(ctx, ctx.key(), "rewound", text, point.task_id, ref=point.checkpoint_id)
     return RewindOut(checkpoint=point.checkpoint_id, interrupted=current is not None, rewound_entries=rewound)
@@ -448,13 +449,14 @@ async def adopt(ctx: ObjectContext, req: AdoptIn) -> None:
         for point in points:  # held before the parent's lock is released and it may drop its own
             await ctx.object_call(snapshots.hold, key=point.snapshot_id,
                                   arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{point.checkpoint_id}"))
-        await ctx.object_call(sandbox_service.restore, key=ctx.key(),
-                              arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
+        restored = await ctx.object_call(sandbox_service.restore, key=ctx.key(),
+                                         arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
     except TerminalError:
         await _drop_checkpoints(ctx, points)  # no fork after all (releasing an unheld one is a no-op)
         raise
     history = list(req.history)
-    text = f"forked from session {req.parent} at step {req.checkpoint.step} ({req.checkpoint.title})"
+    text = (f"forked from session {req.parent} at step {req.checkpoint.step} ({req.checkpoint.title})"
+            + (f"; {restored.notice}" if restored.notice else ""))
     _append(ctx, history, "event", text, req.checkpoint.task_id)
     emit(ctx, ctx.key(), "forked", text, req.checkpoint.task_id, ref=req.checkpoint.checkpoint_id)
 

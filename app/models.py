@@ -186,6 +186,9 @@ class SandboxState(BaseModel):
     # checkpoint's snapshot: an unchanged workspace is not snapshotted twice.
     changed: bool = True
     checkpoint_snapshot: str | None = None
+    # What the model must be told with the next operation's result: the sandbox came back
+    # without its workspace (set where no result could carry it, e.g. at acquire or restore).
+    pending_notice: str | None = None
     lease: str | None = None  # the task that holds the sandbox
     activity: int = 0  # bumped by every command; an idle timer for an older value is stale
     idle_timer: str | None = None
@@ -357,6 +360,10 @@ class AdoptIn(BaseModel):
 
 class RestoreIn(BaseModel):
     snapshot_id: str
+
+
+class RestoreOut(BaseModel):
+    notice: str | None = None  # the snapshot could not be found: the workspace started empty
 
 
 class HoldIn(BaseModel):

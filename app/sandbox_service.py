@@ -41,7 +41,7 @@ from app.errors import is_gone, not_found, sandbox_failure
 from app.events import emit
 from app.models import (
     AcquireIn, CheckpointIn, CheckpointOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
-    ListFilesOut, NoSandbox, PathIn, ReadFileOut, Released, ReleaseIn, RestoreIn, Running, SandboxInfoOut,
+    ListFilesOut, NoSandbox, PathIn, ReadFileOut, Released, ReleaseIn, RestoreIn, RestoreOut, Running, SandboxInfoOut,
     SandboxState, Suspended, TimerIn, WriteFileIn,
 )
 from app.once import edit_once, exec_once, task_markers, write_once
@@ -92,16 +92,15 @@ class Done(Generic[T]):
 # ---------------------------------------------------------------- transitions
 
 
-async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: bool = False) -> tuple[Running, str | None]:
-    """The live sandbox, creating it (or restoring the last snapshot) if there is none; and a
-    notice if the workspace could not be restored."""
+async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: bool = False) -> Running:
+    """The live sandbox, creating it (or restoring the last snapshot) if there is none. If the
+    snapshot is gone, the workspace starts empty and `state.pending_notice` says so."""
     current = state.current
     if isinstance(current, Running):
-        return current, None
+        return current
     generation = current.generation + 1
     snapshot_id = current.snapshot_id
     name = f"{ctx.key()}-g{generation}"  # deterministic, so a retried create finds its own
-    notice = None
     try:
         info = await _step(ctx, f"create sandbox {name}", SandboxInfo, lambda: backend().create(name, snapshot_id))
     except TerminalError as error:
@@ -113,8 +112,9 @@ async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: b
         state.changed, state.checkpoint_snapshot = True, None
         snapshot_id = None
         info = await _step(ctx, f"create sandbox {name} (fresh)", SandboxInfo, lambda: backend().create(name, None))
-        notice = ("The sandbox's saved workspace could not be found, so it was started over with an empty "
-                  "workspace: every file from earlier work is gone.")
+        state.pending_notice = _join(state.pending_notice, (
+            "The sandbox's saved workspace could not be found, so it was started over with an empty "
+            "workspace: every file from earlier work is gone."))
         emit(ctx, ctx.key(), "sandbox", "workspace lost: the sandbox started over empty")
     running = Running(sandbox_id=info.sandbox_id, generation=generation,
                       expires_at=info.expires_at, snapshot_id=snapshot_id)
@@ -124,7 +124,11 @@ async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: b
         running.restart_timer = await _schedule_restart(ctx, running)
     state.current = running
     ctx.set("state", state)
-    return running, notice
+    return running
+
+
+def _join(*notices: str | None) -> str | None:
+    return " ".join(n for n in notices if n) or None
 
 
 async def _schedule_restart(ctx: ObjectContext, running: Running) -> str:
@@ -206,21 +210,22 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
     _mark_busy(ctx, state)
     if changes:
         state.changed = True  # before the operation: a crash inside it may have changed things too
-    notice = None
+    rollback = None
     for attempt in (1, 2):
-        running, lost = await _ensure_running(ctx, state)
-        notice = " ".join(n for n in (notice, lost) if n) or None
+        running = await _ensure_running(ctx, state)
         try:
             result = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
                                  lambda: op(running.sandbox_id))
         except TerminalError as error:
             if not is_gone(error) or attempt == 2:
+                notice = _take_notice(ctx, state, rollback)
                 await _arm_idle_timer(ctx, state)
                 if notice:  # the operation failed on the replacement: the rollback is still news
                     raise TerminalError(f"{error.message}\n[sandbox] {notice}", status_code=error.status_code) from error
                 raise
-            notice = await _abandon(ctx, state, running)
+            rollback = await _abandon(ctx, state, running)
             continue
+        notice = _take_notice(ctx, state, rollback)
         await _arm_idle_timer(ctx, state)
         return Done(result, notice)
     raise AssertionError("unreachable")
@@ -238,6 +243,15 @@ async def _abandon(ctx: ObjectContext, state: SandboxState, running: Running) ->
     return (f"The sandbox was lost (it ended unexpectedly) and was replaced from {restored}. Changes "
             "made after that point are gone, and background processes were stopped. Check the files "
             "you need before going on.")
+
+
+def _take_notice(ctx: ObjectContext, state: SandboxState, rollback: str | None) -> str | None:
+    """What this operation's result must tell the model; told once."""
+    notice = _join(state.pending_notice, rollback)
+    if state.pending_notice:
+        state.pending_notice = None
+        ctx.set("state", state)
+    return notice
 
 
 def _mark_busy(ctx: ObjectContext, state: SandboxState) -> None:
@@ -389,7 +403,7 @@ async def checkpoint(ctx: ObjectContext, req: CheckpointIn) -> CheckpointOut:
 
 
 @sandbox_object.handler(ingress_private=True)
-async def restore(ctx: ObjectContext, req: RestoreIn) -> None:
+async def restore(ctx: ObjectContext, req: RestoreIn) -> RestoreOut:
     """Replace the workspace with `snapshot_id` (a checkpoint's): the running sandbox, if any,
     is terminated, and the next generation starts from the snapshot, held as the new base."""
     check_key(ctx.key())
@@ -402,9 +416,10 @@ async def restore(ctx: ObjectContext, req: RestoreIn) -> None:
         await _terminate(ctx, current)
     _leave_running(ctx, state, suspended)
     await _ensure_running(ctx, state)
-    state.changed = False
-    state.checkpoint_snapshot = req.snapshot_id
+    if state.pending_notice is None:
+        state.changed, state.checkpoint_snapshot = False, req.snapshot_id
     await _arm_idle_timer(ctx, state)
+    return RestoreOut(notice=state.pending_notice)
 
 
 # ---------------------------------------------------------------- timers

@@ -180,3 +180,24 @@ def test_a_fork_leaves_the_running_task_of_its_session_alone(stack_factory):
     assert workspace(stack, "busy") == {"a.txt": "A\n", "b.txt": "B\n", "c.txt": "C\n"}
     assert workspace(stack, forked["session"]) == {"a.txt": "A\n"}
     assert forked["session"].startswith("busy-fork-")
+
+
+def test_a_rewind_to_a_snapshot_deleted_by_hand_says_so_to_the_user_and_the_model(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:three_files")
+    send_message(stack, "gone", "write three files")
+    wait_idle(stack, "gone")
+    first = checkpoints(stack, "gone")[0]
+    archives = list((stack.data_dir / "sandboxes" / "snapshots").glob(f"{first['snapshot_id']}*"))
+    assert len(archives) == 1
+    archives[0].unlink()  # lost outside the product's control (a disk, a hand)
+
+    code, body = stack.call("Agent", "gone", "rewind", {"checkpoint": first["checkpoint_id"]})
+    assert code == 200, body
+    assert "could not be found" in history(stack, "gone")[-1]["text"]
+    assert workspace(stack, "gone") == {}
+
+    send_message(stack, "gone", "try again")
+    wait_idle(stack, "gone")
+    results = [m["content"] for e in stack.llm_requests() for m in e["request"]["messages"] if m.get("role") == "tool"]
+    told = {r for r in results if r.startswith("[sandbox] The sandbox's saved workspace could not be found")}
+    assert len(told) == 1, results  # told once, with the next task's first tool result
