@@ -360,12 +360,19 @@ async def checkpoints(ctx: ObjectSharedContext, raw: bytes) -> CheckpointsOut:
     return CheckpointsOut(checkpoints=await _checkpoints(ctx))
 
 
-async def _find(ctx: ObjectContext, checkpoint_id: str) -> tuple[list[Checkpoint], int]:
+async def _go_to(ctx: ObjectContext, checkpoint_id: str, verb: str) -> tuple[list[HistoryEntry], list[Checkpoint], int]:
+    """The session's history and checkpoints, and where `checkpoint_id` is among them, for a
+    rewind or fork to it: 404 for an unknown session or checkpoint, 409 for a rewound one."""
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
     points = await _checkpoints(ctx)
-    for index, point in enumerate(points):
-        if point.checkpoint_id == checkpoint_id:
-            return points, index
-    raise not_found(f"session {ctx.key()!r} has no checkpoint {checkpoint_id!r}")
+    index = next((i for i, p in enumerate(points) if p.checkpoint_id == checkpoint_id), None)
+    if index is None:
+        raise not_found(f"session {ctx.key()!r} has no checkpoint {checkpoint_id!r}")
+    if points[index].rewound:
+        raise conflict(f"checkpoint {checkpoint_id!r} was rewound; {verb} an earlier one")
+    return history, points, index
 
 
 @agent_object.handler(input_serde=BytesSerde())
@@ -378,13 +385,8 @@ async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
     finishes the rewind, so the workspace and the history never come from different points.
     """
     req = parse(raw, RewindIn)
-    history = await _history(ctx)
-    if not history:
-        raise not_found(f"unknown session {ctx.key()!r}")
-    points, index = await _find(ctx, req.checkpoint)
+    history, points, index = await _go_to(ctx, req.checkpoint, "rewind to")
     point = points[index]
-    if point.rewound:
-        raise conflict(f"checkpoint {req.checkpoint!r} was itself rewound; rewind to an earlier one")
     current = await ctx.get("current", type_hint=RunningTask)
     if current is not None:
         await _stop(ctx, history, current)
@@ -410,13 +412,8 @@ async def fork(ctx: ObjectContext, raw: bytes) -> ForkOut:
     """Start a new session from a checkpoint: its history is this one's up to the checkpoint,
     its workspace that checkpoint's snapshot. This session is not changed and may keep running."""
     req = parse(raw, ForkIn)
-    history = await _history(ctx)
-    if not history:
-        raise not_found(f"unknown session {ctx.key()!r}")
-    points, index = await _find(ctx, req.checkpoint)
+    history, points, index = await _go_to(ctx, req.checkpoint, "fork from")
     point = points[index]
-    if point.rewound:
-        raise conflict(f"checkpoint {req.checkpoint!r} was rewound; fork from an earlier one")
     new = check_key(req.session) if req.session else f"{ctx.key()[:40]}-fork-{str(ctx.uuid())[:8]}"
     if new == ctx.key():
         raise bad_request("a fork needs a session id of its own")

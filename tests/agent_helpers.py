@@ -31,6 +31,20 @@ def wait_idle(stack: Stack, session: str, timeout: float = 60.0) -> dict[str, An
                             timeout=timeout, message=f"session {session} to become idle")
 
 
+def approvals(stack: Stack, session: str) -> list[dict[str, Any]]:
+    """The session's pending approvals."""
+    code, body = stack.call("Agent", session, "approvals")
+    assert code == 200, (code, body)
+    return body["approvals"]
+
+
+def sandbox_info(stack: Stack, session: str) -> dict[str, Any]:
+    """The session's Sandbox lifecycle state and counters."""
+    code, body = stack.call("Sandbox", session, "info")
+    assert code == 200, (code, body)
+    return body
+
+
 def read_file(stack: Stack, session: str, path: str) -> str:
     code, body = stack.call("Sandbox", session, "read_file", {"path": path})
     assert code == 200, (code, body)

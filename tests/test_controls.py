@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import time
 
-from tests.agent_helpers import history, read_file, send_message, status, try_read_file, wait_idle
+from tests.agent_helpers import approvals, history, read_file, send_message, status, try_read_file, wait_idle
 
 SCRIPTS = "tests.fakes.spine_scripts"
-
-
-def approvals(stack, session: str) -> list[dict]:
-    code, body = stack.call("Agent", session, "approvals")
-    assert code == 200, (code, body)
-    return body["approvals"]
 
 
 def resolve(stack, session: str, approval_id: str, decision: str, reason: str = ""):

@@ -9,22 +9,10 @@ import time
 
 from sandbox import LocalLimits, create_backend
 from tests.agent_helpers import (
-    events, read_file, send_message, tool_results, try_read_file, wait_idle,
+    approvals, events, read_file, sandbox_info, send_message, tool_results, try_read_file, wait_idle,
 )
 
 SCRIPTS = "tests.fakes.conditions_scripts"
-
-
-def sandbox_info(stack, session: str) -> dict:
-    code, body = stack.call("Sandbox", session, "info")
-    assert code == 200, (code, body)
-    return body
-
-
-def approvals(stack, session: str) -> list[dict]:
-    code, body = stack.call("Agent", session, "approvals")
-    assert code == 200, (code, body)
-    return body["approvals"]
 
 
 def test_a_read_after_the_sandbox_was_suspended_brings_it_back_even_across_a_worker_kill(stack_factory):

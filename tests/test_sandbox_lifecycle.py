@@ -6,16 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-from tests.agent_helpers import read_file, send_message, tool_results, wait_idle
+from tests.agent_helpers import read_file, sandbox_info, send_message, tool_results, wait_idle
 
 SCRIPTS = "tests.fakes.spine_scripts"
 PENDING = "('scheduled', 'pending', 'ready', 'running', 'suspended', 'backing-off', 'paused')"
-
-
-def info(stack, session: str) -> dict:
-    code, body = stack.call("Sandbox", session, "info")
-    assert code == 200, (code, body)
-    return body
 
 
 def pending_restart_timers(stack, session: str) -> list[dict]:
@@ -57,7 +51,7 @@ def test_a_task_longer_than_three_ttls_keeps_every_file_with_one_timer_chain(sta
         time.sleep(0.3)
         assert time.monotonic() - started < 60, "task took too long"
     elapsed = time.monotonic() - started
-    sandbox = info(stack, "ttl")
+    sandbox = sandbox_info(stack, "ttl")
 
     assert elapsed > 3 * ttl
     assert read_file(stack, "ttl", "ticks.txt") == "".join(f"tick {n}\n" for n in range(1, 11))
@@ -93,7 +87,7 @@ def test_worker_killed_in_the_middle_of_a_restart(stack_factory):
 
     wait_idle(stack, "mid", timeout=90)
     # The interrupted restart finishes on its own, perhaps after the task.
-    sandbox = stack.wait_until(lambda: (s := info(stack, "mid"))["restarts"] >= 1 and s, timeout=60,
+    sandbox = stack.wait_until(lambda: (s := sandbox_info(stack, "mid"))["restarts"] >= 1 and s, timeout=60,
                                message="the interrupted restart to finish")
     assert read_file(stack, "mid", "ticks.txt") == "".join(f"tick {n}\n" for n in range(1, 9))
     code, listing = stack.call("Sandbox", "mid", "list_files", {"path": "."})
@@ -106,12 +100,12 @@ def test_an_idle_sandbox_is_suspended_and_restored_by_the_next_command(stack_fac
     stack = stack_factory(f"{SCRIPTS}:write_then_read", env={"SANDBOX_IDLE_S": "2"})
     send_message(stack, "idle", "write keep.txt")
     wait_idle(stack, "idle")
-    stack.wait_until(lambda: info(stack, "idle")["state"] == "suspended", timeout=20, message="suspension")
+    stack.wait_until(lambda: sandbox_info(stack, "idle")["state"] == "suspended", timeout=20, message="suspension")
     assert live_sandboxes(stack, "idle") == []  # a suspended sandbox costs no compute
 
     send_message(stack, "idle", "now read it back")
     wait_idle(stack, "idle")
-    sandbox = info(stack, "idle")
+    sandbox = sandbox_info(stack, "idle")
     assert sandbox["state"] == "running" and sandbox["restores"] == 1
     assert "kept" in tool_results(stack)[-1]  # `cat keep.txt` in the restored sandbox
     assert read_file(stack, "idle", "keep.txt") == "kept\n"
@@ -121,16 +115,16 @@ def test_reset_deletes_the_workspace_and_its_snapshots(stack_factory):
     stack = stack_factory(f"{SCRIPTS}:write_then_read", env={"SANDBOX_IDLE_S": "1"})
     send_message(stack, "rst", "write keep.txt")
     wait_idle(stack, "rst")
-    stack.wait_until(lambda: info(stack, "rst")["state"] == "suspended", timeout=20, message="suspension")
+    stack.wait_until(lambda: sandbox_info(stack, "rst")["state"] == "suspended", timeout=20, message="suspension")
     snapshots = list((stack.data_dir / "sandboxes" / "snapshots").glob("rst-*"))
     assert snapshots
 
     code, body = stack.call("Agent", "rst", "reset")
     assert code == 200 and body["interrupted"] is False
-    assert info(stack, "rst")["state"] == "released"
+    assert sandbox_info(stack, "rst")["state"] == "released"
     assert not any(p.exists() for p in snapshots)
     code, _ = stack.call("Agent", "rst", "reset")  # again: a no-op
-    assert code == 200 and info(stack, "rst")["state"] == "released"
+    assert code == 200 and sandbox_info(stack, "rst")["state"] == "released"
 
     send_message(stack, "rst", "now read it back")  # a fresh, empty workspace
     wait_idle(stack, "rst")
@@ -141,7 +135,7 @@ def test_a_command_longer_than_the_idle_period_is_not_followed_by_a_suspension(s
     stack = stack_factory(f"{SCRIPTS}:long_then_short", env={"SANDBOX_IDLE_S": "1"})
     send_message(stack, "busy", "long then short")
     wait_idle(stack, "busy")
-    sandbox = info(stack, "busy")
+    sandbox = sandbox_info(stack, "busy")
     # The idle period starts when a command ends, so the short command found the sandbox
     # running: nothing was snapshotted and restored in between.
     assert sandbox["restores"] == 0 and sandbox["creates"] == 1, sandbox
