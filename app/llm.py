@@ -49,6 +49,9 @@ class ModelClient:
         # Where live text goes (the web UI), or "" for nowhere; see LiveText.
         self.delta_url = config.delta_url or ""
         self._deltas = httpx.AsyncClient(timeout=DELTA_TIMEOUT_S, trust_env=False)
+        # The server's tokenizer (see count_tokens): its root URL, or None when there is none.
+        self._tokenizer_root = base_url.rstrip("/").removesuffix("/v1") if base_url else None
+        self._tokenizer = httpx.AsyncClient(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        call_id_prefix: str, *, session_id: str | None = None,
@@ -121,8 +124,32 @@ class ModelClient:
             ]
         return ModelTurn(message=message, usage=usage)
 
+    async def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int | None:
+        """How many tokens the server's own tokenizer makes of this request's prompt, or None
+        when the server has none (OpenAI, most proxies). llama.cpp's server renders the request
+        with the model's chat template (`/apply-template`, the same parsing as a completion) and
+        tokenizes it (`/tokenize`); both answer at once, even while a completion runs.
+        Transport errors and 5xx raise, so the caller's step retries rather than guesses."""
+        if self._tokenizer_root is None:
+            return None
+        body: dict[str, Any] = {"messages": messages}
+        if self.tool_mode == "structured":
+            body["messages"] = _structured_messages(messages, tools)
+        else:
+            body["tools"] = tools
+        template = await self._tokenizer.post(f"{self._tokenizer_root}/apply-template", json=body)
+        if 400 <= template.status_code < 500 or template.status_code == 501:
+            self._tokenizer_root = None  # not llama.cpp (or it cannot render this): estimate from now on
+            return None
+        template.raise_for_status()
+        tokens = await self._tokenizer.post(f"{self._tokenizer_root}/tokenize",
+                                            json={"content": template.json()["prompt"]})
+        tokens.raise_for_status()
+        return len(tokens.json()["tokens"])
+
 
 DELTA_INTERVAL_S = 0.1  # how often live text is posted while a round streams
+TOKENIZE_TIMEOUT_S = 10.0  # llama.cpp tokenizes 30 kB in about 30 ms
 DELTA_TIMEOUT_S = 1.0  # a UI that is slow to answer loses live text, never the model call
 _senders: set[asyncio.Task[None]] = set()  # posting tasks, kept referenced until they finish
 

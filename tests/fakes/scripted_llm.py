@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import time
 import traceback
 from collections import Counter
@@ -68,11 +69,15 @@ def load_script(spec: str) -> Script:
     return getattr(importlib.import_module(module_name or DEFAULT_SCRIPTS), name)
 
 
-def build_app(script: Script, log_path: Path, max_prompt_chars: int | None = None) -> Starlette:
+def build_app(script: Script, log_path: Path, max_prompt_chars: int | None = None,
+              context_tokens: int | None = None) -> Starlette:
     """The ASGI app: POST /v1/chat/completions answers from `script`; GET /health says ok.
 
     With `max_prompt_chars`, a request whose messages and tools are longer than that is refused
-    with 400, as a model server refuses a prompt over its context window."""
+    with 400, as a model server refuses a prompt over its context window. With `context_tokens`,
+    the server also has a tokenizer like llama.cpp's (`/apply-template`, `/tokenize`; see
+    `tokenize`), and refuses a prompt of more tokens than that; the log records each request's
+    `prompt_tokens`."""
     attempts: Counter[str] = Counter()
 
     async def chat_completions(request: Request) -> Response:
@@ -81,17 +86,21 @@ def build_app(script: Script, log_path: Path, max_prompt_chars: int | None = Non
         attempt = attempts[digest]
         attempts[digest] += 1
         prompt_chars = len(json.dumps(body.get("messages", []))) + len(json.dumps(body.get("tools") or []))
+        prompt_tokens = len(tokenize(apply_template(body)))
         try:
             if max_prompt_chars is not None and prompt_chars > max_prompt_chars:
                 reply = Reply(status=400, error_message=f"the request has {prompt_chars} characters, more than "
                                                         f"this server's context ({max_prompt_chars})")
+            elif context_tokens is not None and prompt_tokens > context_tokens:
+                reply = Reply(status=400, error_message=f"the request ({prompt_tokens} tokens) exceeds the "
+                                                        f"available context size ({context_tokens} tokens)")
             else:
                 reply = _pick(script(body), attempt)
         except Exception as exc:  # a broken script is a test bug: make it loud, not retried
             traceback.print_exc()
             reply = Reply(status=400, error_message=f"scripted_llm: the script raised {exc!r}")
         _append_log(log_path, {"time": time.time(), "attempt": attempt, "request": body,
-                               "reply": reply.summary()})
+                               "prompt_tokens": prompt_tokens, "reply": reply.summary()})
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.status != 200:
@@ -106,10 +115,42 @@ def build_app(script: Script, log_path: Path, max_prompt_chars: int | None = Non
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/health", health),
-    ])
+    async def template(request: Request) -> Response:
+        return JSONResponse({"prompt": apply_template(await request.json())})
+
+    async def tokens(request: Request) -> Response:
+        return JSONResponse({"tokens": [len(t) for t in tokenize((await request.json())["content"])]})
+
+    routes = [Route("/v1/chat/completions", chat_completions, methods=["POST"]), Route("/health", health)]
+    if context_tokens is not None:
+        routes += [Route("/apply-template", template, methods=["POST"]), Route("/tokenize", tokens, methods=["POST"])]
+    return Starlette(routes=routes)
+
+
+# --- a tokenizer, for a context window in tokens -------------------------------------------------
+
+# Like a real BPE vocabulary, prose packs several characters into a token and digits and
+# symbols take one each (Qwen's tokenizer splits numbers into digits), so a counter that
+# assumes 3 characters a token is wrong for numeric output, as it is with the real model.
+_TOKEN = re.compile(r"[A-Za-z]{1,4}|\s+|.", re.DOTALL)
+
+
+def tokenize(prompt: str) -> list[str]:
+    return _TOKEN.findall(prompt)
+
+
+def apply_template(body: dict[str, Any]) -> str:
+    """The prompt a chat request becomes, in ChatML as Qwen's template writes it."""
+    parts = []
+    if body.get("tools"):
+        parts.append(f"<|im_start|>tools\n{json.dumps(body['tools'])}<|im_end|>\n")
+    for message in body.get("messages", []):
+        content = message.get("content") or ""
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        calls = json.dumps(message["tool_calls"]) if message.get("tool_calls") else ""
+        parts.append(f"<|im_start|>{message.get('role')}\n{content}{calls}<|im_end|>\n")
+    return "".join(parts) + "<|im_start|>assistant\n"
 
 
 # --- OpenAI response shapes ----------------------------------------------------------------------
@@ -231,11 +272,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, required=True, help="JSONL file, one line per request")
     parser.add_argument("--max-prompt-chars", type=int, default=None,
                         help="refuse (400) a prompt longer than this, as a server refuses one over its context")
+    parser.add_argument("--context-tokens", type=int, default=None,
+                        help="serve a tokenizer, and refuse (400) a prompt of more tokens than this")
     args = parser.parse_args(argv)
 
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
-    app = build_app(load_script(args.script), args.log, args.max_prompt_chars)
+    app = build_app(load_script(args.script), args.log, args.max_prompt_chars, args.context_tokens)
     asyncio.run(serve(app, config))  # type: ignore[arg-type]
 
 
