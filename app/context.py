@@ -1,93 +1,65 @@
-"""Keep a step's prompt within the model's context window.
+"""What fits in the model's context window: pure functions over message lists.
 
-A step's message list grows with every round, and the offline model has 8,192 tokens: past
-that the server refuses the request (a 400), which would fail the whole task. So before each
-round the loop sends a fitted copy of the list: while it is over budget, the oldest tool
-outputs become short pointers (the first line, the size, and where the full output can be
-found again) and the long arguments of the oldest tool calls (a file the model wrote) become a
-note of their size, never those of the latest round. This is a pure function of the journaled
-messages, so a replay sends exactly the same prompt.
+`app/window.py` decides, round by round, how a step's prompt (and the planner's view of the
+conversation) is kept within the window; this module holds the arithmetic and the text it
+uses, with no I/O, so the same journaled inputs always give the same prompt.
+
+Two measures of size, both in tokens:
+- `upper_bound`: the request's JSON length. Byte-level BPE tokenizers (Qwen's, GPT's) make
+  at most one token of each byte, and JSON escaping only adds bytes, so a request whose bound
+  is within the budget fits for certain, with no tokenizer asked.
+- `estimate`: the bound at 3 characters a token, for a model whose server has no tokenizer.
+  Code and prose run at 3-4 characters a token; digits, hex and non-Latin text run at one, so
+  when a tokenizer exists (llama.cpp) the window asks it instead.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-# Tokens are estimated from characters. Code and logs run at roughly 3-4 characters per
-# token; 3 errs on the side of sending less.
 CHARS_PER_TOKEN = 3
 # Room left for the answer: a quarter of the window, at least 1,024 tokens.
 MIN_ANSWER_TOKENS = 1024
-MIN_KEEP_CHARS = 2_000  # of the latest round's outputs, whatever the budget
-LONG_ARGUMENT = 200  # an earlier tool call's string argument longer than this may be removed
-_SAVED = re.compile(r"the full output is in (\S+?)\)")
+# The chat template's own text (role markers, a native tool preamble) beyond the JSON.
+TEMPLATE_SLACK = 1_000
+LONG_ARGUMENT = 200  # an older tool call's string argument longer than this is removed
+POINTER_MIN = 400  # a tool output shorter than this stays: its pointer would save little
 
 
-def budget_chars(context_tokens: int, tools: list[dict[str, Any]]) -> int:
-    """How many characters of messages fit beside the tool schemas and the answer."""
-    answer = max(MIN_ANSWER_TOKENS, context_tokens // 4)
-    return max(0, (context_tokens - answer) * CHARS_PER_TOKEN - len(json.dumps(tools)))
+def prompt_budget(context_tokens: int) -> int:
+    """Tokens a prompt (messages and tool schemas) may take, leaving room for the answer."""
+    return max(0, context_tokens - max(MIN_ANSWER_TOKENS, context_tokens // 4))
 
 
-def size(messages: list[dict[str, Any]]) -> int:
-    return sum(len(m.get("content") or "") + len(json.dumps(m.get("tool_calls") or "")) for m in messages)
+def upper_bound(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+    """At least as many as the tokens of the request, whatever the byte-level tokenizer."""
+    return len(json.dumps(messages)) + len(json.dumps(tools)) + TEMPLATE_SLACK
 
 
-def fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    """`messages`, with the oldest tool outputs shortened until the whole fits in `budget`
-    characters. Outputs after the last assistant message (the latest round's) are kept."""
-    total = size(messages)
-    if total <= budget:
-        return messages
-    fitted = list(messages)
-    last_round = max((i for i, m in enumerate(fitted) if m.get("role") == "assistant"), default=len(fitted))
-    for i, message in enumerate(fitted[:last_round]):
-        if total <= budget:
-            break
-        if message.get("role") == "assistant" and message.get("tool_calls"):
-            # What the model wrote earlier (a whole file for write_file) weighs as much as what
-            # tools answered: its long string arguments go too, and the JSON stays valid.
-            calls = [_shorter_call(call) for call in message["tool_calls"]]
-            smaller = {**message, "tool_calls": calls}
-            total -= size([message]) - size([smaller])
-            fitted[i] = smaller
-            continue
-        content = message.get("content") or ""
-        if message.get("role") != "tool":
-            continue
-        pointer = elide(content)
-        if len(pointer) < len(content):
-            fitted[i] = {**message, "content": pointer}
-            total -= len(content) - len(pointer)
-    # Still too big: the latest round's outputs keep their head and tail, like a long command's.
-    latest = [i for i in range(last_round, len(fitted)) if fitted[i].get("role") == "tool"]
-    for i in latest:
-        if total <= budget:
-            break
-        content = fitted[i].get("content") or ""
-        keep = max(MIN_KEEP_CHARS, len(content) - (total - budget))
-        if keep >= len(content):
-            continue
-        clipped = (f"{content[:keep // 2]}\n... [{len(content) - keep} characters removed to fit the model's "
-                   f"context] ...\n{content[-(keep // 2):]}")
-        fitted[i] = {**fitted[i], "content": clipped}
-        total -= len(content) - len(clipped)
-    return fitted
+def estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+    """A guess at the request's tokens, for a server without a tokenizer."""
+    return upper_bound(messages, tools) // CHARS_PER_TOKEN
 
 
-def elide(output: str) -> str:
-    """A short stand-in for a tool output that no longer fits."""
+def latest_round(messages: list[dict[str, Any]]) -> int:
+    """Index of the latest assistant message: it and what follows are the latest round."""
+    return max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=len(messages))
+
+
+def pointer(output: str, saved_in: str | None, why: str = "") -> str:
+    """The stand-in for a tool output moved out of the context: its first line, its size, and
+    the file that holds all of it (readable with read_file)."""
     first = output.splitlines()[0][:120] if output else ""
-    saved = _SAVED.search(output)
-    where = (f"the full output is in {saved.group(1)}" if saved
-             else "run the command again or read the file to see it")
+    where = (f"the whole output is in {saved_in} (read_file it to see it again)" if saved_in
+             else f"it could not be saved ({why}); run the command again to see it")
     return f"{first}\n[{len(output)} characters of this output were removed to fit the model's context; {where}]"
 
 
-def _shorter_call(call: dict[str, Any]) -> dict[str, Any]:
-    """A tool call with every string argument longer than LONG_ARGUMENT replaced by a note."""
+def shorter_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call with every string argument longer than LONG_ARGUMENT replaced by a note:
+    what the model wrote earlier (a whole file for write_file) weighs as much as what tools
+    answered, and the file itself is in the workspace. The JSON stays valid."""
     function = call.get("function") or {}
     try:
         arguments = json.loads(function.get("arguments") or "{}")
@@ -99,3 +71,25 @@ def _shorter_call(call: dict[str, Any]) -> dict[str, Any]:
                        if isinstance(value, str) and len(value) > LONG_ARGUMENT else value)
                  for key, value in arguments.items()}
     return {**call, "function": {**function, "arguments": json.dumps(shortened)}}
+
+
+def clip(text: str, keep: int, where: str = "") -> str:
+    """`text` cut to about `keep` characters: its head and tail around a marker."""
+    keep = max(0, keep)
+    if len(text) <= keep:
+        return text
+    note = f"; {where}" if where else ""
+    return (f"{text[:keep // 2]}\n... [{len(text) - keep} characters removed to fit the model's context{note}] ...\n"
+            f"{text[len(text) - keep // 2:] if keep // 2 else ''}")
+
+
+def transcript(messages: list[dict[str, Any]]) -> str:
+    """Messages as plain text, for a summariser to read."""
+    lines = []
+    for m in messages:
+        text = m.get("content") or ""
+        for call in m.get("tool_calls") or []:
+            function = call.get("function") or {}
+            text += f"\n→ {function.get('name', '?')}({function.get('arguments', '')})"
+        lines.append(f"[{m.get('role', '?')}] {text.strip()}")
+    return "\n".join(lines)

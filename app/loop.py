@@ -2,7 +2,7 @@
 
 Each model round is one journaled `ctx.run_typed` step and each tool call is a durable call,
 so the message list is rebuilt identically on replay from journaled results alone. What the
-model is sent is that list fitted to its context window (app/context.py).
+model is sent is that list fitted to its context window (app/window.py).
 The loop is bounded by `max_rounds_per_step`; a step that runs out of rounds fails, the task
 goes on.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app import context, retry, tools
+from app import retry, tools
 from app.llm import model_client
 from app.models import ModelTurn, PlanStep, StepResult, Usage
 from app.taskrun import TaskRun
+from app.window import StepWindow
 
 SYSTEM_PROMPT = (
     "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
@@ -38,7 +39,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": step_prompt(step_context, number, step)},
     ]
-    budget = context.budget_chars(task.config.context_tokens, tools.SCHEMAS)
+    window = StepWindow(task, number, tools.SCHEMAS)
     usage = Usage()
     # The previous round's calls, and whether any of them failed: repeating a call that
     # worked is a loop; repeating one that failed may be a deliberate retry.
@@ -53,10 +54,11 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         for text in await task.controls.take_steering():
             messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
         label = f"step {number}: {step.title[:60]}, round {round_no}"
+        prompt = await window.fit(messages, label)
         turn = await task.ctx.run_typed(
             label,
             model_client().complete, retry.model_step(ModelTurn),
-            context.fit(messages, budget), tools.SCHEMAS, f"{task.task_id}-s{number}-r{round_no}",
+            prompt, tools.SCHEMAS, f"{task.task_id}-s{number}-r{round_no}",
             session_id=task.session_id, task_id=task.task_id, label=label,  # addresses live text for the web UI
         )
         usage = usage.plus(turn.usage)

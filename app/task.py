@@ -25,13 +25,13 @@ from app.config import TaskSettings, settings
 from app.controls import BudgetStopped
 from app.errors import is_cancellation
 from app.models import (
-    AcquireIn, ApprovalDecision, Checkpoint, CheckpointIn, ConversationTurn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
+    AcquireIn, ApprovalDecision, Checkpoint, CheckpointIn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
     SteerMessage, StepResult, TaskInput, TaskOutcome,
 )
 from app.planner import make_plan
 from app.taskrun import TaskRun
+from app.window import conversation_view
 
-MAX_CONTEXT_CHARS = 12_000
 MAX_SUMMARY_CHARS = 1_500
 
 task_workflow = restate.Workflow(
@@ -68,7 +68,7 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         compensations.append(release_sandbox)
         await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
 
-        conversation = render_conversation(inp.conversation)
+        conversation = await conversation_view(task, inp.conversation)
         the_plan, plan_usage = await make_plan(task, conversation)
         controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
@@ -148,20 +148,6 @@ async def steer(ctx: WorkflowSharedContext, message: SteerMessage) -> None:
 async def decide(ctx: WorkflowSharedContext, decision: ApprovalDecision) -> None:
     """Deliver the user's answer to a pending approval."""
     await ctx.promise(f"approval:{decision.approval_id}", type_hint=ApprovalDecision).resolve(decision)
-
-
-def render_conversation(turns: list[ConversationTurn]) -> str:
-    """The conversation as the model sees it, newest last, trimmed from the oldest end."""
-    lines: list[str] = []
-    size = 0
-    for turn in reversed(turns):
-        line = f"{turn.role}: {turn.text}"
-        if size + len(line) > MAX_CONTEXT_CHARS and lines:
-            lines.append("(earlier conversation omitted)")
-            break
-        lines.append(line)
-        size += len(line)
-    return "\n".join(reversed(lines))
 
 
 def step_context(conversation: str, steps: list[PlanStep], results: list[StepResult]) -> str:

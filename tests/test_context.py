@@ -1,52 +1,48 @@
-"""Fitting a step's messages to the model's context (app/context.py): pure functions."""
+"""The arithmetic and text of fitting the context window (app/context.py): pure functions."""
 
 from __future__ import annotations
 
 import json
 
 from app import context
+from tests.fakes.scripted_llm import apply_template, tokenize
 
 
-def round_of(i: int, written: int, output: str) -> list[dict]:
-    call = {"id": f"c{i}", "type": "function",
-            "function": {"name": "write_file", "arguments": json.dumps({"path": f"f{i}.py", "content": "x" * written})}}
-    return [{"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": f"c{i}", "content": output}]
+def test_the_certain_bound_is_never_below_the_tokens_whatever_the_text():
+    # Digits are a token each (as with Qwen): 3 characters a token would be far too few.
+    for content in ["\n".join(str(n) for n in range(5_000)), "plain words " * 1_000, "ünïcode ✓ " * 500]:
+        messages = [{"role": "system", "content": "s"}, {"role": "user", "content": content}]
+        tokens = len(tokenize(apply_template({"messages": messages})))
+        assert context.upper_bound(messages, []) >= tokens
+    digits = [{"role": "user", "content": "1" * 9_000}]
+    assert context.estimate(digits, []) < len(tokenize(apply_template({"messages": digits})))
 
 
-START = [{"role": "system", "content": "system"}, {"role": "user", "content": "the step"}]
+def test_the_answer_keeps_a_quarter_of_the_window_and_at_least_1024_tokens():
+    assert context.prompt_budget(8192) == 6144
+    assert context.prompt_budget(2048) == 1024
+    assert context.prompt_budget(128_000) == 96_000
 
 
-def test_messages_within_the_budget_are_sent_as_they_are():
-    messages = START + round_of(1, 100, "wrote 100 bytes")
-    assert context.fit(messages, 10_000) is messages
+def test_a_pointer_names_the_file_that_holds_the_whole_output_or_says_why_not():
+    output = "exit code: 0\nstdout:\n" + "a" * 3_000
+    assert context.pointer(output, ".agent/context/t-s1-m3.txt") == (
+        "exit code: 0\n[3021 characters of this output were removed to fit the model's context; "
+        "the whole output is in .agent/context/t-s1-m3.txt (read_file it to see it again)]")
+    assert "could not be saved (workspace full)" in context.pointer(output, None, "workspace full")
 
 
-def test_old_outputs_and_old_written_files_make_room_and_the_latest_round_stays_whole():
-    messages = START + [m for i in range(6) for m in round_of(i, 6_000, f"exit code: 0\nstdout:\n{'y' * 5_000}")]
-    budget = context.budget_chars(8192, [])
-    assert context.size(messages) > budget
-
-    fitted = context.fit(messages, budget)
-
-    assert context.size(fitted) <= budget
-    assert fitted[-2:] == messages[-2:]  # the latest round, untouched
-    first_call = json.loads(fitted[2]["tool_calls"][0]["function"]["arguments"])
-    assert first_call == {"path": "f0.py", "content": "[6000 characters, removed to fit the model's context]"}
-    assert fitted[3]["content"].startswith("exit code: 0\n[") and "removed to fit" in fitted[3]["content"]
-    assert messages[3]["content"].endswith("y")  # the journaled list itself is never changed
+def test_clipping_keeps_head_and_tail_and_older_calls_lose_only_long_arguments():
+    clipped = context.clip("head " + "z" * 10_000 + " tail", 1_000, "the whole output is in x.txt")
+    assert clipped.startswith("head ") and clipped.endswith(" tail") and len(clipped) < 1_200
+    assert "the whole output is in x.txt" in clipped
+    call = {"id": "c", "type": "function",
+            "function": {"name": "write_file", "arguments": json.dumps({"path": "f.py", "content": "x" * 6_000})}}
+    assert json.loads(context.shorter_call(call)["function"]["arguments"]) == {
+        "path": "f.py", "content": "[6000 characters, removed to fit the model's context]"}
 
 
-def test_a_latest_round_too_big_on_its_own_keeps_its_head_and_tail():
-    messages = START + round_of(1, 10, "head " + "z" * 30_000 + " tail")
-    fitted = context.fit(messages, 6_000)
-    assert fitted[-1]["content"].startswith("head ") and fitted[-1]["content"].endswith(" tail")
-    assert context.size(fitted) < context.size(messages)
-
-
-def test_a_pointer_is_used_only_when_it_is_shorter_and_names_the_saved_output():
-    saved = "exit code: 0\nstdout:\n" + "a" * 3_000 + "\n(output was truncated; the full output is in .agent/outputs/x.log)"
-    assert "the full output is in .agent/outputs/x.log" in context.elide(saved)
-    messages = START + round_of(1, 10, "short result, 230 characters " + "b" * 200) + round_of(2, 10, "ok")
-    fitted = context.fit(messages, 10)  # impossible budget: shorten what can be shortened
-    assert fitted[3]["content"] == messages[3]["content"]  # a pointer would not be shorter
+def test_the_latest_round_starts_at_the_last_assistant_message():
+    messages = [{"role": "system"}, {"role": "user"}, {"role": "assistant"}, {"role": "tool"},
+                {"role": "assistant"}, {"role": "tool"}, {"role": "user"}]
+    assert context.latest_round(messages) == 4

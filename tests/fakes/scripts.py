@@ -30,6 +30,7 @@ from tests.fakes.scripted_llm import Reply, Script
 Action = Reply | Sequence[Reply]
 
 _STEP_LINE = re.compile(r"^\s*Current step (\d+):", re.MULTILINE)
+_SUMMARISED = re.compile(r"^Summary of this step's rounds 1-(\d+):")
 
 
 # --- replies -------------------------------------------------------------------------------------
@@ -136,12 +137,14 @@ def current_step(request: Mapping[str, Any]) -> int | None:
 
 
 def rounds_in_step(request: Mapping[str, Any]) -> int:
-    """How many model rounds of the current step already came back (assistant messages since)."""
+    """How many model rounds of the current step already came back: assistant messages since,
+    and the rounds a summary stands in for (app/window.py: "Summary of this step's rounds 1-K")."""
     marker = _step_marker(request)
     if marker is None:
         return 0
     later = request["messages"][marker[0] + 1:]
-    return sum(1 for m in later if m.get("role") == "assistant")
+    summarised = sum(int(n) for m in later for n in _SUMMARISED.findall(message_text(m)))
+    return summarised + sum(1 for m in later if m.get("role") == "assistant")
 
 
 def last_tool_result(request: Mapping[str, Any]) -> str | None:
