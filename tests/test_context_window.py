@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from tests.agent_helpers import read_file, send_message, status, wait_idle
+from tests.agent_helpers import read_file, send_message, wait_idle
+from tests.fakes.context_scripts import ROUNDS
 
 SCRIPTS = "tests.fakes.context_scripts"
 WINDOW = 4096
@@ -56,7 +57,7 @@ def test_a_command_output_far_larger_than_the_window_becomes_a_readable_pointer(
 
 def test_earlier_rounds_are_summarised_once_even_when_the_worker_dies_in_the_summary(stack_factory):
     stack = windowed(stack_factory, "many_rounds", AGENT_MAX_ROUNDS="20")
-    task_id = send_message(stack, "rounds", "append twelve rounds")
+    task_id = send_message(stack, "rounds", "append eight rounds")
     # The summariser answers after 3 s: kill the worker while it waits.
     stack.wait_until(lambda: any("record_summary" in str(r["request"].get("tools")) for r in stack.llm_requests()),
                      timeout=60, message="a summarisation request")
@@ -67,13 +68,14 @@ def test_earlier_rounds_are_summarised_once_even_when_the_worker_dies_in_the_sum
     assert [p["status"] for p in final["plan"]] == ["done"], final
     no_request_over_the_window(stack)
     # Nothing lost, nothing twice: every round's command ran once, in order.
-    assert read_file(stack, "rounds", "runs.txt").split() == [str(n) for n in range(12)]
+    assert read_file(stack, "rounds", "runs.txt").split() == [str(n) for n in range(ROUNDS)]
     # One journal entry per summary, however often the killed one was asked for.
     summaries = [e for e in journal(stack, task_id) if "summarise" in (e.get("name") or "")]
     names = [e["name"] for e in summaries]
-    assert names and len(names) == len(set(names)), names
+    assert len(names) >= 2 and len(names) == len(set(names)), names  # the second folds in the first
     asked = [r for r in stack.llm_requests() if "record_summary" in str(r["request"].get("tools"))]
-    assert len(asked) == len(names) + 1  # the one in flight at the kill was asked again
+    assert len([r for r in asked if r["attempt"] == 0]) == len(names)
+    assert len([r for r in asked if r["attempt"] > 0]) == 1  # the one in flight at the kill, asked again
     # Later rounds see the summary in place of the early ones.
     last = stack.llm_requests()[-1]["request"]["messages"]
     assert any("Summary of this step's rounds 1-" in (m.get("content") or "") for m in last)
