@@ -21,8 +21,9 @@ from typing import Any
 CHARS_PER_TOKEN = 3
 # Room left for the answer: a quarter of the window, at least 1,024 tokens.
 MIN_ANSWER_TOKENS = 1024
-# The chat template's own text (role markers, a native tool preamble) beyond the JSON.
-TEMPLATE_SLACK = 1_000
+# The chat template's own text beyond the JSON: a default system prompt, role markers per
+# message, and with tools a native tool-calling preamble (Qwen's is about 500 bytes).
+TEMPLATE_SLACK, MESSAGE_SLACK, TOOLS_SLACK = 128, 16, 1_000
 LONG_ARGUMENT = 200  # an older tool call's string argument longer than this is removed
 POINTER_MIN = 400  # a tool output shorter than this stays: its pointer would save little
 
@@ -34,7 +35,8 @@ def prompt_budget(context_tokens: int) -> int:
 
 def upper_bound(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
     """At least as many as the tokens of the request, whatever the byte-level tokenizer."""
-    return len(json.dumps(messages)) + len(json.dumps(tools)) + TEMPLATE_SLACK
+    slack = TEMPLATE_SLACK + MESSAGE_SLACK * len(messages) + (TOOLS_SLACK if tools else 0)
+    return len(json.dumps(messages)) + len(json.dumps(tools)) + slack
 
 
 def estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
