@@ -27,6 +27,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESTATE_CONFIG = REPO_ROOT / "restate.toml"
+WORKER_CONFIG = REPO_ROOT / "hypercorn.toml"
 HOST = "127.0.0.1"
 WORKER_APP = "app.main:app"
 
@@ -194,9 +195,10 @@ def start_worker(
 
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
-    what Restate uses for its bidirectional stream to the handlers.
+    what Restate uses for its bidirectional stream to the handlers; hypercorn.toml holds the
+    settings that keep those streams alive under load.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
+    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}", "--config", str(WORKER_CONFIG)]
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
 
 
