@@ -1,4 +1,5 @@
-"""Many requests over the worker's connections cut no invocation off.
+"""Many sessions at once: many requests over the worker's connections cut no invocation off,
+and commands beyond the host's cap wait for a slot, visibly.
 
 Restate multiplexes every invocation over a few long-lived HTTP/2 connections to the worker.
 hypercorn's default closed such a connection after 1,000 requests and dropped every stream
@@ -13,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.agent_helpers import events, read_file, send_message, status, wait_idle
+from tests.agent_helpers import events, read_file, sandbox_info, send_message, status, wait_idle
 from tests.fakes.load_scripts import expected_runs
 
 SCRIPT = "tests.fakes.load_scripts:load"
@@ -47,3 +48,23 @@ def test_a_thousand_requests_cut_no_command_off(stack_factory):
     assert not [r for r in results if "outcome unknown" in r], results
     assert read_file(stack, SESSION, "runs.txt") == expected_runs(1)  # it ran, once
     assert states.count("running") == REQUESTS  # and it was in flight through every request
+
+
+def test_a_command_beyond_the_cap_waits_for_a_slot_and_says_so(stack_factory):
+    stack = stack_factory(SCRIPT, env={"SANDBOX_MAX_RUNNING_COMMANDS": "1"})
+    send_message(stack, "first", f"rounds=1 gate={GATE}")
+    stack.wait_until(lambda: running_commands(stack, "first"), timeout=60, message="the first command to run")
+    send_message(stack, "second", "rounds=1")  # its command needs the slot the first one holds
+
+    waiting = stack.wait_until(lambda: (i := sandbox_info(stack, "second"))["command"] and i, timeout=60,
+                               message="the second command to wait")
+    assert waiting["command"] == "waiting for a sandbox slot"
+    assert waiting["slots"] == {"total": 1, "in_use": 1, "waiting": 1}
+    assert sandbox_info(stack, "first")["command"] is None  # it runs: it is not waiting
+    assert not running_commands(stack, "second")  # not started
+
+    open_gate(stack, "first")
+    for session in ("first", "second"):
+        wait_idle(stack, session, timeout=60)
+        assert read_file(stack, session, "runs.txt") == expected_runs(1)
+    assert sandbox_info(stack, "second")["slots"] == {"total": 1, "in_use": 0, "waiting": 0}
