@@ -60,7 +60,8 @@ class CommandSlots:
     async def slot(self, key: str) -> AsyncIterator[int]:
         """Hold a slot for the body of the `async with`; wait for one first if all are taken.
         `key` names the waiter (a sandbox id) for `waiting_for`."""
-        fd, index = self._try_take()
+        # Straight to a free slot only when nobody here waits already: the line is first come, first served.
+        fd, index = (None, -1) if self._queue().lock.locked() else self._try_take()
         if fd is None:
             fd, index = await self._wait(key)
         try:
