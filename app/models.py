@@ -205,6 +205,14 @@ class TimerIn(BaseModel):
     activity: int = 0
 
 
+class CommandSlotsOut(BaseModel):
+    """The host-wide cap on commands running at once (local backend, SANDBOX_MAX_RUNNING_COMMANDS)."""
+
+    total: int
+    in_use: int
+    waiting: int  # commands in line for a slot, in every session on this host
+
+
 class SandboxInfoOut(BaseModel):
     state: str
     sandbox_id: str | None
@@ -217,6 +225,9 @@ class SandboxInfoOut(BaseModel):
     restarts: int
     snapshots_lost: int
     rollbacks: int
+    # "waiting for a sandbox slot": this session's command is in line behind the cap.
+    command: Literal["waiting for a sandbox slot"] | None = None
+    slots: CommandSlotsOut | None = None
 
 
 

@@ -11,6 +11,9 @@ returns that result and does nothing else.
 - A command writes an intent before it starts and its result after. An intent without a
   result means the command may have partly run: the original is stopped first if it still
   runs (`stop_op`), then the retry reports outcome-unknown instead of running it a second time.
+  The intent names the worker process that started the command, so the report can say what
+  happened: that worker still running means its attempt lost its connection to Restate (the
+  handler was cut off, nothing crashed); that worker gone means it crashed or was killed.
 - An edit reads the file, and records the file's hash before and after the change as its
   intent. A retry that finds the "after" hash knows the edit landed; one that finds the
   "before" hash knows it did not, and applies it. Either way the edit happens once.
@@ -24,22 +27,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from app.models import EditFileIn, ExecOut, FileOpOut, WriteFileIn
 from sandbox import SandboxBackend
+from sandbox.ops import Proc
 from sandbox.protocol import SandboxError
 
 logger = logging.getLogger(__name__)
 
 MAX_EDIT_BYTES = 1_000_000
 OUTCOME_UNKNOWN = (
-    "outcome unknown: this command was started, but the attempt running it ended (the worker "
-    "stopped or lost its connection to Restate) before its result was recorded. The command was "
-    "stopped if it was still running. It may have run partly or completely: inspect the workspace "
-    "before running it again."
+    "outcome unknown: this command was started, but {what} before its result was recorded. The "
+    "command was stopped if it was still running. It may have run partly or completely: inspect "
+    "the workspace before running it again."
 )
+CONNECTION_LOST = ("the attempt running it lost its connection to Restate (its worker kept running: "
+                   "nothing crashed)")
+WORKER_STOPPED = "the worker running it stopped (it crashed or was killed)"
+ATTEMPT_ENDED = "the attempt running it ended (its worker stopped or lost its connection to Restate)"
 
 
 def marker_name(op_id: str) -> str:
@@ -50,6 +59,35 @@ def marker_name(op_id: str) -> str:
 def task_markers(task_id: str) -> str:
     """The prefix shared by every marker of one task's operations."""
     return marker_name(f"{task_id}/")
+
+
+class _Worker(BaseModel):
+    """The worker process that started a command: a pid is only meaningful on its own host."""
+
+    host: str
+    process: Proc
+
+
+class _ExecIntent(BaseModel):
+    command: str
+    worker: _Worker
+
+
+def _this_worker() -> _Worker:
+    process = Proc.of(os.getpid())
+    assert process is not None  # this very process
+    return _Worker(host=socket.gethostname(), process=process)
+
+
+def _what_happened(intent: str) -> str:
+    """Why a command's attempt ended without its result, from the worker its intent names."""
+    try:
+        worker = _ExecIntent.model_validate_json(intent).worker
+    except ValidationError:
+        return ATTEMPT_ENDED  # an intent written before intents named their worker
+    if worker.host != socket.gethostname():
+        return ATTEMPT_ENDED  # another machine's worker: we cannot look at it from here
+    return CONNECTION_LOST if worker.process.running() else WORKER_STOPPED
 
 
 class _EditIntent(BaseModel):
@@ -82,14 +120,16 @@ async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, comman
     name = marker_name(op_id)
     if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
         return ExecOut.model_validate_json(recorded)
-    if await backend.read_marker(sandbox_id, f"{name}.intent") is not None:
+    if (intent := await backend.read_marker(sandbox_id, f"{name}.intent")) is not None:
+        what = _what_happened(intent)
         # The original attempt may still be running it (a dropped connection leaves its
         # process alive): stop it before anyone is told to try again.
         await backend.stop_op(sandbox_id, name)
         if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
             return ExecOut.model_validate_json(recorded)  # it finished while we looked
-        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True)
-    await backend.write_marker(sandbox_id, f"{name}.intent", command)
+        return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN.format(what=what), outcome_unknown=True)
+    intent = _ExecIntent(command=command, worker=_this_worker())
+    await backend.write_marker(sandbox_id, f"{name}.intent", intent.model_dump_json())
     result = await backend.exec(sandbox_id, command, timeout_s, op_id=name)
     out = ExecOut.model_validate(result.model_dump())
     await _record(backend, sandbox_id, name, out)

@@ -31,16 +31,17 @@ from datetime import timedelta
 from typing import Awaitable, Callable, Generic, TypeVar
 
 import restate
+from pydantic import BaseModel
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
 from app import retry, snapshots
-from app.backend import backend
+from app.backend import backend, command_slots
 from app.config import settings
 from app.errors import is_gone, not_found, sandbox_failure
 from app.events import emit
 from app.models import (
-    AcquireIn, CheckpointIn, CheckpointOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
+    AcquireIn, CheckpointIn, CheckpointOut, CommandSlotsOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
     ListFilesOut, NoSandbox, PathIn, ReadFileOut, Released, ReleaseIn, RestoreIn, RestoreOut, Running, SandboxInfoOut,
     SandboxState, Suspended, TimerIn, WriteFileIn,
 )
@@ -489,15 +490,34 @@ async def list_files(ctx: ObjectSharedContext, raw: bytes) -> ListFilesOut:
     return await _step(ctx, f"list {req.path}", ListFilesOut, lambda: _listing(sid, req.path))
 
 
+class _SlotState(BaseModel):
+    waiting: bool = False
+    use: CommandSlotsOut | None = None  # None: the backend has no command slots (Modal)
+
+
+async def _slot_state(sandbox_id: str | None) -> _SlotState:
+    slots = command_slots()
+    if slots is None:
+        return _SlotState()
+    use = slots.use()
+    return _SlotState(waiting=sandbox_id is not None and slots.waiting_for(sandbox_id),
+                      use=CommandSlotsOut(total=use.total, in_use=use.in_use, waiting=use.waiting))
+
+
 @sandbox_object.handler(kind="shared", input_serde=BytesSerde())
 async def info(ctx: ObjectSharedContext, raw: bytes) -> SandboxInfoOut:
-    """The lifecycle state and its counters (creates, restores, restarts, rollbacks)."""
+    """The lifecycle state and its counters (creates, restores, restarts, rollbacks), and
+    whether a command waits for one of the host's command slots."""
     no_input(raw)
     state = await _load(ctx)
     cur = state.current
+    running_id = cur.sandbox_id if isinstance(cur, Running) else None
+    # A step: it reads this host's slot files, which a replay must not read again.
+    slots = await ctx.run_typed("command slots", _slot_state, retry.local_step(_SlotState), running_id)
     return SandboxInfoOut(
         state=cur.kind, sandbox_id=cur.sandbox_id if isinstance(cur, Running) else None,
         generation=cur.generation, expires_at=cur.expires_at if isinstance(cur, Running) else None,
         snapshot_id=cur.snapshot_id, lease=state.lease, creates=state.creates,
         restores=state.restores, restarts=state.restarts, snapshots_lost=state.snapshots_lost,
-        rollbacks=state.rollbacks)
+        rollbacks=state.rollbacks, command="waiting for a sandbox slot" if slots.waiting else None,
+        slots=slots.use)

@@ -44,6 +44,31 @@ async def _nothing(i: int) -> int:
     return i
 
 
+class JournalWorkIn(BaseModel):
+    steps: int  # trivial journaled steps
+    calls: int  # request-response calls to a trivial handler (each one more invocation)
+    sends: int  # one-way sends to it
+
+
+@bench.handler()
+async def noop(ctx: Context, i: int) -> int:
+    """The target of `journal_work`'s calls and sends: an invocation that does nothing."""
+    return i
+
+
+@bench.handler()
+async def journal_work(ctx: Context, req: JournalWorkIn) -> int:
+    """Raw Restate doing a task's journal work (bench/load.py counts it from a real task): its
+    steps, its calls and its one-way sends, with no model, no sandbox and no state."""
+    for i in range(req.steps):
+        await ctx.run_typed(f"step {i}", _nothing, RunOptions(type_hint=int), i)
+    for i in range(req.calls):
+        await ctx.service_call(noop, arg=i)
+    for i in range(req.sends):
+        ctx.service_send(noop, arg=i)
+    return req.steps + req.calls + req.sends
+
+
 @bench.handler()
 async def steps(ctx: Context, req: StepsIn) -> int:
     """`n` trivial journaled steps in a row: the cost of one `ctx.run_typed`."""

@@ -6,6 +6,8 @@ Every field can be set from the environment as `SANDBOX_<FIELD>` (for example
 
 from __future__ import annotations
 
+import os
+
 from pydantic import AliasGenerator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +44,10 @@ class LocalLimits(BaseSettings):
     open_files: int = Field(default=1024, ge=64, description="Open file descriptors per process (RLIMIT_NOFILE).")
     workspace_mb: int = Field(default=1024, ge=1, description="Size cap of /project, the persistent workspace.")
     tmp_mb: int = Field(default=256, ge=1, description="Size of the per-command tmpfs at /tmp.")
+    max_running_commands: int = Field(
+        default_factory=lambda: max(8, 4 * (os.cpu_count() or 1)), ge=1,
+        description="Commands running at once on this host, across every worker process that shares "
+        "the data dir; more wait in line for a slot (sandbox/slots.py). Default: 4 per CPU, at least 8.")
     output_head_bytes: int = Field(default=8192, ge=0, description="Bytes kept from the start of each stream.")
     output_tail_bytes: int = Field(default=8192, ge=0, description="Bytes kept from the end of each stream.")
     max_output_mb: int = Field(

@@ -69,6 +69,7 @@ from sandbox.protocol import (
     WorkspaceFull,
 )
 from sandbox.quota import WorkspaceQuota
+from sandbox.slots import CommandSlots
 from sandbox.spawn import prepare_child
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ class LocalBackend:
         self._worker = ops.Proc.of(os.getpid())  # how op records name this process
         assert self._worker is not None
         self._quota = WorkspaceQuota(limits.workspace_mb * MB)
+        self.slots = CommandSlots(self.root / ".slots", limits.max_running_commands)
         self._runs: dict[str, set[_Run]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         if self._cgroups:
@@ -368,6 +370,10 @@ class LocalBackend:
     # ----- commands --------------------------------------------------------------------
 
     async def exec(self, sandbox_id: str, command: str, timeout_s: float, op_id: str | None = None) -> ExecResult:
+        async with self.slots.slot(sandbox_id):  # the host-wide cap on commands running at once
+            return await self._exec(sandbox_id, command, timeout_s, op_id)
+
+    async def _exec(self, sandbox_id: str, command: str, timeout_s: float, op_id: str | None) -> ExecResult:
         if op_id is not None:
             markers.check_name(op_id)
         meta = await self._live(sandbox_id)

@@ -27,6 +27,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESTATE_CONFIG = REPO_ROOT / "restate.toml"
+WORKER_CONFIG = REPO_ROOT / "hypercorn.toml"
 HOST = "127.0.0.1"
 WORKER_APP = "app.main:app"
 
@@ -188,15 +189,19 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
 
 
 def start_worker(
-    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
+    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT,
+    workers: int = 1,
 ) -> Process:
-    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`.
+    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`, in `workers`
+    processes that share the port (hypercorn's own `--workers`).
 
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
-    what Restate uses for its bidirectional stream to the handlers.
+    what Restate uses for its bidirectional stream to the handlers; hypercorn.toml holds the
+    settings that keep those streams alive under load.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
+    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}", "--config", str(WORKER_CONFIG),
+            "--workers", str(workers)]
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
 
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +14,9 @@ from typing import Any
 import pytest
 
 from app.models import EditFileIn, WriteFileIn
-from app.once import edit_once, exec_once, write_once
+from app.once import CONNECTION_LOST, WORKER_STOPPED, edit_once, exec_once, marker_name, write_once
 from sandbox import FileMissing, LocalLimits, SandboxBackend, WorkspaceFull, create_backend
+from sandbox.ops import Proc
 
 
 class Crash(BaseException):
@@ -141,3 +145,23 @@ def test_an_edit_retried_after_the_file_changed_under_it_says_so_and_changes_not
 
     assert not retried.ok and "changed while this edit was being retried" in retried.detail
     assert run(backend.read_file(sid, "greet.txt", 100)) == "hello from someone else\n"
+
+
+def test_outcome_unknown_tells_a_lost_connection_from_a_stopped_worker(box):
+    backend, sid = box
+    # The attempt ended while its worker (this process) lives on: its connection was lost.
+    with pytest.raises(Crash):
+        run(exec_once(CrashingBackend(backend, "exec"), sid, "t/s1/r5/c0", APPEND, 30))
+    lost = run(exec_once(backend, sid, "t/s1/r5/c0", APPEND, 30))
+    assert lost.outcome_unknown and CONNECTION_LOST in lost.stderr
+
+    # The intent names a worker process that is gone: it crashed or was killed.
+    worker = subprocess.Popen(["sleep", "60"])
+    gone = Proc.of(worker.pid)
+    worker.kill()
+    worker.wait()
+    intent = {"command": APPEND, "worker": {"host": socket.gethostname(), "process": gone.model_dump()}}
+    run(backend.write_marker(sid, f"{marker_name('t/s1/r6/c0')}.intent", json.dumps(intent)))
+    stopped = run(exec_once(backend, sid, "t/s1/r6/c0", APPEND, 30))
+    assert stopped.outcome_unknown and WORKER_STOPPED in stopped.stderr
+    assert runs(backend, sid) == 1  # the first attempt ran it; neither retry ran anything

@@ -102,6 +102,7 @@ def test_an_idle_sandbox_is_suspended_and_restored_by_the_next_command(stack_fac
     wait_idle(stack, "idle")
     stack.wait_until(lambda: sandbox_info(stack, "idle")["state"] == "suspended", timeout=20, message="suspension")
     assert live_sandboxes(stack, "idle") == []  # a suspended sandbox costs no compute
+    assert not list((stack.data_dir / "sandboxes").glob("idle-g*/project"))  # nor disk: its snapshot holds it
 
     send_message(stack, "idle", "now read it back")
     wait_idle(stack, "idle")

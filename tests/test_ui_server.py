@@ -162,6 +162,8 @@ def test_answers_from_restate_pass_through_and_the_workspace_downloads(stack_fac
     assert client.get("/api/sessions/w/file", params={"path": "../etc/passwd"}).status_code == 400
     listing = {e["path"] for e in client.get("/api/sessions/w/files", params={"path": "."}).json()["entries"]}
     assert {"src/hello.py", "blob.bin", "big.txt"} <= listing
+    sandbox = client.get("/api/sessions/w/sandbox").json()
+    assert sandbox["command"] is None and sandbox["slots"]["in_use"] == 0
     assert client.post("/api/sessions/w/approvals/nope", json={"decision": "approve"}).status_code == 409
     points = client.get("/api/sessions/w/checkpoints").json()["checkpoints"]
     assert [p["step"] for p in points] == [1]

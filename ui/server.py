@@ -18,6 +18,7 @@ Routes (every `{s}` is a session id):
     POST /api/sessions/{s}/approvals/{id}   {"decision", "reason"} -> Agent.resolve_approval
     GET  /api/sessions/{s}/files?path=      -> Sandbox.list_files
     GET  /api/sessions/{s}/file?path=       -> Sandbox.read_file
+    GET  /api/sessions/{s}/sandbox          -> Sandbox.info (e.g. "waiting for a sandbox slot")
     GET  /api/sessions/{s}/download         the workspace as a .zip (ui/workspace.py)
     GET  /api/sessions/{s}/events           SSE: Last-Event-ID or ?after=, then live (ui/feed.py)
     POST /internal/deltas                   live model text from the worker (loopback only)
@@ -131,6 +132,9 @@ def build_app(config: UiConfig) -> Starlette:
             return passthrough(await ingress.call("Sandbox", request.path_params["session"], handler, {"path": path}))
         return endpoint
 
+    async def sandbox_info(request: Request) -> Response:
+        return passthrough(await ingress.call("Sandbox", request.path_params["session"], "info"))
+
     async def download(request: Request) -> Response:
         session = request.path_params["session"]
         data, error = await workspace_zip(ingress, session)
@@ -191,6 +195,7 @@ def build_app(config: UiConfig) -> Starlette:
         Route(f"{s}/approvals/{{approval_id:path}}", resolve, methods=["POST"]),
         Route(f"{s}/files", sandbox_call("list_files")),
         Route(f"{s}/file", sandbox_call("read_file")),
+        Route(f"{s}/sandbox", sandbox_info),
         Route(f"{s}/download", download),
         Route(f"{s}/events", events),
         Route("/internal/deltas", deltas, methods=["POST"]),

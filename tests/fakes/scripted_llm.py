@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
 
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
+    # A load test opens hundreds of connections at once; hypercorn's default queue (100) would
+    # overflow and reset some of them, which the worker then sees as model errors.
+    config.backlog = 1024
     app = build_app(load_script(args.script), args.log, args.max_prompt_chars, args.context_tokens)
     asyncio.run(serve(app, config))  # type: ignore[arg-type]
 

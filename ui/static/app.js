@@ -30,6 +30,7 @@ function freshView(session) {
     plannedTasks: new Set(), // tasks whose plan has arrived (their "plan" live text is over)
     finishedTasks: new Set(),
     timers: {},
+    slotTimer: null,         // polls Sandbox/info while a command is in flight
     asked: {},               // kind of refresh -> the number of the newest one asked
   };
 }
@@ -113,6 +114,7 @@ function openSession(session) {
   if (!session) return;
   if (view && view.source) view.source.close();
   Object.values((view && view.timers) || {}).forEach(clearTimeout);
+  if (view) clearInterval(view.slotTimer);
   view = freshView(session);
   remember(session);
   renderSessions();
@@ -122,6 +124,7 @@ function openSession(session) {
   $("plan").replaceChildren(el("li", { class: "empty" }, "No plan yet."));
   $("files").replaceChildren(el("li", { class: "empty" }, "–"));
   $("file-box").hidden = true;
+  $("slot").hidden = true;
   $("approvals-panel").hidden = true;
   $("live-panel").hidden = true;
   $("event-count").textContent = "";
@@ -187,6 +190,8 @@ function onEvent(message) {
     later("status", refreshStatus);
   }
   if (["tool_result", "step_finished", ...FINISHING, ...moved].includes(event.kind)) later("files", refreshFiles, 400);
+  if (event.kind === "tool_call" && event.text.startsWith("run_command")) watchSlot(true);
+  if (["tool_result", ...FINISHING, ...moved].includes(event.kind)) watchSlot(false);
   // A step's checkpoint is recorded just after its step_finished: the next step's start or
   // the task's end is when it is surely there.
   if (["step_started", "step_finished", ...FINISHING, ...moved].includes(event.kind)) {
@@ -293,6 +298,27 @@ async function refreshStatus() {
     $("state").className = "badge";
     $("interrupt").disabled = true;
   }
+}
+
+// While a command is in flight, ask the Sandbox whether it waits in line for one of the host's
+// command slots (SANDBOX_MAX_RUNNING_COMMANDS), and say so.
+function watchSlot(on) {
+  clearInterval(view.slotTimer);
+  view.slotTimer = on ? setInterval(refreshSlot, 1000) : null;
+  if (on) refreshSlot(); else $("slot").hidden = true;
+}
+
+async function refreshSlot() {
+  const current = view;
+  try {
+    const info = await api("/sandbox");
+    if (current !== view || !view.slotTimer) return;
+    const badge = $("slot");
+    badge.hidden = !info.command;
+    if (info.command && info.slots) {
+      badge.textContent = `${info.command} (${info.slots.in_use}/${info.slots.total} in use, ${info.slots.waiting} waiting)`;
+    } else if (info.command) badge.textContent = info.command;
+  } catch (_) { /* a passing hiccup: the next tick asks again */ }
 }
 
 // --- checkpoints: rewind and fork -----------------------------------------------------------
