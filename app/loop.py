@@ -49,8 +49,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     max_rounds = task.config.max_rounds_per_step
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
-        await task.controls.check_budget()
-        for text in await task.controls.take_steering():
+        for text in await task.controls.at_model_boundary():
             messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
         label = f"step {number}: {step.title[:60]}, round {round_no}"
         turn = await task.ctx.run_typed(
