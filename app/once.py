@@ -17,6 +17,11 @@ returns that result and does nothing else.
 - A write is the same content to the same path, so repeating it is harmless: it only records
   its result so that the retry reports what the first attempt did.
 
+Intents are written durably (fsync) before the effect; results are not: a worker that dies
+leaves the page cache behind, so a retry after a SIGKILL still finds its result, and a result
+lost with the host only turns a reported outcome into "outcome unknown" (an unreadable result
+counts as none). A command's first attempt reads one marker (its intent), not two.
+
 docs/architecture.md has the sequence diagram.
 """
 
@@ -25,13 +30,16 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from pydantic import BaseModel
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from app.models import EditFileIn, ExecOut, FileOpOut, WriteFileIn
 from sandbox import SandboxBackend
 from sandbox.protocol import SandboxError
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 MAX_EDIT_BYTES = 1_000_000
 OUTCOME_UNKNOWN = (
@@ -62,8 +70,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def _recorded(backend: SandboxBackend, sandbox_id: str, name: str) -> str | None:
-    return await backend.read_marker(sandbox_id, f"{name}.result")
+async def _recorded(backend: SandboxBackend, sandbox_id: str, name: str, model: type[M]) -> M | None:
+    raw = await backend.read_marker(sandbox_id, f"{name}.result")
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:  # cut short by a host crash (results are not fsynced): unknown
+        logger.warning("the recorded result of %s is unreadable; treating it as missing", name)
+        return None
 
 
 async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: BaseModel) -> None:
@@ -71,7 +86,7 @@ async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: B
     record it must not lose it, so the failure is logged and the result returned anyway (a
     crash right now would make a retry reconcile, which is still correct)."""
     try:
-        await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json())
+        await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json(), durable=False)
     except (SandboxError, OSError, ValueError) as error:  # ValueError: a result over the marker size
         logger.warning("could not record the result of %s: %s", name, error)
 
@@ -80,14 +95,15 @@ async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, comman
                     timeout_s: float) -> ExecOut:
     """Run `command` at most once per `op_id`; see the module docstring."""
     name = marker_name(op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return ExecOut.model_validate_json(recorded)
+    # A result is only ever written after its intent, so no intent means a first attempt.
     if await backend.read_marker(sandbox_id, f"{name}.intent") is not None:
+        if (recorded := await _recorded(backend, sandbox_id, name, ExecOut)) is not None:
+            return recorded
         # The original attempt may still be running it (a dropped connection leaves its
         # process alive): stop it before anyone is told to try again.
         await backend.stop_op(sandbox_id, name)
-        if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-            return ExecOut.model_validate_json(recorded)  # it finished while we looked
+        if (recorded := await _recorded(backend, sandbox_id, name, ExecOut)) is not None:
+            return recorded  # it finished while we looked
         return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN, outcome_unknown=True)
     await backend.write_marker(sandbox_id, f"{name}.intent", command)
     result = await backend.exec(sandbox_id, command, timeout_s, op_id=name)
@@ -99,8 +115,8 @@ async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, comman
 async def write_once(backend: SandboxBackend, sandbox_id: str, req: WriteFileIn) -> FileOpOut:
     """Write a file once per `op_id`; see the module docstring."""
     name = marker_name(req.op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return FileOpOut.model_validate_json(recorded)
+    if (recorded := await _recorded(backend, sandbox_id, name, FileOpOut)) is not None:
+        return recorded
     await backend.write_file(sandbox_id, req.path, req.content)
     out = FileOpOut(ok=True, detail=f"wrote {len(req.content.encode())} bytes to {req.path}")
     await _record(backend, sandbox_id, name, out)
@@ -110,8 +126,8 @@ async def write_once(backend: SandboxBackend, sandbox_id: str, req: WriteFileIn)
 async def edit_once(backend: SandboxBackend, sandbox_id: str, req: EditFileIn) -> FileOpOut:
     """Replace exact text once per `op_id`; see the module docstring."""
     name = marker_name(req.op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return FileOpOut.model_validate_json(recorded)
+    if (recorded := await _recorded(backend, sandbox_id, name, FileOpOut)) is not None:
+        return recorded
     text = await backend.read_file(sandbox_id, req.path, MAX_EDIT_BYTES + 1)
     if (raw := await backend.read_marker(sandbox_id, f"{name}.intent")) is not None:
         intent = _EditIntent.model_validate_json(raw)

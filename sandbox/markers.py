@@ -46,7 +46,9 @@ def names(directory: Path) -> list[str]:
     return sorted(n for n in entries if is_name(n))
 
 
-def write(directory: Path, name: str, data: str) -> None:
+def write(directory: Path, name: str, data: str, durable: bool = True) -> None:
+    """Write the marker atomically (temporary file, rename). `durable`: fsync it first, so a
+    host crash cannot leave it empty; a process that dies never can (the page cache stays)."""
     check_name(name)
     raw = data.encode()
     if len(raw) > MAX_BYTES:
@@ -56,8 +58,9 @@ def write(directory: Path, name: str, data: str) -> None:
     try:
         with open(tmp, "xb") as f:
             f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())  # a record that survives a crash is whole, not empty
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())  # a record that survives a host crash is whole, not empty
         os.replace(tmp, directory / name)
     except BaseException:
         tmp.unlink(missing_ok=True)

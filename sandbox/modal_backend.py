@@ -623,11 +623,12 @@ class ModalBackend:
 
     # ----- markers ---------------------------------------------------------------------
 
-    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+    async def write_marker(self, sandbox_id: str, name: str, data: str, *, durable: bool = True) -> None:
         markers.check_name(name)
         raw = data.encode()
         if len(raw) > markers.MAX_BYTES:
             raise ValueError(f"marker {name!r} is {len(raw)} bytes; at most {markers.MAX_BYTES} are kept")
+        # `durable` changes nothing here: the record is as durable as the container's disk.
 
         async def write(sb: Any) -> None:
             spooled = f"{_SPOOL}/{secrets.token_hex(8)}"
