@@ -174,8 +174,9 @@ def restart_once(stack: Stack, path: Path) -> tuple[float, float, float]:
     assert status == 202, (status, answer)
     stack.wait_until(lambda: len(read_ticks(path)) >= 10, timeout=30, interval=0.005, message="ten ticks")
     stack.kill_worker()
-    # What Stack.start_worker does, with timestamps in between. No re-registration: the
-    # deployment is already known, and Restate's own retries find the new process.
+    # What the supervisor does (stack/supervisor.py), with timestamps in between: start the
+    # worker, and once it listens ask Restate to retry what was waiting for it. No
+    # re-registration: the deployment is already known.
     spawned = time.time()
     stack.worker = processes.start_worker(stack.worker_port, stack.worker_env(), stack.logs / "worker.log",
                                           app=stack.app, cwd=stack.app_dir)
@@ -185,6 +186,7 @@ def restart_once(stack: Stack, path: Path) -> tuple[float, float, float]:
             raise RuntimeError(f"the restarted worker never listened\n{stack.log_tails()}")
         time.sleep(0.002)
     accepted = time.time()
+    processes.retry_now(stack.admin_port)
     after = stack.wait_until(lambda: [t for t in read_ticks(path) if t > spawned], timeout=30, interval=0.005,
                              message="a tick from the new worker")
     code, result = stack.attach(answer["invocationId"], timeout=60)
@@ -289,7 +291,7 @@ def run() -> tuple[str, str]:
                      f"the same requests replayed with the openai client (median payload {payload / 1000:.0f} kB)")
     bare_row = Row.of("sandbox command alone", bare, "`LocalBackend.exec(sid, \"true\", 10)` in this process")
     stepped_row = Row.of("sandbox command as the `exec` step runs it", stepped,
-                         "`exec_once`: 2 op-marker reads + intent write + exec + result write")
+                         "`exec_once`: intent read + intent write (fsync) + exec + result write")
     markers = stepped_row.median - bare_row.median
     ours = Row("**our overhead per round**", per_round.median - llm_row.median - bare_row.median, None, "derived",
                "agent round − scripted LLM alone − sandbox command alone (medians); includes the op-marker "
@@ -302,7 +304,7 @@ def run() -> tuple[str, str]:
     spawn_accept = Row.of("worker restart: spawn → port accepts", [a - s for s, a, _ in restarts],
                           "SIGKILL of the worker's process group mid-loop, then a new hypercorn")
     accept_tick = Row.of("worker restart: port accepts → next step", [t - a for _, a, t in restarts],
-                         "Bench.ticks (step + 20 ms sleep) resumes; Restate retries 100 ms doubling, ≤ 1 s")
+                         "Bench.ticks (step + 20 ms sleep) resumes; `retry_now`, else Restate's retry (≤ 0.5 s)")
     spawn_tick = Row.of("worker restart: spawn → next step", [t - s for s, _, t in restarts],
                         "what a worker crash costs a running invocation")
     rows = [per_round, marginal, interval, model_row, call_row, exec_row, llm_row, bare_row, stepped_row, ours,

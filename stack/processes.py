@@ -168,6 +168,23 @@ def register(
         time.sleep(0.1)
 
 
+def retry_now(admin_port: int) -> int:
+    """Ask Restate to retry at once every invocation waiting out a retry backoff; how many.
+
+    Called when a (re)started worker accepts connections: the invocations its predecessor was
+    running would otherwise each wait for their next scheduled attempt, up to the retry
+    policy's cap (app/retry.py). Resuming a backing-off invocation triggers its retry now. One
+    that moved on meanwhile answers 4xx, which is fine.
+    """
+    rows = admin_query(admin_port, "SELECT id FROM sys_invocation WHERE status = 'backing-off'")
+    for row in rows:
+        try:
+            http_client().patch(f"http://{HOST}:{admin_port}/invocations/{row['id']}/resume")
+        except httpx.TransportError:
+            pass  # Restate itself is going away; its own retries take over when it is back
+    return len(rows)
+
+
 def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
     """Run SQL on Restate's introspection tables (sys_invocation, sys_journal, state, ...).
 
@@ -190,13 +207,14 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
 def start_worker(
     port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
 ) -> Process:
-    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`.
+    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port` (stack/worker.py:
+    one process, which listens once the services are imported).
 
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
     what Restate uses for its bidirectional stream to the handlers.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
+    argv = [sys.executable, "-m", "stack.worker", app, "--bind", f"{HOST}:{port}"]
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
 
 

@@ -123,6 +123,7 @@ class Supervisor:
 
         def ready(proc: Process) -> None:
             processes.wait_port(port, 60.0, proc)
+            processes.retry_now(self.config.admin_port)  # what the last worker left, at once
             self._register(proc)
 
         return Child("worker", start, ready, self.logs / "worker.log")
