@@ -61,11 +61,11 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         usage = usage.plus(turn.usage)
         task.controls.charge(turn.usage)
         messages.append(turn.message)
-        task.emit("model_round", _round_text(turn), ref=label)
+        calls = [] if turn.format_error else turn.message.get("tool_calls") or []
+        task.emit("model_round", _round_text(turn), ref=label, hold=bool(calls))  # goes with the first tool_call
         if turn.format_error:
             messages.append({"role": "user", "content": f"error: {turn.format_error}"})
             continue
-        calls = turn.message.get("tool_calls") or []
         if not calls:
             # A plain answer with no tool call is the model saying it is done.
             return StepResult(status="done", summary=turn.message.get("content") or "(no result)", usage=usage)
