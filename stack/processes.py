@@ -1,12 +1,12 @@
 """Start, wait for and stop the processes the product is made of, and talk to Restate's HTTP APIs.
 
 This is the one place that knows the command lines: restate-server (the pinned npm binary, never
-the Node wrapper, so that its PID is really the server's) and the worker (hypercorn serving
-`app.main:app` over HTTP/2 cleartext). Both the supervisor and the test harness use it.
+the Node wrapper, so that its PID is really the server's) and the worker (stack/worker.py:
+hypercorn serving `app.main:app` over HTTP/2 cleartext). Both the supervisor and the test
+harness use it.
 
-Every child is started in a new session, so it leads its own process group. hypercorn forks
-worker processes, and a crash test SIGKILLs the whole group: killing only the PID we hold would
-leave a child serving on the port.
+Every child is started in a new session, so it leads its own process group, and a crash test
+SIGKILLs the whole group: killing only the PID we hold could leave its children behind.
 """
 
 from __future__ import annotations
