@@ -3,8 +3,9 @@
 All three are durable, so they survive worker and server restarts:
 
 - Steering message number N is the workflow promise `steer:N`. The Agent resolves it through
-  `Task.steer`; the loop peeks for the next unread number at every model boundary, so guidance
-  arrives in order without cancelling anything.
+  `Task.steer`; the loop peeks for the next unread number at every model boundary (together
+  with the clock reading for the time budget), so guidance arrives in order without
+  cancelling anything.
 - An approval is the promise `approval:<id>` raced against a durable sleep. While it waits
   the invocation is suspended: it can wait for days and holds no compute. No answer in time
   counts as a denial.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Awaitable
 
 import restate
 from restate import TerminalError, WorkflowContext
@@ -54,24 +55,39 @@ class Controls:
     async def start(self) -> None:
         self.started_at = await self.ctx.time()
 
-    # ------------------------------------------------------------ steering
+    # ------------------------------------------------------------ the model boundary
 
-    async def take_steering(self) -> list[str]:
-        """Steering that arrived since the last model boundary, oldest first."""
+    async def at_model_boundary(self) -> list[str]:
+        """Before a model round: pause for the user if a budget is spent, then return the
+        steering that arrived since the last boundary, oldest first.
+
+        The first steering peek and the clock reading for the time budget go to Restate
+        together, so the boundary costs one round trip, not two.
+        """
+        clock = self.ctx.time()
+        peek = self._peek_steering()
+        if await self._check_budget(await clock):
+            peek = self._peek_steering()  # we waited for a human: look again
         texts: list[str] = []
-        while (text := await self.ctx.promise(f"steer:{self.steering_read}", type_hint=str).peek()) is not None:
+        while (text := await peek) is not None:
             texts.append(text)
             self.steering_read += 1
+            peek = self._peek_steering()
         return texts
+
+    def _peek_steering(self) -> Awaitable[str | None]:
+        return self.ctx.promise(f"steer:{self.steering_read}", type_hint=str).peek()
 
     # ------------------------------------------------------------ budgets
 
     def charge(self, usage: Usage) -> None:
         self.used = self.used.plus(usage)
 
-    async def check_budget(self) -> None:
-        """Before a model round: if a budget is spent, pause and ask the user to extend it."""
-        while (exhausted := await self._exhausted()) is not None:
+    async def _check_budget(self, now: float) -> bool:
+        """If a budget is spent, pause and ask the user to extend it. Whether we asked."""
+        asked = False
+        while (exhausted := self._exhausted(now)) is not None:
+            asked = True
             self.extensions += 1
             c = self.config
             decision = await self.ask(ApprovalRequest(
@@ -82,22 +98,24 @@ class Controls:
             if decision.decision != "approve":
                 why = "nobody answered" if decision.decision == "timeout" else "the user chose to stop"
                 raise BudgetStopped(f"task stopped: {exhausted}, and {why}")
+            now = await self.ctx.time()
             self.limit_rounds = self.used.rounds + c.budget_rounds
             self.limit_tokens = self.used.prompt_tokens + self.used.completion_tokens + c.budget_tokens
-            self.limit_seconds = await self._elapsed() + c.budget_seconds
+            self.limit_seconds = self._elapsed(now) + c.budget_seconds
+        return asked
 
-    async def _exhausted(self) -> str | None:
+    def _exhausted(self, now: float) -> str | None:
         if self.used.rounds >= self.limit_rounds:
             return f"the budget of {self.limit_rounds} model rounds is spent"
         tokens = self.used.prompt_tokens + self.used.completion_tokens
         if tokens >= self.limit_tokens:
             return f"the budget of {self.limit_tokens} tokens is spent ({tokens} used)"
-        if await self._elapsed() >= self.limit_seconds:
+        if self._elapsed(now) >= self.limit_seconds:
             return f"the time budget of {self.limit_seconds:.0f} s is spent"
         return None
 
-    async def _elapsed(self) -> float:
-        return await self.ctx.time() - self.started_at - self.waited_s
+    def _elapsed(self, now: float) -> float:
+        return now - self.started_at - self.waited_s
 
     # ------------------------------------------------------------ approvals
 

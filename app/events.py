@@ -42,6 +42,10 @@ class EventIn(BaseModel):
     ref: str | None = None  # e.g. "step 2: tests, round 3" (ties live deltas to their round)
 
 
+class EventsIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1)
+
+
 class Event(EventIn):
     seq: int
     time: float
@@ -78,32 +82,58 @@ def _page_of(seq: int) -> int:
     return (seq - 1) // PAGE_SIZE
 
 
+def event(kind: EventKind, text: str, task_id: str | None = None, detail: str | None = None,
+          ref: str | None = None) -> EventIn:
+    """An event to record, with its text and detail cut to MAX_DETAIL."""
+    if detail is not None and len(detail) > MAX_DETAIL:
+        detail = detail[:MAX_DETAIL] + f"\n... [{len(detail) - MAX_DETAIL} more characters]"
+    return EventIn(kind=kind, text=text[:MAX_DETAIL], task_id=task_id, detail=detail, ref=ref)
+
+
 def emit(ctx: restate.Context, session_id: str, kind: EventKind, text: str, task_id: str | None = None,
          detail: str | None = None, ref: str | None = None) -> None:
     """Record an event for the session: a one-way send, journaled once by the caller."""
-    if detail is not None and len(detail) > MAX_DETAIL:
-        detail = detail[:MAX_DETAIL] + f"\n... [{len(detail) - MAX_DETAIL} more characters]"
-    ctx.object_send(append, key=session_id,
-                    arg=EventIn(kind=kind, text=text[:MAX_DETAIL], task_id=task_id, detail=detail, ref=ref))
+    ctx.object_send(append, key=session_id, arg=event(kind, text, task_id, detail, ref))
+
+
+def emit_all(ctx: restate.Context, session_id: str, events: list[EventIn]) -> None:
+    """Record several events in one append (one invocation of the log, not one each)."""
+    if len(events) == 1:
+        ctx.object_send(append, key=session_id, arg=events[0])
+    elif events:
+        ctx.object_send(append_all, key=session_id, arg=EventsIn(events=events))
 
 
 @events_object.handler(ingress_private=True)
 async def append(ctx: ObjectContext, event: EventIn) -> int:
+    return await _append(ctx, [event])
+
+
+@events_object.handler(ingress_private=True)
+async def append_all(ctx: ObjectContext, batch: EventsIn) -> int:
+    """Append the events in order, under one clock reading; the last one's seq."""
+    return await _append(ctx, batch.events)
+
+
+async def _append(ctx: ObjectContext, events: list[EventIn]) -> int:
     meta = await ctx.get("meta", type_hint=LogMeta) or LogMeta()
-    seq = meta.next_seq
-    page_no = _page_of(seq)
-    page = await ctx.get(f"page:{page_no}", type_hint=Page) or Page()
-    page.events.append(Event(seq=seq, time=await ctx.time(), **event.model_dump()))
-    ctx.set(f"page:{page_no}", page)
-    meta.next_seq = seq + 1
-    while (page_no - meta.first_page + 1) * PAGE_SIZE > MAX_EVENTS + PAGE_SIZE:
+    first = meta.next_seq
+    pages = {page_no: await ctx.get(f"page:{page_no}", type_hint=Page) or Page()
+             for page_no in sorted({_page_of(first + i) for i in range(len(events))})}
+    now = await ctx.time()
+    for seq, event in enumerate(events, start=first):
+        pages[_page_of(seq)].events.append(Event(seq=seq, time=now, **event.model_dump()))
+    for page_no, page in pages.items():
+        ctx.set(f"page:{page_no}", page)
+    meta.next_seq = first + len(events)
+    while (_page_of(meta.next_seq - 1) - meta.first_page + 1) * PAGE_SIZE > MAX_EVENTS + PAGE_SIZE:
         dropped = await ctx.get(f"page:{meta.first_page}", type_hint=Page) or Page()
         for old in dropped.events:
             meta.compacted[old.kind] = meta.compacted.get(old.kind, 0) + 1
         ctx.clear(f"page:{meta.first_page}")
         meta.first_page += 1
     ctx.set("meta", meta)
-    return seq
+    return meta.next_seq - 1
 
 
 @events_object.handler(kind="shared", input_serde=BytesSerde())

@@ -50,8 +50,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     max_rounds = task.config.max_rounds_per_step
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
-        await task.controls.check_budget()
-        for text in await task.controls.take_steering():
+        for text in await task.controls.at_model_boundary():
             messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
         label = f"step {number}: {step.title[:60]}, round {round_no}"
         prompt = await window.fit(messages, label)
@@ -64,11 +63,11 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         usage = usage.plus(turn.usage)
         task.controls.charge(turn.usage)
         messages.append(turn.message)
-        task.emit("model_round", _round_text(turn), ref=label)
+        calls = [] if turn.format_error else turn.message.get("tool_calls") or []
+        task.emit("model_round", _round_text(turn), ref=label, hold=bool(calls))  # goes with the first tool_call
         if turn.format_error:
             messages.append({"role": "user", "content": f"error: {turn.format_error}"})
             continue
-        calls = turn.message.get("tool_calls") or []
         if not calls:
             # A plain answer with no tool call is the model saying it is done.
             return StepResult(status="done", summary=turn.message.get("content") or "(no result)", usage=usage)

@@ -1,6 +1,6 @@
 """The Restate deployment: every service in one ASGI app, served by hypercorn over HTTP/2.
 
-    hypercorn app.main:app --bind 127.0.0.1:9080
+    python -m stack.worker app.main:app --bind 127.0.0.1:9080   (or: hypercorn app.main:app ...)
 """
 
 from __future__ import annotations

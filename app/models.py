@@ -190,8 +190,10 @@ class SandboxState(BaseModel):
     # without its workspace (set where no result could carry it, e.g. at acquire or restore).
     pending_notice: str | None = None
     lease: str | None = None  # the task that holds the sandbox
-    activity: int = 0  # bumped by every command; an idle timer for an older value is stale
+    # The armed idle timer's invocation id (any other one is stale), and when the last
+    # operation ended (the worker's clock, journaled): the idle period counts from there.
     idle_timer: str | None = None
+    last_active: float = 0.0
     snapshots: list[str] = []  # snapshots this sandbox holds (app/snapshots.py), oldest first
     creates: int = 0
     restores: int = 0
@@ -201,8 +203,7 @@ class SandboxState(BaseModel):
 
 
 class TimerIn(BaseModel):
-    generation: int = 0
-    activity: int = 0
+    generation: int = 0  # the restart timer's generation; an older one is stale
 
 
 class CommandSlotsOut(BaseModel):

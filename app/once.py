@@ -20,6 +20,11 @@ returns that result and does nothing else.
 - A write is the same content to the same path, so repeating it is harmless: it only records
   its result so that the retry reports what the first attempt did.
 
+Intents are written durably (fsync) before the effect; results are not: a worker that dies
+leaves the page cache behind, so a retry after a SIGKILL still finds its result, and a result
+lost with the host only turns a reported outcome into "outcome unknown" (an unreadable result
+counts as none). A command's first attempt reads one marker (its intent), not two.
+
 docs/architecture.md has the sequence diagram.
 """
 
@@ -30,6 +35,8 @@ import logging
 import os
 import socket
 
+from typing import TypeVar
+
 from pydantic import BaseModel, ValidationError
 
 from app.models import EditFileIn, ExecOut, FileOpOut, WriteFileIn
@@ -38,6 +45,7 @@ from sandbox.ops import Proc
 from sandbox.protocol import SandboxError
 
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 MAX_EDIT_BYTES = 1_000_000
 OUTCOME_UNKNOWN = (
@@ -100,8 +108,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def _recorded(backend: SandboxBackend, sandbox_id: str, name: str) -> str | None:
-    return await backend.read_marker(sandbox_id, f"{name}.result")
+async def _recorded(backend: SandboxBackend, sandbox_id: str, name: str, model: type[M]) -> M | None:
+    raw = await backend.read_marker(sandbox_id, f"{name}.result")
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:  # cut short by a host crash (results are not fsynced): unknown
+        logger.warning("the recorded result of %s is unreadable; treating it as missing", name)
+        return None
 
 
 async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: BaseModel) -> None:
@@ -109,7 +124,7 @@ async def _record(backend: SandboxBackend, sandbox_id: str, name: str, result: B
     record it must not lose it, so the failure is logged and the result returned anyway (a
     crash right now would make a retry reconcile, which is still correct)."""
     try:
-        await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json())
+        await backend.write_marker(sandbox_id, f"{name}.result", result.model_dump_json(), durable=False)
     except (SandboxError, OSError, ValueError) as error:  # ValueError: a result over the marker size
         logger.warning("could not record the result of %s: %s", name, error)
 
@@ -118,18 +133,21 @@ async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, comman
                     timeout_s: float) -> ExecOut:
     """Run `command` at most once per `op_id`; see the module docstring."""
     name = marker_name(op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return ExecOut.model_validate_json(recorded)
-    if (intent := await backend.read_marker(sandbox_id, f"{name}.intent")) is not None:
-        what = _what_happened(intent)
+    intent = _ExecIntent(command=command, worker=_this_worker())
+    # Created exclusively: two attempts of one invocation can run at once (a partition's old
+    # leader still finishing while the new one retries), and only the one that creates the
+    # intent may start the command. A result is only ever written after its intent, so an
+    # intent we created means a first attempt.
+    if not await backend.create_marker(sandbox_id, f"{name}.intent", intent.model_dump_json()):
+        if (recorded := await _recorded(backend, sandbox_id, name, ExecOut)) is not None:
+            return recorded
+        what = _what_happened(await backend.read_marker(sandbox_id, f"{name}.intent") or "")
         # The original attempt may still be running it (a dropped connection leaves its
         # process alive): stop it before anyone is told to try again.
         await backend.stop_op(sandbox_id, name)
-        if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-            return ExecOut.model_validate_json(recorded)  # it finished while we looked
+        if (recorded := await _recorded(backend, sandbox_id, name, ExecOut)) is not None:
+            return recorded  # it finished while we looked
         return ExecOut(exit_code=-1, stdout="", stderr=OUTCOME_UNKNOWN.format(what=what), outcome_unknown=True)
-    intent = _ExecIntent(command=command, worker=_this_worker())
-    await backend.write_marker(sandbox_id, f"{name}.intent", intent.model_dump_json())
     result = await backend.exec(sandbox_id, command, timeout_s, op_id=name)
     out = ExecOut.model_validate(result.model_dump())
     await _record(backend, sandbox_id, name, out)
@@ -139,8 +157,8 @@ async def exec_once(backend: SandboxBackend, sandbox_id: str, op_id: str, comman
 async def write_once(backend: SandboxBackend, sandbox_id: str, req: WriteFileIn) -> FileOpOut:
     """Write a file once per `op_id`; see the module docstring."""
     name = marker_name(req.op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return FileOpOut.model_validate_json(recorded)
+    if (recorded := await _recorded(backend, sandbox_id, name, FileOpOut)) is not None:
+        return recorded
     await backend.write_file(sandbox_id, req.path, req.content)
     out = FileOpOut(ok=True, detail=f"wrote {len(req.content.encode())} bytes to {req.path}")
     await _record(backend, sandbox_id, name, out)
@@ -150,8 +168,8 @@ async def write_once(backend: SandboxBackend, sandbox_id: str, req: WriteFileIn)
 async def edit_once(backend: SandboxBackend, sandbox_id: str, req: EditFileIn) -> FileOpOut:
     """Replace exact text once per `op_id`; see the module docstring."""
     name = marker_name(req.op_id)
-    if (recorded := await _recorded(backend, sandbox_id, name)) is not None:
-        return FileOpOut.model_validate_json(recorded)
+    if (recorded := await _recorded(backend, sandbox_id, name, FileOpOut)) is not None:
+        return recorded
     text = await backend.read_file(sandbox_id, req.path, MAX_EDIT_BYTES + 1)
     if (raw := await backend.read_marker(sandbox_id, f"{name}.intent")) is not None:
         intent = _EditIntent.model_validate_json(raw)

@@ -12,7 +12,8 @@ backend's deterministic names make a retried in-flight operation find its own ea
 
 Durable timers are delayed self-sends. There is one restart chain: a timer carries the
 generation it was scheduled for, recreating cancels the old timer, and a timer for an older
-generation is a no-op. The idle timer works the same way with an activity counter.
+generation is a no-op. The idle timer is one delayed self-send too, moved lazily: operations
+record when they ended, and a timer that fires early sets itself again for the rest of the period.
 
 Exclusive handlers are ingress-private: only the Task (and timers) drive the sandbox. The
 shared read-only handlers are public so users can inspect the workspace while a command runs;
@@ -26,6 +27,7 @@ the tool result the model sees, plus a `sandbox` event in the session's log.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Awaitable, Callable, Generic, TypeVar
@@ -80,6 +82,19 @@ async def _step(ctx: ObjectContext | ObjectSharedContext, name: str, type_hint: 
             raise sandbox_failure(error) from error
 
     return await ctx.run_typed(name, guarded, retry.sandbox_step(type_hint))
+
+
+class _Timed(BaseModel, Generic[T]):
+    """An operation's result and the worker's clock when it ended, journaled together: the
+    idle period starts there, and reading the clock in its own step would cost a round trip."""
+
+    value: T
+    ended_at: float
+
+
+async def _timed(action: Callable[[], Awaitable[T]]) -> _Timed[T]:
+    value = await action()
+    return _Timed(value=value, ended_at=time.time())
 
 
 @dataclass(frozen=True)
@@ -208,27 +223,27 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
     its last snapshot and say so in the result's notice. `changes`: the operation may change
     the workspace (so the next checkpoint needs a new snapshot)."""
     state = await _load(ctx)
-    _mark_busy(ctx, state)
-    if changes:
+    if changes and not state.changed:
         state.changed = True  # before the operation: a crash inside it may have changed things too
+        ctx.set("state", state)
     rollback = None
     for attempt in (1, 2):
         running = await _ensure_running(ctx, state)
         try:
-            result = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", type_hint,
-                                 lambda: op(running.sandbox_id))
+            timed = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", _Timed[type_hint],
+                                lambda: _timed(lambda: op(running.sandbox_id)))
         except TerminalError as error:
             if not is_gone(error) or attempt == 2:
                 notice = _take_notice(ctx, state, rollback)
-                await _arm_idle_timer(ctx, state)
+                await _active_until(ctx, state, await ctx.time())
                 if notice:  # the operation failed on the replacement: the rollback is still news
                     raise TerminalError(f"{error.message}\n[sandbox] {notice}", status_code=error.status_code) from error
                 raise
             rollback = await _abandon(ctx, state, running)
             continue
         notice = _take_notice(ctx, state, rollback)
-        await _arm_idle_timer(ctx, state)
-        return Done(result, notice)
+        await _active_until(ctx, state, timed.ended_at)
+        return Done(timed.value, notice)
     raise AssertionError("unreachable")
 
 
@@ -255,23 +270,25 @@ def _take_notice(ctx: ObjectContext, state: SandboxState, rollback: str | None) 
     return notice
 
 
-def _mark_busy(ctx: ObjectContext, state: SandboxState) -> None:
-    """Before an operation: cancel the idle timer and bump the activity counter, so a timer
-    that fires while the operation runs (it waits behind our lock) finds itself stale."""
-    if state.idle_timer:
-        ctx.cancel_invocation(state.idle_timer)
-        state.idle_timer = None
-    state.activity += 1
+async def _active_until(ctx: ObjectContext, state: SandboxState, ended_at: float) -> None:
+    """After an operation: the idle period starts when it ended, so a long command is not
+    followed by an immediate suspension.
+
+    The idle timer is armed once and moved lazily: an operation only records when it ended,
+    and a timer that fires early (`suspend_if_idle`) sets itself again for the rest of the
+    period. Cancelling and re-arming a timer on every command cost each one a cancellation, a
+    new delayed invocation and a round trip for its id.
+    """
+    state.last_active = ended_at
+    if state.idle_timer is None:
+        state.idle_timer = await _arm_idle_timer(ctx, settings().sandbox_idle_s)
     ctx.set("state", state)
 
 
-async def _arm_idle_timer(ctx: ObjectContext, state: SandboxState) -> None:
-    """After an operation: the idle period starts now, so a long command is not followed by
-    an immediate suspension."""
-    handle = ctx.object_send(suspend_if_idle, key=ctx.key(), arg=TimerIn(activity=state.activity),
-                             send_delay=timedelta(seconds=settings().sandbox_idle_s))
-    state.idle_timer = await handle.invocation_id()
-    ctx.set("state", state)
+async def _arm_idle_timer(ctx: ObjectContext, delay_s: float) -> str:
+    handle = ctx.object_send(suspend_if_idle, key=ctx.key(), arg=TimerIn(),
+                             send_delay=timedelta(seconds=max(delay_s, 0.1)))
+    return await handle.invocation_id()
 
 
 # ---------------------------------------------------------------- task-facing handlers
@@ -282,10 +299,9 @@ async def acquire(ctx: ObjectContext, req: AcquireIn) -> None:
     """Make sure a live sandbox exists and record which task holds it."""
     check_key(ctx.key())
     state = await _load(ctx)
-    _mark_busy(ctx, state)
     await _ensure_running(ctx, state)
     state.lease = req.task_id
-    await _arm_idle_timer(ctx, state)
+    await _active_until(ctx, state, await ctx.time())
 
 
 @sandbox_object.handler(ingress_private=True)
@@ -409,7 +425,6 @@ async def restore(ctx: ObjectContext, req: RestoreIn) -> RestoreOut:
     is terminated, and the next generation starts from the snapshot, held as the new base."""
     check_key(ctx.key())
     state = await _load(ctx)
-    _mark_busy(ctx, state)
     current = state.current
     suspended = Suspended(generation=current.generation, snapshot_id=current.snapshot_id)
     await _make_base(ctx, state, suspended, req.snapshot_id)
@@ -419,7 +434,7 @@ async def restore(ctx: ObjectContext, req: RestoreIn) -> RestoreOut:
     await _ensure_running(ctx, state)
     if state.pending_notice is None:
         state.changed, state.checkpoint_snapshot = False, req.snapshot_id
-    await _arm_idle_timer(ctx, state)
+    await _active_until(ctx, state, await ctx.time())
     return RestoreOut(notice=state.pending_notice)
 
 
@@ -444,13 +459,23 @@ async def restart(ctx: ObjectContext, timer: TimerIn) -> None:
 
 @sandbox_object.handler(ingress_private=True)
 async def suspend_if_idle(ctx: ObjectContext, timer: TimerIn) -> None:
-    """No command for the idle period: snapshot and terminate, so it costs no compute."""
+    """No operation for the idle period: snapshot and terminate, so it costs no compute. An
+    operation since this timer was armed moves it to the end of the new idle period."""
     state = await _load(ctx)
-    if state.activity != timer.activity or not isinstance(state.current, Running):
-        return  # there was activity since this timer was armed, or nothing is running
+    if ctx.request().id != state.idle_timer:
+        return  # not the armed timer: one from before a reset
+    if not isinstance(state.current, Running):
+        state.idle_timer = None
+        ctx.set("state", state)
+        return
+    left = state.last_active + settings().sandbox_idle_s - await ctx.time()
+    if left > 0:
+        state.idle_timer = await _arm_idle_timer(ctx, left)
+        ctx.set("state", state)
+        return
     running = state.current
     state.idle_timer = None
-    snapshot_id = await _snapshot(ctx, state, running, f"idle{timer.activity}")
+    snapshot_id = await _snapshot(ctx, state, running, "idle")  # one suspension per generation
     await _terminate(ctx, running)
     _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=snapshot_id))
 

@@ -14,7 +14,7 @@ from restate import WorkflowContext
 
 from app.config import TaskSettings
 from app.controls import Controls
-from app.events import EventKind, emit
+from app.events import EventIn, EventKind, emit_all, event
 
 
 @dataclass
@@ -24,10 +24,20 @@ class TaskRun:
     task_id: str
     config: TaskSettings
     controls: Controls = field(init=False)
+    _held: list[EventIn] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.controls = Controls(self.ctx, self.session_id, self.task_id, self.config)
 
-    def emit(self, kind: EventKind, text: str, detail: str | None = None, ref: str | None = None) -> None:
-        """Record an event in the session's log, tagged with this task."""
-        emit(self.ctx, self.session_id, kind, text, self.task_id, detail=detail, ref=ref)
+    def emit(self, kind: EventKind, text: str, detail: str | None = None, ref: str | None = None,
+             hold: bool = False) -> None:
+        """Record an event in the session's log, tagged with this task.
+
+        `hold`: send it with the next event, in one append (each append is an invocation of
+        the log). Only for an event that is followed by another before any await, so that
+        watchers see it no later than they would have.
+        """
+        self._held.append(event(kind, text, self.task_id, detail, ref))
+        if not hold:
+            emit_all(self.ctx, self.session_id, self._held)
+            self._held = []

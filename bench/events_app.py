@@ -14,7 +14,7 @@ import restate
 from pydantic import BaseModel
 from restate import Context
 
-from app import agent, loop, task
+from app import agent, sandbox_service, taskrun
 from app.events import emit
 from bench.bench_app import PRODUCT_SERVICES, bench
 
@@ -22,8 +22,9 @@ if os.environ.get("BENCH_NO_EVENTS") == "1":
     def _no_event(*args: object, **kwargs: object) -> None:
         return None
 
-    for module in (agent, loop, task):  # every module that records events
+    for module in (agent, sandbox_service):  # every module that records events
         module.emit = _no_event  # type: ignore[attr-defined]
+    taskrun.emit_all = _no_event  # type: ignore[attr-defined]  # the Task's events (loop, task)
 
 events_bench = restate.Service("EventsBench")
 

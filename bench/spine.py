@@ -174,8 +174,9 @@ def restart_once(stack: Stack, path: Path) -> tuple[float, float, float]:
     assert status == 202, (status, answer)
     stack.wait_until(lambda: len(read_ticks(path)) >= 10, timeout=30, interval=0.005, message="ten ticks")
     stack.kill_worker()
-    # What Stack.start_worker does, with timestamps in between. No re-registration: the
-    # deployment is already known, and Restate's own retries find the new process.
+    # What the supervisor does (stack/supervisor.py), with timestamps in between: start the
+    # worker, and once it listens ask Restate to retry what was waiting for it. No
+    # re-registration: the deployment is already known.
     spawned = time.time()
     stack.worker = processes.start_worker(stack.worker_port, stack.worker_env(), stack.logs / "worker.log",
                                           app=stack.app, cwd=stack.app_dir)
@@ -185,6 +186,7 @@ def restart_once(stack: Stack, path: Path) -> tuple[float, float, float]:
             raise RuntimeError(f"the restarted worker never listened\n{stack.log_tails()}")
         time.sleep(0.002)
     accepted = time.time()
+    processes.retry_now(stack.admin_port)
     after = stack.wait_until(lambda: [t for t in read_ticks(path) if t > spawned], timeout=30, interval=0.005,
                              message="a tick from the new worker")
     code, result = stack.attach(answer["invocationId"], timeout=60)
@@ -192,8 +194,8 @@ def restart_once(stack: Stack, path: Path) -> tuple[float, float, float]:
     return spawned, accepted, min(after)
 
 
-def _at(entry: dict[str, Any]) -> float:
-    return datetime.fromisoformat(entry["appended_at"].replace("Z", "+00:00")).timestamp()
+def _at(entry: dict[str, Any], column: str = "appended_at") -> float:
+    return datetime.fromisoformat(entry[column].replace("Z", "+00:00")).timestamp()
 
 
 def _until(entries: list[dict[str, Any]], start: int, entry_type: str) -> float:
@@ -202,28 +204,51 @@ def _until(entries: list[dict[str, Any]], start: int, entry_type: str) -> float:
     return _at(done) - _at(entries[start])
 
 
+HOPS = ("model", "boundary", "call", "exec", "start", "after", "entries", "events")
+
+
 def journal_breakdown(stack: Stack, session: str, task_id: str) -> dict[str, list[float]]:
     """Where a round's time goes, from Restate's own journal timestamps (1 ms resolution)."""
     [task] = stack.query("SELECT id FROM sys_invocation WHERE target_service_name = 'Task' "
                          f"AND target_service_key = '{task_id}'")
     task_journal = stack.query(f"SELECT index, entry_type, name, appended_at FROM sys_journal "
                                f"WHERE id = '{task['id']}' ORDER BY index")
-    parts: dict[str, list[float]] = {"model": [], "call": [], "exec": []}
+    parts: dict[str, list[float]] = {hop: [] for hop in HOPS}
     after_round = False
+    boundary_at: float | None = None
     for i, entry in enumerate(task_journal):
+        if entry["entry_type"] == "Command: Run" and entry.get("name") == "timestamp":
+            boundary_at = _at(entry)  # the model boundary's clock reading (with the steering peek)
         if entry["entry_type"] == "Command: Run" and ", round " in entry.get("name", ""):
             parts["model"].append(_until(task_journal, i, "Notification: Run"))
+            if boundary_at is not None:
+                parts["boundary"].append(_at(entry) - boundary_at)
+            boundary_at = None
             after_round = True
         elif entry["entry_type"] == "Command: Call" and after_round:
             parts["call"].append(_until(task_journal, i, "Notification: Call"))
             after_round = False
+    invocations = {row["id"]: row for row in stack.query(
+        f"SELECT id, created_at FROM sys_invocation WHERE target = 'Sandbox/{session}/exec'")}
     sandbox_journal = stack.query(
         "SELECT j.id AS id, j.index AS index, j.entry_type AS entry_type, j.name AS name, "
         "j.appended_at AS appended_at FROM sys_journal j JOIN sys_invocation i ON j.id = i.id "
         f"WHERE i.target = 'Sandbox/{session}/exec' ORDER BY j.id, j.index")
-    for i, entry in enumerate(sandbox_journal):
-        if entry["entry_type"] == "Command: Run" and entry.get("name", "").startswith("exec "):
-            parts["exec"].append(_until(sandbox_journal, i, "Notification: Run"))
+    by_invocation: dict[str, list[dict[str, Any]]] = {}
+    for entry in sandbox_journal:
+        by_invocation.setdefault(entry["id"], []).append(entry)
+    for inv_id, journal in by_invocation.items():
+        parts["entries"].append(len(journal))
+        if len(journal) > 1 and inv_id in invocations:  # created → the handler's first command
+            parts["start"].append(_at(journal[1]) - _at(invocations[inv_id], "created_at"))
+        for i, entry in enumerate(journal):
+            if entry["entry_type"] == "Command: Run" and entry.get("name", "").startswith("exec "):
+                parts["exec"].append(_until(journal, i, "Notification: Run"))
+                done = next(e for e in journal[i + 1:] if e["entry_type"] == "Notification: Run")
+                parts["after"].append(_at(journal[-1]) - _at(done))  # → Output
+    [events] = stack.query("SELECT count(*) AS n FROM sys_invocation WHERE target LIKE "
+                           f"'Events/{session}/append%'") or [{"n": 0}]  # append and append_all
+    parts["events"].append(events["n"] / max(len(parts["model"]), 1))
     return parts
 
 
@@ -263,7 +288,7 @@ def run() -> tuple[str, str]:
                 step_calls += more_steps
             payload = median([len(json.dumps(e["request"])) for e in tasks[0][1]])
             log("spine: reading the journals")
-            parts: dict[str, list[float]] = {"model": [], "call": [], "exec": []}
+            parts: dict[str, list[float]] = {hop: [] for hop in HOPS}
             for session, _ in tasks:
                 task_id = call_ok(stack, "Agent", session, "history")["messages"][0]["task_id"]
                 for key, values in journal_breakdown(stack, session, task_id).items():
@@ -285,11 +310,19 @@ def run() -> tuple[str, str]:
                       "Task journal: Call → its result")
     exec_row = Row.of("  in it: Sandbox `exec` step", parts["exec"],
                       "Sandbox.exec journal: `exec <op>` Run → its result")
+    boundary_row = Row.of("  in it: model boundary", parts["boundary"],
+                          "Task journal: the budget clock step (with the steering peek) → the model step's Run")
+    start_row = Row.of("  in it: Sandbox.exec invocation start", parts["start"],
+                       "Sandbox.exec: invocation created → the handler's first command")
+    after_row = Row.of("  in it: Sandbox.exec after its step", parts["after"],
+                       "Sandbox.exec journal: the `exec` step's result → Output (idle timer, state)")
+    entries = median(parts["entries"]) if parts["entries"] else float("nan")
+    events = median(parts["events"]) if parts["events"] else float("nan")
     llm_row = Row.of("scripted LLM alone, per request", llm,
                      f"the same requests replayed with the openai client (median payload {payload / 1000:.0f} kB)")
     bare_row = Row.of("sandbox command alone", bare, "`LocalBackend.exec(sid, \"true\", 10)` in this process")
     stepped_row = Row.of("sandbox command as the `exec` step runs it", stepped,
-                         "`exec_once`: 2 op-marker reads + intent write + exec + result write")
+                         "`exec_once`: intent read + intent write (fsync) + exec + result write")
     markers = stepped_row.median - bare_row.median
     ours = Row("**our overhead per round**", per_round.median - llm_row.median - bare_row.median, None, "derived",
                "agent round − scripted LLM alone − sandbox command alone (medians); includes the op-marker "
@@ -302,9 +335,12 @@ def run() -> tuple[str, str]:
     spawn_accept = Row.of("worker restart: spawn → port accepts", [a - s for s, a, _ in restarts],
                           "SIGKILL of the worker's process group mid-loop, then a new hypercorn")
     accept_tick = Row.of("worker restart: port accepts → next step", [t - a for _, a, t in restarts],
-                         "Bench.ticks (step + 20 ms sleep) resumes; Restate retries 100 ms doubling, ≤ 1 s")
+                         "Bench.ticks (step + 20 ms sleep) resumes; `retry_now`, else Restate's retry (≤ 0.5 s)")
     spawn_tick = Row.of("worker restart: spawn → next step", [t - s for s, _, t in restarts],
                         "what a worker crash costs a running invocation")
-    rows = [per_round, marginal, interval, model_row, call_row, exec_row, llm_row, bare_row, stepped_row, ours,
-            ours_marginal, step_row, ingress_row, loop_row, spawn_accept, accept_tick, spawn_tick]
-    return "Spine: one round of the durable loop", table(rows)
+    rows = [per_round, marginal, interval, model_row, boundary_row, call_row, start_row, exec_row, after_row,
+            llm_row, bare_row, stepped_row, ours, ours_marginal, step_row, ingress_row, loop_row, spawn_accept,
+            accept_tick, spawn_tick]
+    counts = (f"Journal entries per Sandbox.exec invocation: {entries:g} (median); Events.append invocations "
+              f"per model round: {events:.1f}.")
+    return "Spine: one round of the durable loop", f"{table(rows)}\n\n{counts}"

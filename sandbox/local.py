@@ -350,10 +350,15 @@ class LocalBackend:
 
     # ----- markers ---------------------------------------------------------------------
 
-    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+    async def write_marker(self, sandbox_id: str, name: str, data: str, *, durable: bool = True) -> None:
         markers.check_name(name)
         meta = await self._live(sandbox_id)
-        await asyncio.to_thread(markers.write, self._markers(meta), name, data)
+        await asyncio.to_thread(markers.write, self._markers(meta), name, data, durable)
+
+    async def create_marker(self, sandbox_id: str, name: str, data: str) -> bool:
+        markers.check_name(name)
+        meta = await self._live(sandbox_id)
+        return await asyncio.to_thread(markers.create, self._markers(meta), name, data)
 
     async def read_marker(self, sandbox_id: str, name: str) -> str | None:
         markers.check_name(name)

@@ -46,7 +46,33 @@ def names(directory: Path) -> list[str]:
     return sorted(n for n in entries if is_name(n))
 
 
-def write(directory: Path, name: str, data: str) -> None:
+def write(directory: Path, name: str, data: str, durable: bool = True) -> None:
+    """Write the marker atomically (temporary file, rename). `durable`: fsync it first, so a
+    host crash cannot leave it empty; a process that dies never can (the page cache stays)."""
+    tmp = _spool(directory, name, data, durable)
+    try:
+        os.replace(tmp, directory / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create(directory: Path, name: str, data: str) -> bool:
+    """Write the marker durably only if there is none of that name: True if this call made it.
+    A hard link never replaces its target, so of two concurrent creates exactly one wins, and
+    the record it places is already whole."""
+    tmp = _spool(directory, name, data, durable=True)
+    try:
+        os.link(tmp, directory / name)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _spool(directory: Path, name: str, data: str, durable: bool) -> Path:
+    """The marker's content in a temporary file of `directory`, ready to be put in place."""
     check_name(name)
     raw = data.encode()
     if len(raw) > MAX_BYTES:
@@ -56,12 +82,13 @@ def write(directory: Path, name: str, data: str) -> None:
     try:
         with open(tmp, "xb") as f:
             f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())  # a record that survives a crash is whole, not empty
-        os.replace(tmp, directory / name)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())  # a record that survives a host crash is whole, not empty
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def read(directory: Path, name: str) -> str | None:

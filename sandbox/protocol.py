@@ -110,11 +110,20 @@ class SandboxBackend(Protocol):
         retry never runs beside a still-running original. Raises SandboxGone."""
         ...
 
-    async def write_marker(self, sandbox_id: str, name: str, data: str) -> None:
+    async def write_marker(self, sandbox_id: str, name: str, data: str, *, durable: bool = True) -> None:
         """Store a small record (at most 1 MB) under `name` ([A-Za-z0-9._~-], at most 200
         characters) in the sandbox's private area: outside the workspace, where commands
         cannot delete or rewrite it, and carried in snapshots like the workspace. Atomic:
-        a reader sees the old record or the new one, never a part. Raises SandboxGone."""
+        a reader sees the old record or the new one, never a part, whatever process dies.
+        `durable=False` may skip flushing it to disk: after a host crash such a record
+        may be missing or cut short. Raises SandboxGone."""
+        ...
+
+    async def create_marker(self, sandbox_id: str, name: str, data: str) -> bool:
+        """Store a record like `write_marker` (durably), but only if none of that name exists:
+        True if this call created it, False if one was there already (it is left as it was).
+        Atomic against a concurrent create of the same name: exactly one of them gets True.
+        Raises SandboxGone."""
         ...
 
     async def read_marker(self, sandbox_id: str, name: str) -> str | None:

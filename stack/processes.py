@@ -1,12 +1,12 @@
 """Start, wait for and stop the processes the product is made of, and talk to Restate's HTTP APIs.
 
 This is the one place that knows the command lines: restate-server (the pinned npm binary, never
-the Node wrapper, so that its PID is really the server's) and the worker (hypercorn serving
-`app.main:app` over HTTP/2 cleartext). Both the supervisor and the test harness use it.
+the Node wrapper, so that its PID is really the server's) and the worker (stack/worker.py:
+hypercorn serving `app.main:app` over HTTP/2 cleartext). Both the supervisor and the test
+harness use it.
 
-Every child is started in a new session, so it leads its own process group. hypercorn forks
-worker processes, and a crash test SIGKILLs the whole group: killing only the PID we hold would
-leave a child serving on the port.
+Every child is started in a new session, so it leads its own process group, and a crash test
+SIGKILLs the whole group: killing only the PID we hold could leave its children behind.
 """
 
 from __future__ import annotations
@@ -169,6 +169,23 @@ def register(
         time.sleep(0.1)
 
 
+def retry_now(admin_port: int) -> int:
+    """Ask Restate to retry at once every invocation waiting out a retry backoff; how many.
+
+    Called when a (re)started worker accepts connections: the invocations its predecessor was
+    running would otherwise each wait for their next scheduled attempt, up to the retry
+    policy's cap (app/retry.py). Resuming a backing-off invocation triggers its retry now. One
+    that moved on meanwhile answers 4xx, which is fine.
+    """
+    rows = admin_query(admin_port, "SELECT id FROM sys_invocation WHERE status = 'backing-off'")
+    for row in rows:
+        try:
+            http_client().patch(f"http://{HOST}:{admin_port}/invocations/{row['id']}/resume")
+        except httpx.TransportError:
+            pass  # Restate itself is going away; its own retries take over when it is back
+    return len(rows)
+
+
 def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
     """Run SQL on Restate's introspection tables (sys_invocation, sys_journal, state, ...).
 
@@ -189,19 +206,17 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
 
 
 def start_worker(
-    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT,
-    workers: int = 1,
+    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
 ) -> Process:
-    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`, in `workers`
-    processes that share the port (hypercorn's own `--workers`).
+    """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port` (stack/worker.py:
+    one process, which listens once the services are imported).
 
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
     what Restate uses for its bidirectional stream to the handlers; hypercorn.toml holds the
     settings that keep those streams alive under load.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}", "--config", str(WORKER_CONFIG),
-            "--workers", str(workers)]
+    argv = [sys.executable, "-m", "stack.worker", app, "--bind", f"{HOST}:{port}", "--config", str(WORKER_CONFIG)]
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
 
 

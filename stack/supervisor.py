@@ -123,6 +123,7 @@ class Supervisor:
 
         def ready(proc: Process) -> None:
             processes.wait_port(port, 60.0, proc)
+            processes.retry_now(self.config.admin_port)  # what the last worker left, at once
             self._register(proc)
 
         return Child("worker", start, ready, self.logs / "worker.log")
@@ -198,7 +199,7 @@ class Supervisor:
     def _note_death(self, child: Child) -> None:
         assert child.proc is not None
         code = child.proc.returncode
-        # Its helpers (hypercorn's worker processes) may still hold the port: take them down.
+        # Its helpers (child processes in its group) may still hold the port: take them down.
         processes.kill_group(child.proc)
         child.proc = None
         lived = time.monotonic() - child.started_at

@@ -276,5 +276,6 @@ class Stack:
 
     def _wait_worker(self) -> None:
         processes.wait_port(self.worker_port, 30.0, self.worker)
+        processes.retry_now(self.admin_port)  # as the supervisor does
         # Registration doubles as the readiness check: Restate itself must reach the handlers.
         processes.register(self.admin_port, self.worker_port, 30.0, self.worker)

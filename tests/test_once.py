@@ -70,7 +70,7 @@ def runs(backend: SandboxBackend, sid: str) -> int:
         return 0
 
 
-@pytest.mark.parametrize("method,suffix,ran", [("write_marker", ".intent", 0), ("exec", "", 1),
+@pytest.mark.parametrize("method,suffix,ran", [("create_marker", ".intent", 0), ("exec", "", 1),
                                                ("write_marker", ".result", 1)])
 def test_a_command_interrupted_anywhere_runs_at_most_once(box, method, suffix, ran):
     backend, sid = box
@@ -86,6 +86,25 @@ def test_a_command_interrupted_anywhere_runs_at_most_once(box, method, suffix, r
         assert retried.outcome_unknown and "outcome unknown" in retried.stderr
     assert again == retried
     assert runs(backend, sid) == ran
+
+
+def test_two_attempts_running_at_once_run_the_command_once(box):
+    """A partition's old leader can still run an attempt while the new leader retries it: only
+    the attempt that creates the intent runs the command; the others stop it and report its
+    recorded result, or outcome unknown."""
+    backend, sid = box
+
+    async def both() -> list:
+        command = "sleep 0.3; echo ran >> runs.txt; echo done"
+        return await asyncio.gather(*(exec_once(backend, sid, "t/s1/r7/c0", command, 30) for _ in range(4)))
+
+    results = run(both())
+
+    assert runs(backend, sid) <= 1  # at most once: a loser stops the winner's command
+    assert len({r.model_dump_json() for r in results if not r.outcome_unknown}) <= 1  # one recorded result
+    before = runs(backend, sid)
+    run(exec_once(backend, sid, "t/s1/r7/c0", "sleep 0.3; echo ran >> runs.txt; echo done", 30))
+    assert runs(backend, sid) == before  # and a later retry runs nothing
 
 
 def test_a_result_that_cannot_be_recorded_is_still_returned(box):

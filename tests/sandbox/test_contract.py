@@ -275,6 +275,20 @@ def test_markers_are_written_read_replaced_and_deleted_by_prefix(backend: Sandbo
             run(backend.write_marker(sid, bad, "x"))
 
 
+def test_a_marker_is_created_once_of_many_concurrent_creates(backend: SandboxBackend, run: Run) -> None:
+    sid = run(backend.create("box")).sandbox_id
+
+    async def race() -> list[bool]:
+        return await asyncio.gather(*(backend.create_marker(sid, "op-1.intent", f"attempt {i}") for i in range(6)))
+
+    created = run(race())
+
+    assert created.count(True) == 1
+    assert run(backend.read_marker(sid, "op-1.intent")) == f"attempt {created.index(True)}"
+    assert run(backend.create_marker(sid, "op-1.intent", "late")) is False  # left as it was
+    assert run(backend.read_marker(sid, "op-1.intent")) == f"attempt {created.index(True)}"
+
+
 def test_a_marker_survives_a_command_that_deletes_the_whole_workspace(backend: SandboxBackend, run: Run) -> None:
     sid = run(backend.create("box")).sandbox_id
     run(backend.write_file(sid, ".agent/outputs/x.log", "x"))
