@@ -449,10 +449,12 @@ class LocalBackend:
                         await asyncio.to_thread(self._mark_gone, meta, "expired")
                 raise SandboxGone(f"sandbox {sandbox_id} is gone ({run.killed_for} while the command ran)")
             code = _exit_code(exited)
-            if isinstance(exited, dict):
-                await self._note_background(meta, exited.get("background"))
-            return await self._result(meta, command, timeout_s, code, run.killed_for, out, err, usage, over_cap,
-                                      oom, forks, notice)
+            background = exited.get("background") if isinstance(exited, dict) else None
+            if isinstance(background, int):
+                await self._note_background(meta, background)
+            result = await self._result(meta, command, timeout_s, code, run.killed_for, out, err, usage, over_cap,
+                                        oom, forks, notice)
+            return result.model_copy(update={"background": background if isinstance(background, int) else None})
         finally:
             if readers is not None and not readers.done():
                 readers.cancel()
@@ -554,10 +556,10 @@ class LocalBackend:
                                                 leader=ops.Proc.of(popen.pid),
                                                 groups=[str(d) for d in group.dirs.values()] if group else []))
 
-    async def _note_background(self, meta: _Meta, background: object) -> None:
+    async def _note_background(self, meta: _Meta, background: int) -> None:
         """Keep the count of background processes in the record when it changes (rarely), so a
         restart after a loss can tell whether it stopped any."""
-        if not isinstance(background, int) or self._background.get(meta.sandbox_id) == background:
+        if self._background.get(meta.sandbox_id) == background:
             return
         self._background[meta.sandbox_id] = background
         await asyncio.to_thread(self._write_background, meta, background)

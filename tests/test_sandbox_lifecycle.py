@@ -173,8 +173,28 @@ def test_a_background_server_answers_the_next_command_even_across_a_worker_kill(
     results = tool_results(stack)
     told = [r for r in results if STOPPED in r]
     assert [p["status"] for p in final["plan"]] == ["done"], final
+    assert "the worker process that held them stopped" in told[0]
     assert len(told) == 1 and "Connection refused" in told[0], told  # the fetch after the kill
     assert read_file(stack, "killed", "runs.log") == "start\nfetch\nstart\nfetch\n"  # each once, as asked
     lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
     after_told = lasts[next(i for i, r in enumerate(lasts) if STOPPED in r):]
     assert any(PAGE in r for r in after_told)  # and then the server answered again
+
+
+def test_the_model_is_told_when_a_suspension_stopped_its_background_server(stack_factory):
+    """The fetch round's model call outlasts SANDBOX_IDLE_S: the sandbox is suspended (snapshot,
+    terminate) between the two commands, and restored for the fetch, without the server."""
+    from tests.fakes.live_scripts import PAGE, STOPPED
+    from tests.fakes.scripts import last_tool_result
+
+    stack = stack_factory(LIVE, env={"SANDBOX_IDLE_S": "1"})
+    send_message(stack, "idle", "serve the page and fetch it")
+
+    final = wait_idle(stack, "idle", timeout=120)
+    lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
+    told = [r for r in lasts if STOPPED in r]
+    assert [p["status"] for p in final["plan"]] == ["done"], final
+    assert told and told[0].startswith("[sandbox] The sandbox was suspended after being idle"), told
+    assert "Connection refused" in told[0]
+    assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
+    assert sandbox_info(stack, "idle")["restores"] >= 1
