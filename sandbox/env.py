@@ -162,11 +162,12 @@ class Channel:
                 data, fds, _, _ = socket.recv_fds(self.sock, 65536, 4)
             except BlockingIOError:
                 ready = loop.create_future()
-                loop.add_reader(self.sock, lambda: ready.done() or ready.set_result(None))
+                fd = self.sock.fileno()  # not the socket: asyncio would format its repr on every lookup
+                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
                 try:
                     await ready
                 finally:
-                    loop.remove_reader(self.sock)
+                    loop.remove_reader(fd)
                 continue
             except ConnectionResetError:
                 data, fds = b"", []
