@@ -101,9 +101,12 @@ def answers(env_dir: Path) -> bool:
     return True
 
 
-def stop(env_dir: Path, popen: subprocess.Popen[bytes] | None = None) -> None:
-    """Kill the environment recorded in `env_dir` (blocking) and remove its cgroups and record."""
+def stop(env_dir: Path, popen: subprocess.Popen[bytes] | None = None, why: str | None = None) -> None:
+    """Kill the environment recorded in `env_dir` (blocking) and remove its cgroups and record.
+    `why`: told to the model with the next command, which starts a new one (take_stop_reason)."""
     record = read_record(env_dir)
+    if why is not None:
+        (env_dir / "stopped").write_text(why)
     (env_dir / "sock").unlink(missing_ok=True)  # new commands now find no environment
     if record is not None:
         if record.leader is not None:
@@ -119,6 +122,16 @@ def stop(env_dir: Path, popen: subprocess.Popen[bytes] | None = None) -> None:
             popen.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def take_stop_reason(env_dir: Path) -> str | None:
+    """Why the environment was stopped on purpose while its sandbox lives on, once."""
+    try:
+        why = (env_dir / "stopped").read_text()
+    except FileNotFoundError:
+        return None
+    (env_dir / "stopped").unlink(missing_ok=True)
+    return why
 
 
 class EnvLost(Exception):

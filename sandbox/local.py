@@ -151,6 +151,7 @@ class LocalBackend:
         self._env_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._envs: dict[str, subprocess.Popen[bytes]] = {}  # live sandboxes this worker started, by id
         self._background: dict[str, int] = {}  # the last background count written to each record
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # the workspace cap between commands, per owned sandbox
         if self._cgroups:
             self._cgroups.sweep_stale()
         self._sweep()
@@ -174,6 +175,7 @@ class LocalBackend:
         release shared machine state (empty cgroup parents). Workspaces stay as they are; the next
         command in a sandbox starts its processes again."""
         for sandbox_id, popen in list(self._envs.items()):
+            self._unwatch(sandbox_id)
             env.stop(self._dir(_name_of(sandbox_id)) / "env", popen)
         self._envs.clear()
         if self._cgroups:
@@ -219,6 +221,7 @@ class LocalBackend:
         for run in list(self._runs.get(meta.sandbox_id, ())):
             run.kill(reason)
         env.stop(self._dir(name) / "env", self._envs.pop(meta.sandbox_id, None))  # background processes too
+        self._unwatch(meta.sandbox_id)
         self._background.pop(meta.sandbox_id, None)
         self._quota.forget(meta.sandbox_id)
         self._discard(self._dir(name) / "project")
@@ -270,6 +273,7 @@ class LocalBackend:
                           expires_at=now + self.limits.ttl_s if self.limits.ttl_s else None)
             await asyncio.to_thread(self._build, name, archive_path, fresh)
             await asyncio.to_thread(self._ensure_env, fresh)  # its processes start now, not with the first command
+            self._watch_between_commands(fresh)
             return self._info(fresh)
 
     def _build(self, name: str, archive_path: Path | None, meta: _Meta) -> None:
@@ -501,6 +505,7 @@ class LocalBackend:
             pass
         async with self._env_locks[meta.sandbox_id]:
             notice = await asyncio.to_thread(self._ensure_env, meta)
+        self._watch_between_commands(meta)
         return await Channel.open(self._env_dir(meta)), notice
 
     def _ensure_env(self, meta: _Meta) -> str | None:
@@ -513,8 +518,11 @@ class LocalBackend:
             if env.answers(env_dir):
                 return None
             old = env.read_record(env_dir)
+            why = env.take_stop_reason(env_dir)
             env.stop(env_dir, self._envs.pop(meta.sandbox_id, None))
             self._start_env(meta, env_dir)
+        if why is not None:
+            return f"processes that earlier commands left running in the background were stopped: {why}"
         if old is None or old.sandbox_id != meta.sandbox_id or not old.background:
             return None
         return (f"the sandbox's processes were restarted (the worker process that held them stopped): "
@@ -555,6 +563,34 @@ class LocalBackend:
         env.write_record(env_dir, env.EnvRecord(sandbox_id=meta.sandbox_id, owner=self._worker,
                                                 leader=ops.Proc.of(popen.pid),
                                                 groups=[str(d) for d in group.dirs.values()] if group else []))
+
+    def _watch_between_commands(self, meta: _Meta) -> None:
+        """The workspace cap, for what runs in the background between commands: this worker
+        owns the environment it started, so it watches it (commands are watched by their exec)."""
+        if meta.sandbox_id in self._envs and meta.sandbox_id not in self._watchers:
+            self._watchers[meta.sandbox_id] = asyncio.get_running_loop().create_task(self._watch(meta))
+
+    async def _watch(self, meta: _Meta) -> None:
+        over = asyncio.Event()
+        self._quota.forget(meta.sandbox_id)  # measured afresh: a stopped filler may have written on
+        async with self._quota.watch(meta.sandbox_id, self._workspace(meta), over.set):
+            await over.wait()
+        # Over the cap: stop everything the sandbox runs (a command running now says why).
+        for run in list(self._runs.get(meta.sandbox_id, ())):
+            run.kill("workspace")
+        self._watchers.pop(meta.sandbox_id, None)
+        await asyncio.to_thread(self._stop_env, meta, f"the workspace grew past its {self.limits.workspace_mb} MB "
+                                                      "cap; delete files before writing more")
+
+    def _stop_env(self, meta: _Meta, why: str) -> None:
+        env_dir = self._env_dir(meta)
+        with open(env_dir.parent / "env.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env.stop(env_dir, self._envs.pop(meta.sandbox_id, None), why=why)
+
+    def _unwatch(self, sandbox_id: str) -> None:
+        if (watcher := self._watchers.pop(sandbox_id, None)) is not None:
+            watcher.cancel()
 
     async def _note_background(self, meta: _Meta, background: int) -> None:
         """Keep the count of background processes in the record when it changes (rarely), so a

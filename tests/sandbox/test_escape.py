@@ -459,3 +459,29 @@ def test_after_a_worker_sigkill_the_next_command_says_background_processes_were_
     assert first.stdout == "next\n" and "1 process(es) that earlier commands left running in the background were stopped" in first.stderr, first
     assert second.stderr == ""  # told once
     other.close()  # type: ignore[attr-defined]
+
+
+def test_a_background_disk_filler_is_stopped_by_the_workspace_cap(local: MakeBackend, run: Run,
+                                                                   sandbox_root: Path) -> None:
+    backend = local(workspace_mb=32, file_size_mb=4)
+    sid = run(backend.create("filler")).sandbox_id
+    project = next(sandbox_root.glob("*/filler/project"))
+
+    run(backend.exec(sid, "(i=0; while true; do i=$((i+1)); head -c 2M /dev/zero > f$i || exit 1; done) "
+                          ">/dev/null 2>&1 &", 30))  # returns at once; the filler runs on, between commands
+
+    def used() -> int:
+        return sum(f.stat().st_size for f in project.iterdir())
+
+    async def until_it_stops() -> int:  # the worker's event loop runs meanwhile, as in a worker
+        deadline, before = time.monotonic() + 30, -1
+        while (now := used()) != before or now < 32 * MB:
+            assert time.monotonic() < deadline, f"still growing at {now // MB} MB"
+            before = now
+            await asyncio.sleep(0.5)
+        return now
+
+    assert run(until_it_stops()) < 32 * MB + 256 * MB  # bounded by one 50 ms poll
+    after = run(backend.exec(sid, "rm -f f*; echo cleaned", 30))
+    assert after.stdout == "cleaned\n" and "past its 32 MB cap" in after.stderr, after  # the model is told
+    service_is_fine()
