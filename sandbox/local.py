@@ -1,4 +1,5 @@
-"""The local backend: a sandbox is a directory on this machine, a command is a bubblewrap run.
+"""The local backend: a sandbox is a directory on this machine plus, while it runs, one
+long-lived bubblewrap tree whose supervisor starts its commands (sandbox/env.py).
 
 Layout under `root`:
 
@@ -6,8 +7,9 @@ Layout under `root`:
     <name>/project/                the workspace, bound read-write at /project
     <name>/markers/                its markers, out of every command's reach (sandbox/markers.py)
     <name>/ops/                    commands running under an op id (sandbox/ops.py)
+    <name>/env/, <name>/env.lock   its live environment: the supervisor's socket, record, log
     snapshots/<snapshot>.tar.zst   snapshots: workspace and markers (sandbox/archive.py)
-    .etc/                          the sandbox's own passwd, group, hosts
+    .etc/                          the sandbox's own passwd, group, hosts, and supervisor.py
     .trash/, .spool/, .probe-<pid>/  scratch: wipes, output spooling, the start-up probe
 
 Everything is the worker's alone (0700): commands reach their workspace only through the bind
