@@ -189,6 +189,9 @@ class SandboxState(BaseModel):
     # What the model must be told with the next operation's result: the sandbox came back
     # without its workspace (set where no result could carry it, e.g. at acquire or restore).
     pending_notice: str | None = None
+    # A command left processes running in the background (or the backend could not tell):
+    # suspending or restarting the sandbox stops them, and the model is told.
+    background: bool = False
     lease: str | None = None  # the task that holds the sandbox
     # The armed idle timer's invocation id (any other one is stale), and when the last
     # operation ended (the worker's clock, journaled): the idle period counts from there.

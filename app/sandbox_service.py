@@ -49,7 +49,7 @@ from app.models import (
 )
 from app.once import edit_once, exec_once, task_markers, write_once
 from app.validation import check_key, no_input, parse
-from sandbox import SandboxInfo
+from sandbox import ExecResult, SandboxInfo
 
 T = TypeVar("T")
 
@@ -241,6 +241,8 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
                 raise
             rollback = await _abandon(ctx, state, running)
             continue
+        if isinstance(result, ExecResult) and result.background != 0:  # None: the backend cannot tell
+            state.background = True
         notice = _take_notice(ctx, state, rollback)
         await _active_until(ctx, state, timed.ended_at)
         return Done(timed.value, notice)
@@ -252,6 +254,7 @@ async def _abandon(ctx: ObjectContext, state: SandboxState, running: Running) ->
     it, so it can never run on unseen, and fall back to its last snapshot. Returns the notice."""
     await _terminate(ctx, running)
     state.rollbacks += 1
+    state.background = False  # its notice says so
     _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=running.snapshot_id))
     restored = "the last snapshot" if running.snapshot_id else "an empty workspace (there was no snapshot)"
     emit(ctx, ctx.key(), "sandbox", f"sandbox lost; restored from {restored}",
@@ -259,6 +262,17 @@ async def _abandon(ctx: ObjectContext, state: SandboxState, running: Running) ->
     return (f"The sandbox was lost (it ended unexpectedly) and was replaced from {restored}. Changes "
             "made after that point are gone, and background processes were stopped. Check the files "
             "you need before going on.")
+
+
+def _stopping_background(state: SandboxState, why: str) -> None:
+    """The sandbox is about to be stopped and brought back from a snapshot: files come back,
+    processes do not. The model is told with the next operation's result."""
+    if state.background:
+        state.background = False
+        state.pending_notice = _join(state.pending_notice, (
+            f"The sandbox was {why} and brought back from a snapshot: files are as they were, but "
+            "processes that commands left running in the background (servers, watchers) were stopped. "
+            "Start them again if you need them."))
 
 
 def _take_notice(ctx: ObjectContext, state: SandboxState, rollback: str | None) -> str | None:
@@ -387,7 +401,7 @@ async def reset(ctx: ObjectContext, raw: bytes) -> None:
         ctx.cancel_invocation(state.idle_timer)
         state.idle_timer = None
     state.lease = None
-    state.changed, state.checkpoint_snapshot = True, None
+    state.changed, state.checkpoint_snapshot, state.background = True, None, False
     _leave_running(ctx, state, Released(generation=state.current.generation))
 
 
@@ -429,6 +443,7 @@ async def restore(ctx: ObjectContext, req: RestoreIn) -> RestoreOut:
     suspended = Suspended(generation=current.generation, snapshot_id=current.snapshot_id)
     await _make_base(ctx, state, suspended, req.snapshot_id)
     if isinstance(current, Running):
+        state.background = False  # a rewind starts a new sandbox from the checkpoint, and says so
         await _terminate(ctx, current)
     _leave_running(ctx, state, suspended)
     await _ensure_running(ctx, state)
@@ -450,6 +465,7 @@ async def restart(ctx: ObjectContext, timer: TimerIn) -> None:
         return  # a stale timer from an older generation
     running.restart_timer = None  # this invocation is the timer; nothing to cancel
     snapshot_id = await _snapshot(ctx, state, running, "restart")
+    _stopping_background(state, "restarted before its time limit")
     await _terminate(ctx, running)
     _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=snapshot_id), inside_timer=True)
     await _ensure_running(ctx, state, restart=True)
@@ -476,6 +492,7 @@ async def suspend_if_idle(ctx: ObjectContext, timer: TimerIn) -> None:
     running = state.current
     state.idle_timer = None
     snapshot_id = await _snapshot(ctx, state, running, "idle")  # one suspension per generation
+    _stopping_background(state, "suspended after being idle")
     await _terminate(ctx, running)
     _leave_running(ctx, state, Suspended(generation=running.generation, snapshot_id=snapshot_id))
 

@@ -44,7 +44,8 @@ STACK_RUNS = {"1 MB": (5, 2), "100 MB": (3, 3)}
 
 
 def command_start(root: Path, backend: SandboxBackend) -> dict[str, list[float]]:
-    """`true` three ways, interleaved: bare subprocess, our bwrap argv alone, LocalBackend.exec."""
+    """`true` three ways, interleaved: bare subprocess, our bwrap argv alone (what every command
+    cost before the live sandbox), LocalBackend.exec on a running sandbox."""
     # Layout from sandbox/local.py: <root>/<name>/project, <root>/.etc.
     argv = sandbox_argv(bwrap_path(), root / "start" / "project", root / ".etc", "true", 256 * MB)
 
@@ -198,7 +199,8 @@ def run() -> tuple[str, str]:
                 Row.of("start `true`: our bwrap argv alone", start["bwrap"],
                        "`sandbox_argv(...)` via subprocess.run as root; no cgroup, uid drop or pipes"),
                 Row.of("start `true`: `LocalBackend.exec`", start["backend"],
-                       "bwrap + cgroup create/remove + rlimits + uid drop + output capture + quota watch"),
+                       "sandbox running: a message to its supervisor, fork + exec inside, output pipes passed "
+                       "back, quota watch, limit counters"),
             ]
             for label, (size, reps) in SIZES.items():
                 taken, restored, archive = snapshots(root / "sandboxes", backend, label, size, reps)

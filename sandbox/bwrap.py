@@ -63,10 +63,16 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap", path=LAUNCHER_ENV["PATH"])
 
 
+# The supervisor of a live sandbox (sandbox/supervisor.py), shown read-only inside at this path.
+SUPERVISOR = "/opt/sandbox/supervisor.py"
+_SUPERVISOR_SOURCE = Path(__file__).with_name("supervisor.py")
+
+
 def write_etc(etc_dir: Path) -> None:
-    """Write the sandbox's own /etc files (world-readable, owned by the service)."""
+    """Write the sandbox's own /etc files and the supervisor (world-readable, owned by the service)."""
     etc_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for name, text in ETC_FILES.items():
+    files = {**ETC_FILES, "supervisor.py": _SUPERVISOR_SOURCE.read_text()}
+    for name, text in files.items():
         path = etc_dir / name
         if not path.exists() or path.read_text() != text:
             tmp = etc_dir / f".{name}.tmp"
@@ -76,8 +82,9 @@ def write_etc(etc_dir: Path) -> None:
 
 
 def sandboxed(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int,
-              *, staged: bool) -> tuple[list[str], list[tuple[str, str]]]:
+              *, staged: bool, program: list[str] | None = None) -> tuple[list[str], list[tuple[str, str]]]:
     """The argv of a sandboxed command, and what spawn.prepare_child must stage for it.
+    `program` runs instead of `sh -c command` (the supervisor of a live sandbox).
 
     `staged` (the worker is root and drops commands to the host uid): bwrap finds the
     workspace and our /etc files where the child stages them, so the host uid needs no way
@@ -85,14 +92,16 @@ def sandboxed(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_byte
     reads them where they are.
     """
     if not staged:
-        return sandbox_argv(bwrap, workspace, etc_dir, command, tmp_bytes), []
+        return sandbox_argv(bwrap, workspace, etc_dir, command, tmp_bytes, program), []
     project, etc = f"{STAGE}/project", f"{STAGE}/etc"
-    return (sandbox_argv(bwrap, Path(project), Path(etc), command, tmp_bytes),
+    return (sandbox_argv(bwrap, Path(project), Path(etc), command, tmp_bytes, program),
             [(str(workspace), project), (str(etc_dir), etc)])
 
 
-def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int) -> list[str]:
-    """`bwrap ... -- /bin/sh -c command`, with `workspace` bound read-write at /project."""
+def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int,
+                 program: list[str] | None = None) -> list[str]:
+    """`bwrap ... -- /bin/sh -c command` (or `-- *program`), with `workspace` bound read-write
+    at /project."""
     argv = [
         bwrap,
         "--unshare-all",  # user, ipc, pid, net (only a private lo), uts, cgroup
@@ -112,6 +121,7 @@ def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_b
         argv += ["--ro-bind-try", path, path]
     for name in ETC_FILES:
         argv += ["--ro-bind", str(etc_dir / name), f"/etc/{name}"]
+    argv += ["--ro-bind", str(etc_dir / "supervisor.py"), SUPERVISOR]
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
@@ -126,7 +136,7 @@ def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_b
     ]
     for key, value in COMMAND_ENV.items():
         argv += ["--setenv", key, value]
-    return [*argv, "--", "/bin/sh", "-c", command]
+    return [*argv, "--", *(program or ["/bin/sh", "-c", command])]
 
 
 def compat_links() -> list[str]:
@@ -135,9 +145,3 @@ def compat_links() -> list[str]:
         if os.path.exists(target) and not os.path.exists(f"/usr/bin/{name}"):
             argv += ["--symlink", target, f"/opt/sandbox/bin/{name}"]
     return argv
-
-
-def unprotected_argv(command: str) -> list[str]:
-    """The fallback when bubblewrap is unavailable and SANDBOX_ALLOW_UNPROTECTED=1 was given:
-    a plain shell in the workspace (the host path, not /project), with the same clean env."""
-    return ["/bin/sh", "-c", command]

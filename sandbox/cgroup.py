@@ -1,11 +1,13 @@
-"""Per-command cgroups (v1): the process and memory limits bubblewrap cannot give.
+"""Per-sandbox cgroups (v1): the process and memory limits bubblewrap cannot give.
 
-Each command gets its own group in the `pids` and `memory` hierarchies, named
-`durable-agent/worker-<worker pid>-<n>` below the worker's own cgroup (so a limit set on the worker,
-by systemd or a container runtime, still covers its sandboxes). The child joins the groups in
-its pre-exec hook, before bubblewrap starts, so nothing it forks can be outside them. A group
-is removed when its command ends; groups left by a SIGKILLed worker are swept by the next
-backend that starts on the machine (their owner pid is dead).
+Each live sandbox (sandbox/env.py) gets its own group in the `pids` and `memory` hierarchies,
+named `durable-agent/env-<worker pid>-<n>` below the worker's own cgroup (so a limit set on the
+worker, by systemd or a container runtime, still covers its sandboxes). The sandbox's first
+process joins the groups in its pre-exec hook, before bubblewrap starts, so nothing it or any
+of its commands forks can be outside them. A group is removed when its sandbox stops; groups
+left by a SIGKILLed worker are swept by the next backend that starts on the machine (their
+owner pid is dead). (`worker-<pid>-<n>` groups, one per command, are what older versions made;
+the sweep still removes them.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory")
 GROUP_DIR = "durable-agent"
-_OURS = re.compile(r"(?:worker-(\d+)-\d+|probe-(\d+))")  # groups this module makes, by owner pid
+_OURS = re.compile(r"(?:(?:worker|env)-(\d+)-\d+|probe-(\d+))")  # groups this module makes, by owner pid
 
 
 def _own_path(controller: str) -> str:
@@ -120,8 +122,9 @@ class Cgroups:
         self._count = 0
 
     def create(self, pids_max: int, memory_bytes: int) -> CommandGroup:
+        """The groups of one live sandbox (sandbox/env.py), named after the worker that starts it."""
         self._count += 1
-        return self._make(f"worker-{os.getpid()}-{self._count}", pids_max, memory_bytes)
+        return self._make(f"env-{os.getpid()}-{self._count}", pids_max, memory_bytes)
 
     def _make(self, name: str, pids_max: int, memory_bytes: int) -> CommandGroup:
         group = CommandGroup({c: parent / name for c, parent in self.parents.items()})

@@ -1,4 +1,5 @@
-"""The local backend: a sandbox is a directory on this machine, a command is a bubblewrap run.
+"""The local backend: a sandbox is a directory on this machine plus, while it runs, one
+long-lived bubblewrap tree whose supervisor starts its commands (sandbox/env.py).
 
 Layout under `root`:
 
@@ -6,8 +7,9 @@ Layout under `root`:
     <name>/project/                the workspace, bound read-write at /project
     <name>/markers/                its markers, out of every command's reach (sandbox/markers.py)
     <name>/ops/                    commands running under an op id (sandbox/ops.py)
+    <name>/env/, <name>/env.lock   its live environment: the supervisor's socket, record, log
     snapshots/<snapshot>.tar.zst   snapshots: workspace and markers (sandbox/archive.py)
-    .etc/                          the sandbox's own passwd, group, hosts
+    .etc/                          the sandbox's own passwd, group, hosts, and supervisor.py
     .trash/, .spool/, .probe-<pid>/  scratch: wipes, output spooling, the start-up probe
 
 Everything is the worker's alone (0700): commands reach their workspace only through the bind
@@ -26,7 +28,9 @@ SandboxGone and the workspace is wiped; a command still running at the deadline 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -39,12 +43,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from sandbox import archive, markers, ops, paths
-from sandbox.bwrap import COMMAND_ENV, LAUNCHER_ENV, sandboxed, unprotected_argv, write_etc
-from sandbox.cgroup import CommandGroup
+from sandbox import archive, env, markers, ops, paths
+from sandbox.bwrap import COMMAND_ENV, LAUNCHER_ENV, SUPERVISOR, sandboxed, write_etc
+from sandbox.cgroup import CONTROLLERS, CommandGroup
+from sandbox.env import Channel
 from sandbox.limits import MB, LocalLimits
 from sandbox.machine import check_machine
 from sandbox.output import (
@@ -69,6 +75,7 @@ from sandbox.protocol import (
     WorkspaceFull,
 )
 from sandbox.quota import WorkspaceQuota
+from sandbox.paths import MOUNT_POINT
 from sandbox.slots import CommandSlots
 from sandbox.spawn import prepare_child
 
@@ -76,7 +83,10 @@ logger = logging.getLogger(__name__)
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED = {"snapshots"}
-_DRAIN_AFTER_EXIT_S = 2.0  # the pipes close when the sandbox's PID namespace dies
+# Output still held open this long after the command's shell exited: what it left in the
+# background holds it, and keeps running; the supervisor drains it from then on.
+_DRAIN_AFTER_EXIT_S = 0.2
+_KILL_WAIT_S = 5.0  # a killed command's report from the supervisor
 _NOT_STARTED = "[sandbox] not started: another attempt of this operation stopped it first\n"
 
 
@@ -108,29 +118,18 @@ def _name_of(sandbox_id: str) -> str:
 
 @dataclass(eq=False)
 class _Run:
-    """A command in flight, so terminate and expiry can kill it."""
+    """A command in flight, so terminate, expiry, the quota watch and stop_op can kill it."""
 
-    proc: asyncio.subprocess.Process
-    group: CommandGroup | None
+    channel: Channel  # to the supervisor that started it (sandbox/env.py)
     op_id: str | None = None
-    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped"
+    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped", "cancelled"
 
     def kill(self, reason: str) -> None:
+        """Have the supervisor kill the command's process group (what it left in the background
+        included). Safe from any thread: one short send on the command's own connection."""
         if self.killed_for is None:
             self.killed_for = reason
-        # The command's process group holds the reaper and bwrap, PID 1 of the command's PID
-        # namespace: killing them makes the kernel kill every process the command started.
-        # Everything in the cgroup is killed as well, in case the namespace is not there
-        # (no bubblewrap) or not finished (a command still starting).
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for pid in self.group.pids() if self.group else ():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.channel.send({"kill": True})
 
 
 class LocalBackend:
@@ -153,6 +152,10 @@ class LocalBackend:
         self.slots = CommandSlots(self.root / ".slots", limits.max_running_commands)
         self._runs: dict[str, set[_Run]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._env_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._envs: dict[str, subprocess.Popen[bytes]] = {}  # live sandboxes this worker started, by id
+        self._background: dict[str, int] = {}  # the last background count written to each record
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # the workspace cap between commands, per owned sandbox
         if self._cgroups:
             self._cgroups.sweep_stale()
         self._sweep()
@@ -165,13 +168,20 @@ class LocalBackend:
                 if meta and not meta.gone and meta.expired():
                     self._mark_gone(meta, "expired")
                 if meta and meta.gone:
+                    env.stop(d / "env")
                     self._discard(d / "project")
                     self._discard(d / "markers")
         for d in (self.root / ".trash").iterdir():
             shutil.rmtree(d, ignore_errors=True)
 
     def close(self) -> None:
-        """Release shared machine state (empty cgroup parents). Sandboxes stay as they are."""
+        """Stop the sandboxes' processes this backend started (as its worker's exit would) and
+        release shared machine state (empty cgroup parents). Workspaces stay as they are; the next
+        command in a sandbox starts its processes again."""
+        for sandbox_id, popen in list(self._envs.items()):
+            self._unwatch(sandbox_id)
+            env.stop(self._dir(_name_of(sandbox_id)) / "env", popen)
+        self._envs.clear()
         if self._cgroups:
             self._cgroups.close()
 
@@ -214,6 +224,9 @@ class LocalBackend:
         self._write_meta(name, meta.model_copy(update={"gone": reason}))
         for run in list(self._runs.get(meta.sandbox_id, ())):
             run.kill(reason)
+        env.stop(self._dir(name) / "env", self._envs.pop(meta.sandbox_id, None))  # background processes too
+        self._unwatch(meta.sandbox_id)
+        self._background.pop(meta.sandbox_id, None)
         self._quota.forget(meta.sandbox_id)
         self._discard(self._dir(name) / "project")
         self._discard(self._dir(name) / "markers")
@@ -263,6 +276,8 @@ class LocalBackend:
             fresh = _Meta(sandbox_id=f"{name}~{generation}", generation=generation, created_at=now,
                           expires_at=now + self.limits.ttl_s if self.limits.ttl_s else None)
             await asyncio.to_thread(self._build, name, archive_path, fresh)
+            await asyncio.to_thread(self._ensure_env, fresh)  # its processes start now, not with the first command
+            self._watch_between_commands(fresh)
             return self._info(fresh)
 
     def _build(self, name: str, archive_path: Path | None, meta: _Meta) -> None:
@@ -392,63 +407,86 @@ class LocalBackend:
                             self.root / ".spool")
         err = StreamCapture(limits.output_head_bytes, limits.output_tail_bytes, limits.max_output_mb * MB,
                             self.root / ".spool")
-        group = self._cgroups.create(limits.pids_max, limits.memory_mb * MB) if self._cgroups else None
-        record = ops.OpRecord(sandbox_id=sandbox_id, worker=self._worker,
-                              groups=[str(d) for d in group.dirs.values()] if group else [])
         recorded = False  # under op_id, in <name>/ops/, for stop_op
         run: _Run | None = None
+        channel: Channel | None = None
+        pipes: list[asyncio.BaseTransport] = []
         readers: asyncio.Future[list[None]] | None = None
+        exited: dict[str, Any] | None = None
         try:
             if op_id is not None:
-                recorded = ops.begin(self._ops(meta), op_id, record)
+                recorded = ops.begin(self._ops(meta), op_id, ops.OpRecord(sandbox_id=sandbox_id, worker=self._worker))
                 if not recorded:
                     return ExecResult(exit_code=128 + signal.SIGKILL, stdout="", stderr=_NOT_STARTED)
-            spawning = asyncio.ensure_future(self._spawn(workspace, command, group, op_id))
-            try:
-                run = await asyncio.shield(spawning)
-            except asyncio.CancelledError:
-                # Let the start finish (milliseconds), so the finally below kills it properly:
-                # asyncio's own cleanup would kill bwrap alone, mid-setup, and then wait forever.
-                run = await spawning
-                raise
-            if recorded:
-                ops.started(self._ops(meta), op_id, record, run.proc.pid)
+            channel, notice = await self._channel(meta)
+            record = env.read_record(self._env_dir(meta))
+            group = _group_of(record)
+            hits_before = group.limit_hits() if group else (0, 0)
+            run = _Run(channel, op_id)
             self._runs[sandbox_id].add(run)
-            async with self._quota.watch(sandbox_id, workspace, partial(run.kill, "workspace")) as watch:
-                assert run.proc.stdout is not None and run.proc.stderr is not None
-                readers = asyncio.gather(pump(run.proc.stdout, out), pump(run.proc.stderr, err))
-                try:
-                    await asyncio.wait_for(run.proc.wait(), max(wait_s, 0))
-                except TimeoutError:
-                    run.kill(stopped_by)
-                    await run.proc.wait()
-                try:
-                    await asyncio.wait_for(asyncio.shield(readers), _DRAIN_AFTER_EXIT_S)
-                except TimeoutError:
-                    pass  # only without bubblewrap can a background process hold the pipes open
-            oom, forks = group.limit_hits() if group else (0, 0)
+            channel.send({"run": command, "op": op_id})
+            usage, over_cap = 0, False
+            try:
+                await channel.line()  # {"pid": n}, with the output pipes
+            except env.EnvLost:
+                pass  # the sandbox's processes were stopped before the command could start
+            else:
+                streams = []
+                for fd in channel.take_fds():  # stdout, stderr
+                    stream, transport = await _read_pipe(fd)
+                    streams.append(stream)
+                    pipes.append(transport)
+                if len(streams) != 2:
+                    raise RuntimeError(f"the sandbox's supervisor handed over {len(streams)} output pipes, not 2")
+                async with self._quota.watch(sandbox_id, workspace, partial(run.kill, "workspace")) as watch:
+                    readers = asyncio.gather(pump(streams[0], out), pump(streams[1], err))
+                    try:
+                        try:
+                            exited = await asyncio.wait_for(channel.line(), max(wait_s, 0))
+                        except TimeoutError:
+                            run.kill(stopped_by)
+                            exited = await asyncio.wait_for(channel.line(), _KILL_WAIT_S)
+                    except env.EnvLost:
+                        exited = None  # the sandbox's processes were stopped under the command
+                    try:
+                        await asyncio.wait_for(asyncio.shield(readers), _DRAIN_AFTER_EXIT_S)
+                    except TimeoutError:
+                        pass  # a background process holds the output open: the supervisor drains it from now on
+                usage, over_cap = watch.usage, watch.exceeded
+            if exited is None:
+                current = self._read_meta(_name_of(sandbox_id))
+                if current is None or current.sandbox_id != sandbox_id or current.gone:
+                    run.killed_for = run.killed_for or "terminated"
+                elif run.killed_for is None:
+                    run.killed_for = "lost"
+            oom, forks = _hits_since(group, hits_before)
             if run.killed_for in ("expired", "terminated"):
                 if run.killed_for == "expired":
                     async with self._locks[_name_of(sandbox_id)]:
                         await asyncio.to_thread(self._mark_gone, meta, "expired")
                 raise SandboxGone(f"sandbox {sandbox_id} is gone ({run.killed_for} while the command ran)")
-            return await self._result(meta, command, timeout_s, run, out, err, watch.usage, watch.exceeded,
-                                      oom, forks)
+            code = _exit_code(exited)
+            background = exited.get("background") if isinstance(exited, dict) else None
+            if isinstance(background, int):
+                await self._note_background(meta, background)
+            result = await self._result(meta, command, timeout_s, code, run.killed_for, out, err, usage, over_cap,
+                                        oom, forks, notice)
+            return result.model_copy(update={"background": background if isinstance(background, int) else None})
         finally:
             if readers is not None and not readers.done():
                 readers.cancel()
                 readers.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it
             if run is not None:
-                if run.proc.returncode is None:  # cancelled: the caller gave up on this attempt
+                if exited is None and run.killed_for is None:  # cancelled: the caller gave up on this attempt
                     run.kill("cancelled")
+                    await _until_ended(run)
                 self._runs[sandbox_id].discard(run)
                 if not self._runs[sandbox_id]:
                     del self._runs[sandbox_id]
-            if group is not None:
-                try:
-                    await asyncio.to_thread(group.remove)
-                except OSError as e:  # left for the sweep when this worker is gone
-                    logger.warning("could not remove the cgroup of a finished command: %s", e)
+            for pipe in pipes:
+                pipe.close()
+            if channel is not None:
+                channel.close()  # the supervisor kills the command if it still runs, and drains its output
             if recorded:  # only now: the command is gone, or this worker could not tell
                 ops.end(self._ops(meta), op_id)
             out.close()
@@ -462,44 +500,145 @@ class LocalBackend:
         # The record decides, wherever the command was started; a gone sandbox is checked after,
         # so even then nothing keeps running.
         if name := _name_of(sandbox_id):
-            await ops.stop(self._dir(name) / "ops", op_id, sandbox_id)
+            await ops.stop(self._dir(name) / "ops", op_id, sandbox_id,
+                           partial(env.stop_op, self._dir(name) / "env", op_id, ops.STOP_WAIT_S))
         await self._live(sandbox_id)
 
-    async def _spawn(self, workspace: Path, command: str, group: CommandGroup | None, op_id: str | None) -> _Run:
-        stage: list[tuple[str, str]] = []
-        if self._bwrap:
-            argv, stage = sandboxed(self._bwrap, workspace, self.root / ".etc", command, self.limits.tmp_mb * MB,
-                                    staged=self._drop_to is not None)
-            env, cwd = LAUNCHER_ENV, None
-        else:
-            argv, env, cwd = unprotected_argv(command), COMMAND_ENV, workspace
+    # ----- the live environment (sandbox/env.py) ----------------------------------------
+
+    def _env_dir(self, meta: _Meta) -> Path:
+        return self._dir(_name_of(meta.sandbox_id)) / "env"
+
+    async def _channel(self, meta: _Meta) -> tuple[Channel, str | None]:
+        """A connection to the sandbox's environment, starting one if there is none (the notice
+        then says what the lost one took with it)."""
+        try:
+            return await Channel.open(self._env_dir(meta)), None
+        except env.EnvLost:
+            pass
+        async with self._env_locks[meta.sandbox_id]:
+            notice = await asyncio.to_thread(self._ensure_env, meta)
+        self._watch_between_commands(meta)
+        return await Channel.open(self._env_dir(meta)), notice
+
+    def _ensure_env(self, meta: _Meta) -> str | None:
+        """Start the sandbox's environment unless one answers (blocking; one start on the machine
+        at a time per sandbox, whatever worker asks). Returns what the model must be told."""
+        env_dir = self._env_dir(meta)
+        env_dir.mkdir(mode=0o700, exist_ok=True)
+        with open(env_dir.parent / "env.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if env.answers(env_dir):
+                return None
+            old = env.read_record(env_dir)
+            why = env.take_stop_reason(env_dir)
+            env.stop(env_dir, self._envs.pop(meta.sandbox_id, None))
+            self._start_env(meta, env_dir)
+        if why is not None:
+            return f"processes that earlier commands left running in the background were stopped: {why}"
+        if old is None or old.sandbox_id != meta.sandbox_id or not old.background:
+            return None
+        return (f"the sandbox's processes were restarted (the worker process that held them stopped): "
+                f"{old.background} process(es) that earlier commands left running in the background were "
+                "stopped. Files are unaffected; start them again if you need them.")
+
+    def _start_env(self, meta: _Meta, env_dir: Path) -> None:
+        limits, workspace = self.limits, self._workspace(meta)
+        listener = env.listen(env_dir)
+        group = self._cgroups.create(limits.pids_max, limits.memory_mb * MB) if self._cgroups else None
         fds = group.open_procs() if group else []
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, cwd=cwd, start_new_session=True,
-                preexec_fn=partial(prepare_child, fds, self._rlimits, self._drop_to, os.getpid(), stage))
+            supervise = [str(listener.fileno()), MOUNT_POINT, json.dumps(COMMAND_ENV)]
+            if self._bwrap:
+                program = ["/usr/bin/python3", "-I", "-S", SUPERVISOR, *supervise]
+                argv, stage = sandboxed(self._bwrap, workspace, self.root / ".etc", "", limits.tmp_mb * MB,
+                                        staged=self._drop_to is not None, program=program)
+                launch_env, cwd = LAUNCHER_ENV, None
+            else:  # allowed unprotected: the host uid may not reach the root, so source and cwd come from here
+                supervise[1] = "."
+                source = (self.root / ".etc" / "supervisor.py").read_text()
+                argv, stage = ["/usr/bin/python3", "-I", "-S", "-c", source, *supervise], []
+                launch_env, cwd = COMMAND_ENV, workspace
+            with open(env_dir / "log", "ab") as log:  # the supervisor's own complaints, if any
+                popen = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=launch_env, cwd=cwd,
+                    pass_fds=[listener.fileno()], start_new_session=True,
+                    preexec_fn=partial(prepare_child, fds, self._rlimits, self._drop_to, os.getpid(), stage))
+        except BaseException:
+            if group is not None:
+                group.remove()
+            raise
         finally:
             for fd in fds:
                 os.close(fd)
-        return _Run(proc, group, op_id)
+            listener.close()  # the supervisor holds it now: when the sandbox dies, connecting fails
+        self._envs[meta.sandbox_id] = popen
+        env.write_record(env_dir, env.EnvRecord(sandbox_id=meta.sandbox_id, owner=self._worker,
+                                                leader=ops.Proc.of(popen.pid),
+                                                groups=[str(d) for d in group.dirs.values()] if group else []))
 
-    async def _result(self, meta: _Meta, command: str, timeout_s: float, run: _Run, out: StreamCapture,
-                      err: StreamCapture, usage: int, over_cap: bool, oom: int, forks: int) -> ExecResult:
-        limits, notes = self.limits, []
-        code = run.proc.returncode if run.proc.returncode is not None else -signal.SIGKILL
-        exit_code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, as a shell reports it
-        if run.killed_for == "timeout":
+    def _watch_between_commands(self, meta: _Meta) -> None:
+        """The workspace cap, for what runs in the background between commands: this worker
+        owns the environment it started, so it watches it (commands are watched by their exec)."""
+        if meta.sandbox_id in self._envs and meta.sandbox_id not in self._watchers:
+            self._watchers[meta.sandbox_id] = asyncio.get_running_loop().create_task(self._watch(meta))
+
+    async def _watch(self, meta: _Meta) -> None:
+        over = asyncio.Event()
+        self._quota.forget(meta.sandbox_id)  # measured afresh: a stopped filler may have written on
+        async with self._quota.watch(meta.sandbox_id, self._workspace(meta), over.set):
+            await over.wait()
+        # Over the cap: stop everything the sandbox runs (a command running now says why).
+        for run in list(self._runs.get(meta.sandbox_id, ())):
+            run.kill("workspace")
+        self._watchers.pop(meta.sandbox_id, None)
+        await asyncio.to_thread(self._stop_env, meta, f"the workspace grew past its {self.limits.workspace_mb} MB "
+                                                      "cap; delete files before writing more")
+
+    def _stop_env(self, meta: _Meta, why: str) -> None:
+        env_dir = self._env_dir(meta)
+        with open(env_dir.parent / "env.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env.stop(env_dir, self._envs.pop(meta.sandbox_id, None), why=why)
+
+    def _unwatch(self, sandbox_id: str) -> None:
+        if (watcher := self._watchers.pop(sandbox_id, None)) is not None:
+            watcher.cancel()
+
+    async def _note_background(self, meta: _Meta, background: int) -> None:
+        """Keep the count of background processes in the record when it changes (rarely), so a
+        restart after a loss can tell whether it stopped any."""
+        if self._background.get(meta.sandbox_id) == background:
+            return
+        self._background[meta.sandbox_id] = background
+        await asyncio.to_thread(self._write_background, meta, background)
+
+    def _write_background(self, meta: _Meta, background: int) -> None:
+        env_dir = self._env_dir(meta)
+        with open(env_dir.parent / "env.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = env.read_record(env_dir)
+            if record is not None and record.sandbox_id == meta.sandbox_id and record.background != background:
+                env.write_record(env_dir, record.model_copy(update={"background": background}))
+
+    async def _result(self, meta: _Meta, command: str, timeout_s: float, exit_code: int, killed_for: str | None,
+                      out: StreamCapture, err: StreamCapture, usage: int, over_cap: bool, oom: int, forks: int,
+                      notice: str | None) -> ExecResult:
+        limits, notes = self.limits, [notice] if notice else []
+        if killed_for == "timeout":
             exit_code = TIMEOUT_EXIT_CODE
             notes.append(f"timed out after {timeout_s:g} s; the command and everything it started were killed")
         if oom:
             notes.append(f"out of memory: the {limits.memory_mb} MB limit was hit and {oom} process(es) were killed")
         if forks:
             notes.append(f"process limit reached: {forks} fork(s) refused at {limits.pids_max} processes")
-        if run.killed_for == "workspace":
+        if killed_for == "workspace":
             notes.append(f"killed: the workspace grew past its {limits.workspace_mb} MB cap")
-        if run.killed_for == "stopped":
+        if killed_for == "stopped":
             notes.append("stopped: another attempt of this operation stopped it")
+        if killed_for == "lost":
+            notes.append("killed: the sandbox's processes were stopped while it ran (the worker process that "
+                         "held them stopped); anything it left in the background was stopped too")
         if over_cap:
             notes.append(f"the workspace is over its cap ({usage // MB} MB of {limits.workspace_mb} MB); "
                          "delete files before writing more")
@@ -521,5 +660,43 @@ class LocalBackend:
                                             KEEP_OUTPUTS, OUTPUT_NAME, path.rpartition("/")[2])
                 except (PathRejected, FileMissing):
                     pass  # the command moved the directory away meanwhile: nothing of ours to prune
-        return exec_result(exit_code, out, err, timed_out=run.killed_for == "timeout", saved_in=saved_in,
+        return exec_result(exit_code, out, err, timed_out=killed_for == "timeout", saved_in=saved_in,
                            notes=notes)
+
+
+def _group_of(record: env.EnvRecord | None) -> CommandGroup | None:
+    if record is None or not record.groups:
+        return None
+    return CommandGroup({c: Path(d) for c, d in zip(CONTROLLERS, record.groups, strict=False)})
+
+
+def _hits_since(group: CommandGroup | None, before: tuple[int, int]) -> tuple[int, int]:
+    """(OOM kills, refused forks) in the sandbox since `before`: the command's, as near as can be told."""
+    if group is None:
+        return 0, 0
+    oom, forks = group.limit_hits()
+    return max(oom - before[0], 0), max(forks - before[1], 0)
+
+
+def _exit_code(exited: dict[str, Any] | None) -> int:
+    """The supervisor's report (128+N for signal N); a command lost with its sandbox's processes: 137."""
+    code = exited.get("exit") if exited is not None else None
+    return code if isinstance(code, int) else 128 + signal.SIGKILL
+
+
+async def _read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """An output pipe the supervisor handed over, as a stream (read with sandbox/output.pump)."""
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+    return reader, transport
+
+
+async def _until_ended(run: _Run) -> None:
+    """After a kill on cancellation: wait (briefly) for the supervisor to report the command gone."""
+    try:
+        async with asyncio.timeout(_KILL_WAIT_S):
+            while "exit" not in await run.channel.line():
+                pass
+    except (env.EnvLost, TimeoutError):
+        pass

@@ -91,7 +91,7 @@ _MODAL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _APP_ID = re.compile(r"ap-[A-Za-z0-9]{22}")
 _CREATE_ATTEMPTS = 3
 _EXEC_GRACE_S = 30.0  # Modal kills a command at its timeout; this only guards against a hung stream
-_DRAIN_S = 1.0  # output still open this long after the command exited: something it started holds it
+_DRAIN_S = 1.0  # output still open this long after the command exited: something it left running holds it
 _PARALLEL = 16  # file API calls in flight at once
 _HANDLES = 256  # sandbox handles kept, so each call does not look its sandbox up again
 # What Modal raises when it cannot be reached. The file API reports these as NotFoundError
@@ -527,11 +527,9 @@ class ModalBackend:
             try:
                 async with asyncio.timeout(wait_s + _EXEC_GRACE_S):
                     code = await proc.wait.aio()
-                    if not await _done_within(pumps, _DRAIN_S):
-                        # It ended, but something it started still holds its output open: that
-                        # dies with the command, as in the local backend, so the output ends too.
-                        stopped = await self._stop_quietly(sb, token) or ""
-                    await pumps
+                    # It ended. Something it left in the background (a server) may hold its output
+                    # open: that keeps running, as in the local backend; its later output is not read.
+                    await _done_within(pumps, _DRAIN_S)
             except TimeoutError:
                 code = -1  # Modal did not report back in time; its own timeout kills the command
             except asyncio.CancelledError:

@@ -4,21 +4,17 @@ An attempt can lose its connection to Restate while its worker process lives on 
 partition, a stalled event loop): Restate then starts the next attempt, perhaps in another
 worker, while the first one's command still runs. So `exec(..., op_id=...)` keeps a record of
 its command in the sandbox's private directory, `<root>/<name>/ops/<op_id>.json`, for as long
-as the command runs, and the next attempt's `stop_op` reads it to kill the command.
+as the command runs, and the next attempt's `stop_op` asks the sandbox's supervisor
+(sandbox/env.py) to kill whatever runs under that op id, until the record is gone.
 
-A record names processes by pid and start time, so a record left behind never matches an
-unrelated process that later got the same pid:
-- the worker that started the command. If it is gone, so is the command: a command dies
-  with its worker (sandbox/spawn.py).
-- the command's cgroups. They are named after that worker, so while it lives they hold only
-  this command's processes.
-- the leader, once started: the reaper (or, without bubblewrap, the shell). Killing it takes
-  down the command's PID namespace.
+A record names the worker that started the command by pid and start time, so a record left
+behind never matches an unrelated process that later got the same pid. If that worker is
+gone, its connection to the supervisor is closed, and the supervisor kills the command.
 
 The record is written before the command starts, and `stop_op` leaves `<op_id>.stopped`
 before it reads records. So either the starting exec sees that mark and never starts the
-command, or `stop_op` sees the record and stops the command. The marks go when the
-operation's markers do (`delete_markers`).
+command, or `stop_op` sees the record and keeps stopping the command until its exec has
+ended. The marks go when the operation's markers do (`delete_markers`).
 """
 
 from __future__ import annotations
@@ -28,13 +24,12 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from sandbox.cgroup import CommandGroup
-
-_STOP_WAIT_S = 10.0  # then stop_op fails, and its step is retried
+STOP_WAIT_S = 10.0  # then stop_op fails, and its step is retried
 
 
 class Proc(BaseModel):
@@ -79,9 +74,7 @@ class Proc(BaseModel):
 
 class OpRecord(BaseModel):
     sandbox_id: str
-    worker: Proc
-    groups: list[str] = []  # the command's cgroup directories, one per controller
-    leader: Proc | None = None  # None until the command has started
+    worker: Proc  # the worker whose exec runs the command
 
 
 def _record(ops_dir: Path, op_id: str) -> Path:
@@ -116,43 +109,28 @@ def begin(ops_dir: Path, op_id: str, record: OpRecord) -> bool:
     return True
 
 
-def started(ops_dir: Path, op_id: str, record: OpRecord, leader_pid: int) -> None:
-    """Add the leader to the record, now that it runs (it is our child: its pid is not reused)."""
-    leader = Proc.of(leader_pid)
-    if leader is not None:
-        _write(_record(ops_dir, op_id), record.model_copy(update={"leader": leader}))
-
-
 def end(ops_dir: Path, op_id: str) -> None:
     _record(ops_dir, op_id).unlink(missing_ok=True)
 
 
-async def stop(ops_dir: Path, op_id: str, sandbox_id: str) -> None:
+async def stop(ops_dir: Path, op_id: str, sandbox_id: str, stop_running: Callable[[], Awaitable[None]]) -> None:
     """Stop the command recorded under `op_id`, and any that would start under it later;
-    return once nothing of it runs."""
+    return once nothing of it runs. `stop_running` kills what runs under the op id now and
+    returns once it has ended."""
     try:
         ops_dir.mkdir(mode=0o700, exist_ok=True)
     except FileNotFoundError:
         return  # no sandbox of that name was ever made here: nothing can run under it
     _mark(ops_dir, op_id).touch()
-    deadline = time.monotonic() + _STOP_WAIT_S
+    deadline = time.monotonic() + STOP_WAIT_S
     while True:
+        await stop_running()
         record = _read(_record(ops_dir, op_id))
         if record is None or record.sandbox_id != sandbox_id or not record.worker.running():
-            return  # never started, finished, or died with its worker
-        group = CommandGroup({str(i): Path(d) for i, d in enumerate(record.groups)})
-        if record.leader is not None:
-            record.leader.kill()
-        for pid in group.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if record.leader is not None and not record.leader.running() and not group.pids():
-            return
-        # No leader yet: the command is still starting, and will be killed once it has.
+            return  # never started, finished, or died with its worker (and so lost its connection)
+        # Its exec has not ended yet: it may still be about to start the command.
         if time.monotonic() > deadline:
-            raise RuntimeError(f"operation {op_id} was still running {_STOP_WAIT_S:g} s after it was stopped")
+            raise RuntimeError(f"operation {op_id} was still running {STOP_WAIT_S:g} s after it was stopped")
         await asyncio.sleep(0.01)
 
 

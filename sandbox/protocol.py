@@ -57,6 +57,10 @@ class ExecResult(BaseModel):
     # Workspace-relative path of the full output (both streams, up to a hard cap) when
     # `truncated` is true; None if it could not be saved (the marker then says why).
     full_output_path: str | None = None
+    # Processes still running in the sandbox when the command returned, outside every running
+    # command: what this or earlier commands left in the background (a dev server). They run
+    # until the sandbox stops. None when the backend cannot tell.
+    background: int | None = None
 
 
 class FileEntry(BaseModel):

@@ -141,3 +141,61 @@ def test_a_command_longer_than_the_idle_period_is_not_followed_by_a_suspension(s
     # running: nothing was snapshotted and restored in between.
     assert sandbox["restores"] == 0 and sandbox["creates"] == 1, sandbox
     assert read_file(stack, "busy", "short.txt") == "short\n"
+
+
+LIVE = "tests.fakes.live_scripts:serve_and_fetch"
+
+
+def test_a_background_server_answers_the_next_command_even_across_a_worker_kill(stack_factory):
+    """A task starts `python3 -m http.server` in one command and fetches a page from it in the
+    next. Once undisturbed; once with the worker SIGKILLed between the two commands: the
+    sandbox's processes die with it, the model is told in the next tool result, starts the
+    server again, and nothing ran twice."""
+    from tests.fakes.live_scripts import PAGE, STOPPED
+    from tests.fakes.scripts import last_tool_result
+
+    stack = stack_factory(LIVE)
+
+    def fetch_rounds() -> int:  # model requests answered with the (slow) fetch
+        return sum("serving" in (last_tool_result(q["request"]) or "") for q in stack.llm_requests())
+
+    send_message(stack, "calm", "serve the page and fetch it")
+    assert [p["status"] for p in wait_idle(stack, "calm", timeout=90)["plan"]] == ["done"]
+    assert read_file(stack, "calm", "runs.log") == "start\nfetch\n"
+    assert any(PAGE in r for r in tool_results(stack))
+
+    before = fetch_rounds()
+    send_message(stack, "killed", "serve the page and fetch it")
+    stack.wait_until(lambda: fetch_rounds() > before, timeout=60, message="the fetch round to reach the model")
+    stack.kill_worker()  # the server started by the first command dies with it
+    stack.start_worker()
+
+    final = wait_idle(stack, "killed", timeout=120)
+    results = tool_results(stack)
+    told = [r for r in results if STOPPED in r]
+    assert [p["status"] for p in final["plan"]] == ["done"], final
+    assert "the worker process that held them stopped" in told[0]
+    assert len(told) == 1 and "Connection refused" in told[0], told  # the fetch after the kill
+    assert read_file(stack, "killed", "runs.log") == "start\nfetch\nstart\nfetch\n"  # each once, as asked
+    lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
+    after_told = lasts[next(i for i, r in enumerate(lasts) if STOPPED in r):]
+    assert any(PAGE in r for r in after_told)  # and then the server answered again
+
+
+def test_the_model_is_told_when_a_suspension_stopped_its_background_server(stack_factory):
+    """The fetch round's model call outlasts SANDBOX_IDLE_S: the sandbox is suspended (snapshot,
+    terminate) between the two commands, and restored for the fetch, without the server."""
+    from tests.fakes.live_scripts import PAGE, STOPPED
+    from tests.fakes.scripts import last_tool_result
+
+    stack = stack_factory(LIVE, env={"SANDBOX_IDLE_S": "1"})
+    send_message(stack, "idle", "serve the page and fetch it")
+
+    final = wait_idle(stack, "idle", timeout=120)
+    lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
+    told = [r for r in lasts if STOPPED in r]
+    assert [p["status"] for p in final["plan"]] == ["done"], final
+    assert told and told[0].startswith("[sandbox] The sandbox was suspended after being idle"), told
+    assert "Connection refused" in told[0]
+    assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
+    assert sandbox_info(stack, "idle")["restores"] >= 1

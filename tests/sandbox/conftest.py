@@ -55,7 +55,7 @@ def _modal_fake(root: Path, made: list[Any], monkeypatch: pytest.MonkeyPatch) ->
 
     from .fake_modal import FakeModal
 
-    FakeModal(root / "modal").install(monkeypatch)
+    made.append(FakeModal(root / "modal").install(monkeypatch))  # closed at the end: its sandboxes end
 
     def make(ttl_s: int | None = None, **limits: Any) -> SandboxBackend:
         if ttl_s is not None:

@@ -15,7 +15,9 @@ The behaviour kept is what Modal documents and its SDK source shows:
   the sandbox ends; `from_name` finds running sandboxes only, `from_id` finished ones too;
 - `Image.from_id` is lazy: `hydrate` on it raises ExecutionError ("cannot currently be
   hydrated on demand"); `Sandbox.create` loads it, and NotFoundError if it does not exist;
-- a sandbox ends at its `timeout`, killing its commands; `poll` then says 124 (timeout) or 137
+- a sandbox is a running container: what a command leaves in the background keeps running for
+  the next command, until the sandbox ends;
+- a sandbox ends at its `timeout`, killing every process in it; `poll` then says 124 (timeout) or 137
   (terminated); `terminate()` only asks for the end, `terminate(wait=True)` waits for it and
   raises SandboxTimeoutError on a sandbox that timed out, as `Sandbox.wait` does;
 - exec on a finished sandbox raises ConflictError; a command past its exec timeout reports -1,
@@ -76,6 +78,7 @@ from modal.sandbox._common import _validate_exec_args
 from modal.types import FileInfo, FileType
 
 Plane = Literal["control", "data"]
+_CONTAINER_ENV = "FAKE_MODAL_CONTAINER"  # the fake's own mark of a container's processes
 
 
 def _signature(real: Any) -> inspect.Signature:
@@ -227,6 +230,13 @@ class FakeModal:
                             _Aio(self, "image_delete", self._image_delete, "control"))
         return self
 
+    def close(self) -> None:
+        """End every sandbox still running, as a test's end must (their processes run on this machine)."""
+        for sandbox in self.sandboxes.values():
+            sandbox.end("terminated")
+            for process in sandbox.started:
+                process._transport.close()  # type: ignore[attr-defined]  # its pipes, now that nothing writes
+
     @contextmanager
     def outage(self, plane: Literal["all", "data"] = "all") -> Iterator[None]:
         """Modal cannot be reached: every call fails (`"data"`: only calls into the container
@@ -331,7 +341,8 @@ class FakeSandbox:
         self.fake, self.object_id, self.app_name, self.name = fake, object_id, app_name, name
         self.root, self.deadline, self.tags = root, deadline, tags
         self.ended: str | None = None  # "terminated" | "timeout"
-        self.processes: set[asyncio.subprocess.Process] = set()
+        self.processes: set[asyncio.subprocess.Process] = set()  # commands still running
+        self.started: list[asyncio.subprocess.Process] = []  # every command it ever ran
         self.filesystem = FakeFilesystem(self)
         for call, plane in (("exec", "data"), ("poll", "control"), ("terminate", "control"),
                             ("snapshot_filesystem", "control"), ("get_tags", "control"), ("set_tags", "control")):
@@ -343,11 +354,13 @@ class FakeSandbox:
         return self.ended is None
 
     def end(self, why: str) -> None:
-        """What Modal does when a sandbox ends: its commands die and its container is gone."""
+        """What Modal does when a sandbox ends: every process in its container dies (what commands
+        left in the background too) and the container is gone."""
         if self.ended is None:
             self.ended = why
             for process in list(self.processes):
                 _kill_group(process)
+            _kill_container(self.object_id)
             shutil.rmtree(self.root, ignore_errors=True)
 
     async def _poll(self) -> int | None:
@@ -386,12 +399,17 @@ class FakeSandbox:
         if not self.running():
             raise ConflictError("Sandbox already finished")
         cwd = self.root / (workdir or self.workdir or "/").lstrip("/")
-        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        # Every process of the container carries its id, inherited by all it starts, so that the
+        # container's end can find what commands left running in the background (a container's
+        # processes outlive the command that started them, until the sandbox ends).
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                       _CONTAINER_ENV: self.object_id}
         environment.update({key: value for key, value in (env or {}).items() if value is not None})
         process = await asyncio.create_subprocess_exec(
             *args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True, env=environment)
         self.processes.add(process)
+        self.started.append(process)
         return FakeProcess(self, process, timeout)
 
 
@@ -514,6 +532,26 @@ async def _exited(process: asyncio.subprocess.Process) -> int:
     while process.returncode is None:
         await asyncio.sleep(0.02)
     return process.returncode
+
+
+def _kill_container(object_id: str) -> None:
+    """SIGKILL every process of this machine that belongs to the container `object_id`, until none
+    is left (a process killed but not yet reaped has an empty environment)."""
+    mark = f"{_CONTAINER_ENV}={object_id}".encode()
+    for _ in range(100):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if mark in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    found = True
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+        if not found:
+            return
+        time.sleep(0.02)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -7,7 +7,9 @@ commands, files, snapshots, expiry, and the path rules of the file APIs.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -399,3 +401,62 @@ def test_a_start_that_arrives_after_stop_op_never_runs(backend: SandboxBackend, 
     assert run(backend.delete_markers(sid, "task-1_")) == 0  # the stop is no marker, but goes with them
     assert run(backend.exec(sid, "echo ran; exit 3", 30, op_id="task-1_c0")).exit_code == 3
     assert run(backend.exec(sid, "kill -9 $$", 30, op_id="task-2_c0")).exit_code == 137  # statuses as without an op_id
+
+
+# ----- a live sandbox: what commands leave in the background -------------------------------
+
+
+def _free_port() -> int:
+    """A port free on this machine: the fake Modal's commands share the host's loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fetch(port: int) -> str:
+    """A command that fetches /hello.txt from 127.0.0.1:port, waiting up to 20 s for a server."""
+    return ("python3 -c \"import time, urllib.request\n"
+            "for _ in range(200):\n"
+            "    try:\n"
+            f"        print(urllib.request.urlopen('http://127.0.0.1:{port}/hello.txt', timeout=5).read().decode()); break\n"
+            "    except OSError as e:\n"
+            "        error = e; time.sleep(0.1)\n"
+            "else:\n"
+            "    raise SystemExit(f'no server: {error}')\"")
+
+
+def test_a_background_server_started_by_one_command_answers_the_next(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.write_file(box.sandbox_id, "hello.txt", "hello from the workspace"))
+    port = _free_port()
+
+    # As a model writes it: no redirection, so the server holds the command's output open.
+    started = run(backend.exec(box.sandbox_id, f"python3 -m http.server {port} --bind 127.0.0.1 &", 30))
+    fetched = run(backend.exec(box.sandbox_id, _fetch(port), 60))
+
+    assert started.exit_code == 0 and not started.timed_out, started
+    assert (fetched.exit_code, fetched.stdout) == (0, "hello from the workspace\n"), fetched
+
+
+def test_background_processes_stop_when_the_sandbox_is_suspended(backend: SandboxBackend, run: Run,
+                                                                 processes_with: Callable[[str], list[int]]) -> None:
+    """Suspension is a snapshot, then terminate; the next command runs in a sandbox restored from
+    the snapshot: the files are back, the processes are not."""
+    box = run(backend.create("box"))
+    run(backend.write_file(box.sandbox_id, "hello.txt", "hello from the workspace"))
+    port = _free_port()
+    run(backend.exec(box.sandbox_id, f"python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 &", 30))
+    assert run(backend.exec(box.sandbox_id, _fetch(port), 60)).exit_code == 0
+    assert processes_with(f"http.server\0{port}")
+
+    snap = run(backend.snapshot(box.sandbox_id, "box-idle"))
+    run(backend.terminate(box.sandbox_id))
+    deadline = time.monotonic() + 10
+    while processes_with(f"http.server\0{port}"):
+        assert time.monotonic() < deadline, "a background server outlived its sandbox"
+        time.sleep(0.05)
+    restored = run(backend.create("box-2", snap))
+
+    probe = run(backend.exec(restored.sandbox_id,
+                             f"cat hello.txt; python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}))\"", 30))
+    assert probe.stdout == "hello from the workspace" and "Connection refused" in probe.stderr, probe

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import SandboxBackend, WorkspaceFull
+from sandbox import LocalLimits, SandboxBackend, WorkspaceFull, create_backend
 from sandbox.cgroup import Cgroups
 
 from .conftest import MakeBackend, Run
@@ -336,4 +336,152 @@ def test_an_abandoned_exec_kills_its_command(box: tuple[SandboxBackend, str], ru
     run(start_then_give_up())
 
     assert processes_with("987671") == []
+    service_is_fine()
+
+
+# ----- a live sandbox: what commands leave in the background (sandbox/env.py) -------------
+
+
+def test_a_background_process_cannot_outlive_its_sandbox(local: MakeBackend, run: Run,
+                                                          processes_with: Callable[[str], list[int]]) -> None:
+    backend = local()
+    sid = run(backend.create("box")).sandbox_id
+    # One plain, one that left the command's session and process group, one that ignores signals.
+    run(backend.exec(sid, "sleep 9876501 & setsid sleep 9876502 & (trap '' TERM HUP INT; exec sleep 9876503) &", 30))
+    assert len(processes_with("987650")) == 3
+
+    run(backend.terminate(sid))
+
+    assert processes_with("987650") == []
+    service_is_fine()
+
+
+def test_a_background_process_cannot_reach_another_sessions_sandbox(local: MakeBackend, run: Run) -> None:
+    backend = local()
+    mine, theirs = (run(backend.create(name)).sandbox_id for name in ("mine", "theirs"))
+    run(backend.write_file(theirs, "secret.txt", "theirs"))
+    run(backend.exec(theirs, "python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &", 30))
+
+    probe = run(backend.exec(mine, textwrap.dedent("""\
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', 8000), timeout=2)" 2>&1 | tail -1
+        grep -l 'http[.]server' /proc/[0-9]*/cmdline 2>/dev/null | wc -l
+        ls /project"""), 30))
+    served = run(backend.exec(theirs, "python3 -c \"import urllib.request, time; time.sleep(1); "
+                                      "print(urllib.request.urlopen('http://127.0.0.1:8000/secret.txt').read().decode())\"", 30))
+
+    assert probe.stdout.splitlines() == ["ConnectionRefusedError: [Errno 111] Connection refused", "0"], probe
+    assert served.stdout == "theirs\n", served  # its own server, in its own sandbox, is there
+    service_is_fine()
+
+
+def test_a_timeout_kills_its_commands_group_and_spares_the_others(box: tuple[SandboxBackend, str], run: Run,
+                                                                  processes_with: Callable[[str], list[int]]) -> None:
+    backend, sid = box
+    run(backend.exec(sid, "sleep 9876511 &", 30))  # an earlier command's background process
+
+    async def side_by_side() -> tuple[object, object]:
+        sibling = asyncio.create_task(backend.exec(sid, "sleep 2; echo sibling done", 30))
+        late = await backend.exec(sid, "sleep 9876512 & sleep 9876513", 1)
+        return late, await sibling
+
+    late, sibling = run(side_by_side())
+
+    assert late.timed_out and processes_with("9876512") == [] and processes_with("9876513") == []
+    assert sibling.stdout == "sibling done\n" and sibling.exit_code == 0, sibling  # type: ignore[attr-defined]
+    assert len(processes_with("9876511")) == 1
+
+
+LINGERER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from sandbox import LocalLimits, create_backend
+
+    async def main():
+        backend = create_backend("local", Path(sys.argv[1]), LocalLimits())
+        box = await backend.create("lingering")
+        await backend.exec(box.sandbox_id, "sleep 9876521 & setsid nohup sleep 9876522 > /dev/null 2>&1 &", 30)
+        print("left them running", flush=True)
+
+    asyncio.run(main())  # and then the worker exits, without stopping anything
+""")
+
+
+def test_background_processes_cannot_keep_the_worker_from_exiting(
+        sandbox_root: Path, processes_with: Callable[[str], list[int]]) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", LINGERER, str(sandbox_root / "w")], cwd=Path(__file__).parents[2],
+                              stdout=subprocess.PIPE, text=True)
+
+    out, _ = worker.communicate(timeout=60)  # the pipe closes too: nothing of the sandbox holds it
+
+    assert out == "left them running\n" and worker.returncode == 0
+    deadline = time.monotonic() + 5
+    while processes_with("987652"):
+        assert time.monotonic() < deadline, "background processes outlived their worker"
+        time.sleep(0.05)
+
+
+DIES_LATER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from sandbox import LocalLimits, create_backend
+
+    async def main():
+        backend = create_backend("local", Path(sys.argv[1]), LocalLimits())
+        box = await backend.create("orphan")
+        await backend.exec(box.sandbox_id, "sleep 9876531 &", 30)
+        print(box.sandbox_id, flush=True)
+        sys.stdin.readline()
+
+    asyncio.run(main())
+""")
+
+
+def test_after_a_worker_sigkill_the_next_command_says_background_processes_were_stopped(
+        sandbox_root: Path, run: Run, processes_with: Callable[[str], list[int]]) -> None:
+    root = sandbox_root / "w"
+    worker = subprocess.Popen([sys.executable, "-c", DIES_LATER, str(root)], cwd=Path(__file__).parents[2],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    sid = worker.stdout.readline().strip()
+    assert processes_with("9876531")
+
+    worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + 5
+    while processes_with("9876531"):
+        assert time.monotonic() < deadline, "a background process outlived its worker"
+        time.sleep(0.05)
+    other = create_backend("local", root, LocalLimits())  # another worker takes the next command
+
+    first = run(other.exec(sid, "echo next", 30))
+    second = run(other.exec(sid, "echo again", 30))
+
+    assert first.stdout == "next\n" and "1 process(es) that earlier commands left running in the background were stopped" in first.stderr, first
+    assert second.stderr == ""  # told once
+    other.close()  # type: ignore[attr-defined]
+
+
+def test_a_background_disk_filler_is_stopped_by_the_workspace_cap(local: MakeBackend, run: Run,
+                                                                   sandbox_root: Path) -> None:
+    backend = local(workspace_mb=32, file_size_mb=4)
+    sid = run(backend.create("filler")).sandbox_id
+    project = next(sandbox_root.glob("*/filler/project"))
+
+    run(backend.exec(sid, "(i=0; while true; do i=$((i+1)); head -c 2M /dev/zero > f$i || exit 1; done) "
+                          ">/dev/null 2>&1 &", 30))  # returns at once; the filler runs on, between commands
+
+    def used() -> int:
+        return sum(f.stat().st_size for f in project.iterdir())
+
+    async def until_it_stops() -> int:  # the worker's event loop runs meanwhile, as in a worker
+        deadline, before = time.monotonic() + 30, -1
+        while (now := used()) != before or now < 32 * MB:
+            assert time.monotonic() < deadline, f"still growing at {now // MB} MB"
+            before = now
+            await asyncio.sleep(0.5)
+        return now
+
+    assert run(until_it_stops()) < 32 * MB + 256 * MB  # bounded by one 50 ms poll
+    after = run(backend.exec(sid, "rm -f f*; echo cleaned", 30))
+    assert after.stdout == "cleaned\n" and "past its 32 MB cap" in after.stderr, after  # the model is told
     service_is_fine()
