@@ -50,13 +50,24 @@ class CrashingBackend:
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[tuple[SandboxBackend, str]]:
     backend = create_backend("local", tmp_path / "sandboxes", LocalLimits())
-    sandbox_id = asyncio.run(backend.create("once")).sandbox_id
+    sandbox_id = run(backend.create("once")).sandbox_id
     yield backend, sandbox_id
-    asyncio.run(backend.terminate(sandbox_id))
+    run(backend.terminate(sandbox_id))
+
+
+# One event loop for the module, as a worker has: a live sandbox's processes belong to the loop
+# that started them, and closing that loop stops them.
+_runner = asyncio.Runner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_loop() -> Iterator[None]:
+    yield
+    _runner.close()
 
 
 def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+    return _runner.run(coroutine)
 
 
 APPEND = "echo ran >> runs.txt; echo done"
