@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Snapshot and stop a sandbox after this long without a command.
     sandbox_idle_s: float = env("SANDBOX_IDLE_S", 900.0, gt=0)
     data_dir: Path = env("AGENT_DATA_DIR", REPO_ROOT / ".data")
+    # The node config files of `python -m stack run --nodes 3` (docs/deploy.md).
+    cluster_dir: Path = env("AGENT_CLUSTER_DIR", REPO_ROOT / "cluster")
 
     ingress_port: int = env("RESTATE_INGRESS_PORT", 8080)
     admin_port: int = env("RESTATE_ADMIN_PORT", 9070)

@@ -30,6 +30,9 @@ RESTATE_CONFIG = REPO_ROOT / "restate.toml"
 HOST = "127.0.0.1"
 WORKER_APP = "app.main:app"
 
+# What `spawn` writes to a child's log before each start.
+START_HEADER = "starting:"
+
 # What every start function returns: a child that leads its own process group.
 Process = subprocess.Popen[bytes]
 
@@ -38,13 +41,17 @@ Process = subprocess.Popen[bytes]
 
 
 def spawn(
-    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
+    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT,
+    pass_fds: tuple[int, ...] = (),
 ) -> Process:
-    """Start `argv` as the leader of a new session, appending its output to `log_path`."""
+    """Start `argv` as the leader of a new session, appending its output to `log_path`.
+
+    `pass_fds` are file descriptors the child inherits (a shared listening socket).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n--- {stamp} starting: {' '.join(argv)}\n".encode())
+        log.write(f"\n--- {stamp} {START_HEADER} {' '.join(argv)}\n".encode())
         log.flush()
         return subprocess.Popen(
             argv,
@@ -54,6 +61,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
 
 
@@ -77,10 +85,15 @@ def wait_port(port: int, timeout: float = 30.0, proc: Process | None = None) -> 
 
 def restate_binary() -> Path:
     """The pinned restate-server binary that scripts/setup.sh installed from npm."""
+    return npm_binary("restate-server")
+
+
+def npm_binary(name: str) -> Path:
+    """A pinned Restate binary (restate-server, restate, restatectl) from its npm package."""
     arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine().lower(), platform.machine()
     )
-    binary = REPO_ROOT / f"node_modules/@restatedev/restate-server-linux-{arch}/bin/restate-server"
+    binary = REPO_ROOT / f"node_modules/@restatedev/{name}-linux-{arch}/bin/{name}"
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is missing; run scripts/setup.sh (or `make setup`)")
     return binary
@@ -93,10 +106,12 @@ def start_restate(
     node_port: int,
     log_path: Path,
     extra_env: Mapping[str, str] | None = None,
+    config: Path = RESTATE_CONFIG,
 ) -> Process:
     """Start restate-server with its data in `base_dir` and its three ports on 127.0.0.1.
 
-    Everything else comes from restate.toml (telemetry off, small RocksDB budget, partitions).
+    Everything else comes from `config`: restate.toml for the single node (telemetry off, small
+    RocksDB budget, partitions), or a cluster node's file in cluster/ (stack/cluster.py).
     Restarting on the same `base_dir` resumes every invocation where its journal left off.
     """
     # Not inside base_dir: Restate takes every directory there for a node's data.
@@ -119,7 +134,7 @@ def start_restate(
         "TMPDIR": str(tmp_dir),
         **(extra_env or {}),
     }
-    argv = [str(restate_binary()), "--config-file", str(RESTATE_CONFIG), "--no-logo"]
+    argv = [str(restate_binary()), "--config-file", str(config), "--no-logo"]
     return spawn(argv, env, log_path)
 
 
@@ -188,16 +203,35 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
 
 
 def start_worker(
-    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
+    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT,
+    sock: socket.socket | None = None,
 ) -> Process:
     """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port`.
 
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
-    what Restate uses for its bidirectional stream to the handlers.
+    what Restate uses for its bidirectional stream to the handlers. With `sock` (a listening
+    socket on `port`, see stack/cluster.py) the worker accepts on it instead of binding its own,
+    so that several workers serve one port.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
-    return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
+    bind = f"fd://{sock.fileno()}" if sock is not None else f"{HOST}:{port}"
+    argv = [sys.executable, "-m", "hypercorn", app, "--bind", bind]
+    fds = (sock.fileno(),) if sock is not None else ()
+    return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd, pass_fds=fds)
+
+
+def wait_worker_serving(log_path: Path, timeout: float = 60.0, proc: Process | None = None) -> None:
+    """Wait until the worker last started with `log_path` says it is serving.
+
+    A worker on a shared socket cannot be told apart by its port (the socket accepts before any
+    worker is up), so its own "Running on" line, after its start header, is the sign.
+    """
+
+    def serving() -> bool:
+        text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+        return "Running on" in text.rsplit(START_HEADER, 1)[-1]
+
+    _wait_for(serving, timeout, f"the worker logging to {log_path} to serve", proc)
 
 
 # --- the web UI ----------------------------------------------------------------------------------

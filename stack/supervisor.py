@@ -2,7 +2,9 @@
 
 It starts restate-server (data in $AGENT_DATA_DIR/restate), the offline model when no OpenAI
 endpoint is configured, the worker and the web UI (ui/); registers the worker; prints where to go; and then
-restarts whichever of them dies, SIGKILL included. Restate keeps every invocation's journal, so a
+restarts whichever of them dies, SIGKILL included. With `--nodes 3` it starts the 3-node cluster
+of cluster/ instead (data in $AGENT_DATA_DIR/cluster/<node>), and with `--workers N` N workers
+on one shared port (stack/cluster.py); each node and each worker is supervised on its own. Restate keeps every invocation's journal, so a
 restart loses no work: the invocations resume where they stopped.
 
 Each child's PID is recorded under $AGENT_DATA_DIR/run/, so that a run that was itself killed
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +26,8 @@ from types import FrameType
 from typing import Any
 
 from app.config import Settings, settings
-from stack import processes
+from stack import cluster, processes
+from stack.cluster import Node
 from stack.processes import Process
 
 POLL_INTERVAL_S = 0.5
@@ -63,41 +67,58 @@ class Child:
 class Supervisor:
     """Owns the product's processes for one `python -m stack run`."""
 
-    def __init__(self, config: Settings) -> None:
+    def __init__(self, config: Settings, nodes: int = 1, workers: int = 1) -> None:
         self.config = config
         self.data_dir = config.data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
         self.local_model = not config.openai_api_key and not config.openai_base_url
-        self.children = [self._restate()]
+        # One node runs from restate.toml on the configured ports; a cluster from cluster/.
+        self.nodes = ([Node("restate", processes.RESTATE_CONFIG, config.ingress_port,
+                            config.admin_port, config.node_port)]
+                      if nodes == 1 else cluster.repo_nodes(config.cluster_dir))
+        if len(self.nodes) != nodes:
+            raise StackError(f"{config.cluster_dir} describes {len(self.nodes)} nodes, not {nodes}")
+        # Several workers accept on one socket that we hold (see stack/cluster.py).
+        self.pooled = workers > 1
+        self.worker_socket: socket.socket | None = None
+        self.children = [self._node(node) for node in self.nodes]
         if self.local_model:
             self.children.append(self._model())
-        self.children.append(self._worker())
+        if self.pooled:
+            self.children += [self._pooled_worker(f"worker-{i}") for i in range(1, workers + 1)]
+        else:
+            self.children.append(self._worker())
         self.children.append(self._ui())
         self.services: list[dict[str, Any]] = []
 
-    # --- the three children ------------------------------------------------------------------
+    # --- the children ----------------------------------------------------------------------
 
-    def _restate(self) -> Child:
-        c = self.config
+    def _node(self, node: Node) -> Child:
+        log_path = self.logs / f"{node.name}.log"
+        if len(self.nodes) > 1:
+            # A cluster node restarted on its data dir rejoins; the deployment is in the
+            # replicated metadata, so there is nothing to register again.
+            return Child(node.name, lambda: cluster.start_node(node, self.nodes, self.data_dir / "cluster", log_path),
+                         lambda proc: cluster.wait_node_healthy(node, 60.0, proc), log_path)
 
         def start() -> Process:
-            return processes.start_restate(self.data_dir / "restate", c.ingress_port, c.admin_port,
-                                           c.node_port, self.logs / "restate.log")
+            return processes.start_restate(self.data_dir / "restate", node.ingress_port, node.admin_port,
+                                           node.node_port, log_path)
 
         def ready(proc: Process) -> None:
-            processes.wait_restate_healthy(c.admin_port, c.ingress_port, 60.0, proc)
+            cluster.wait_node_healthy(node, 60.0, proc)
             # Deployments live in Restate's metadata and survive a restart, so registering
             # again is only a check that Restate and the running worker agree. If it fails,
             # the worker is the one in trouble, not Restate: do not restart Restate for it.
-            worker = self._child("worker").proc
-            if worker is not None and worker.poll() is None:
+            worker = self._child("worker").proc if not self.pooled else None
+            if self.services and worker is not None and worker.poll() is None:
                 try:
                     self._register(worker)
                 except (RuntimeError, TimeoutError) as exc:
                     self._log(f"re-registering the worker failed: {exc}")
 
-        return Child("restate", start, ready, self.logs / "restate.log")
+        return Child(node.name, start, ready, log_path)
 
     def _model(self) -> Child:
         from stack import model_server  # only needed, and only importable cheaply, when used
@@ -115,11 +136,7 @@ class Supervisor:
         port = self.config.worker_port
 
         def start() -> Process:
-            # The worker reads its settings from the environment, like we did. It streams live
-            # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
-            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
-                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
-            return processes.start_worker(port, env, self.logs / "worker.log")
+            return processes.start_worker(port, self._worker_env(), self.logs / "worker.log")
 
         def ready(proc: Process) -> None:
             processes.wait_port(port, 60.0, proc)
@@ -127,18 +144,43 @@ class Supervisor:
 
         return Child("worker", start, ready, self.logs / "worker.log")
 
+    def _pooled_worker(self, name: str) -> Child:
+        """One of several workers on the shared socket; `run` registers them once, together."""
+        log_path = self.logs / f"{name}.log"
+
+        def start() -> Process:
+            assert self.worker_socket is not None
+            return processes.start_worker(self.config.worker_port, self._worker_env(), log_path,
+                                          sock=self.worker_socket)
+
+        return Child(name, start, lambda proc: processes.wait_worker_serving(log_path, 60.0, proc), log_path)
+
+    def _worker_env(self) -> dict[str, str]:
+        # The worker reads its settings from the environment, like we did. It streams live
+        # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
+        return {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
+                "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
+
     def _ui(self) -> Child:
         """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
         port = self.config.ui_port
 
+        # The UI talks to the first node's ingress (in a cluster, any node's would do).
+        first = self.nodes[0]
+        env = {**os.environ, "RESTATE_INGRESS_PORT": str(first.ingress_port),
+               "RESTATE_ADMIN_PORT": str(first.admin_port)}
+
         def start() -> Process:
-            return processes.start_ui(port, os.environ, self.logs / "ui.log")
+            return processes.start_ui(port, env, self.logs / "ui.log")
 
         return Child("ui", start, lambda proc: processes.wait_port(port, 30.0, proc), self.logs / "ui.log")
 
-    def _register(self, worker: Process) -> None:
-        c = self.config
-        deployment = processes.register(c.admin_port, c.worker_port, 60.0, worker)
+    def _register(self, worker: Process | None) -> None:
+        # Any live node's admin API registers for the whole cluster.
+        live = [node for node in self.nodes
+                if (proc := self._child(node.name).proc) is not None and proc.poll() is None]
+        admin_port = (live or self.nodes)[0].admin_port
+        deployment = processes.register(admin_port, self.config.worker_port, 60.0, worker)
         self.services = deployment.get("services", [])
 
     def _child(self, name: str) -> Child:
@@ -157,9 +199,16 @@ class Supervisor:
         try:
             self._clear_leftovers()
             self._check_ports()
+            if self.pooled:
+                self.worker_socket = cluster.listen(self.config.worker_port)
+            # All at once: cluster nodes wait for each other before they report healthy.
             for child in self.children:
                 self._log(f"starting {child.name} (log: {child.log_path})")
-                self._start(child)
+                self._launch(child)
+            for child in self.children:
+                self._await_ready(child)
+            if self.pooled:  # once for the whole pool: they all serve the one URI
+                self._register(None)
             self._print_banner()
             self._supervise()
         except KeyboardInterrupt:
@@ -169,15 +218,28 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self._stop_all()
+            if self.worker_socket is not None:
+                self.worker_socket.close()
 
     def _start(self, child: Child) -> None:
         """Start `child`, record its PID, and wait until it is ready."""
+        self._launch(child)
+        self._await_ready(child)
+
+    def _launch(self, child: Child) -> None:
+        """Start `child` and record its PID."""
         try:
             child.proc = child.start()
             child.started_at = time.monotonic()
             # What /proc/PID/cmdline will show: the argv we gave it (no shell, no shebang).
             child.cmdline = [str(arg) for arg in child.proc.args]  # type: ignore[union-attr]
             self._write_pid_file(child)
+        except Exception as exc:
+            raise StackError(f"{child.name} did not start: {exc}") from exc
+
+    def _await_ready(self, child: Child) -> None:
+        assert child.proc is not None
+        try:
             child.ready(child.proc)
         except Exception as exc:
             tail = "" if str(child.log_path) in str(exc) else f"\n{processes.log_tail(child.log_path, 20)}"
@@ -207,6 +269,12 @@ class Supervisor:
         child.next_try = time.monotonic() + delay
         self._log(f"{child.name} exited with {_describe(code)} after {lived:.1f} s; "
                   f"restarting{f' in {delay:.0f} s' if delay else ''}")
+        down = [n.name for n in self.nodes if self._child(n.name).proc is None]
+        if len(self.nodes) > 1 and 2 * len(down) >= len(self.nodes):
+            # Without a majority the cluster cannot elect leaders or replicate: the ingress holds
+            # every request until enough nodes are back. Say so, rather than leave users guessing.
+            self._log(f"{len(down)} of {len(self.nodes)} Restate nodes are down ({', '.join(down)}): "
+                      "the cluster has no majority and holds every request until they are back")
 
     def _restart(self, child: Child) -> None:
         try:
@@ -263,18 +331,24 @@ class Supervisor:
 
     def _check_ports(self) -> None:
         c = self.config
-        ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
-                 (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
-                 (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT"),
-                 (c.worker_port, "worker", "WORKER_PORT"),
-                 (c.ui_port, "web UI", "UI_PORT")]
+        if len(self.nodes) == 1:
+            ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
+                     (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
+                     (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT")]
+        else:
+            ports = [(port, f"{node.name}'s {what}", f"(edit {node.config_file})")
+                     for node in self.nodes
+                     for port, what in ((node.ingress_port, "ingress"), (node.admin_port, "admin API"),
+                                        (node.node_port, "node-to-node port"))]
+        ports += [(c.worker_port, "worker", "WORKER_PORT"), (c.ui_port, "web UI", "UI_PORT")]
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
         for port, what, variable in ports:
             if processes.port_in_use(port):
+                choose = variable if variable.startswith("(") else f"{variable}=<port> make run"
                 raise StackError(
                     f"port {port} ({what}) is already in use on 127.0.0.1. Stop whatever listens "
-                    f"there, or choose another port: {variable}=<port> make run")
+                    f"there, or choose another port: {choose}")
 
     def _write_pid_file(self, child: Child) -> None:
         assert child.proc is not None
@@ -292,13 +366,16 @@ class Supervisor:
             where = f"{model} at {base_url or 'api.openai.com'}"
         handlers = [f"{s['name']}.{h['name']}" for s in self.services for h in s.get("handlers", [])
                     if h.get("public", True)]
-        ingress = c.restate_ingress
+        ingress = self.nodes[0].ingress_url
+        workers = [child for child in self.children if child.name.startswith("worker")]
         lines = [
             "",
             "The durable coding agent is running.",
             f"  Web UI:       {self._ui_url()}",
-            f"  Ingress:      {ingress}",
-            f"  Restate UI:   http://127.0.0.1:{c.admin_port}/ui/",
+            *(f"  Ingress:      {node.ingress_url}" + (f"  ({node.name})" if len(self.nodes) > 1 else "")
+              for node in self.nodes),
+            f"  Restate UI:   {self.nodes[0].admin_url}/ui/",
+            f"  Workers:      {len(workers)} on http://127.0.0.1:{c.worker_port}",
             f"  Model:        {where}",
             f"  Logs:         {self.logs}/",
             f"  Handlers:     {', '.join(handlers) or '(none registered)'}",
@@ -363,10 +440,10 @@ def _describe(returncode: int | None) -> str:
     return f"code {returncode}"
 
 
-def run() -> int:
+def run(nodes: int = 1, workers: int = 1) -> int:
     """The `run` command: 0 after a clean stop, 1 when the stack could not start."""
     try:
-        Supervisor(settings()).run()
+        Supervisor(settings(), nodes, workers).run()
     except StackError as exc:
         print(f"[stack] {exc}", file=sys.stderr, flush=True)
         return 1
