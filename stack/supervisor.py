@@ -2,10 +2,12 @@
 
 It starts restate-server (data in $AGENT_DATA_DIR/restate), the offline model when no OpenAI
 endpoint is configured, the worker and the web UI (ui/); registers the worker; prints where to go; and then
-restarts whichever of them dies, SIGKILL included. With `--nodes 3` it starts the 3-node cluster
-of cluster/ instead (data in $AGENT_DATA_DIR/cluster/<node>), and with `--workers N` N workers
-on one shared port (stack/cluster.py); each node and each worker is supervised on its own. Restate keeps every invocation's journal, so a
+restarts whichever of them dies, SIGKILL included. Restate keeps every invocation's journal, so a
 restart loses no work: the invocations resume where they stopped.
+
+With `--nodes 3` it starts the 3-node cluster of cluster/ instead (data in
+$AGENT_DATA_DIR/cluster/<node>), and with `--workers N` N workers on one shared port
+(stack/cluster.py); each node and each worker is supervised on its own.
 
 Each child's PID is recorded under $AGENT_DATA_DIR/run/, so that a run that was itself killed
 leaves nothing behind that the next run cannot clean up.

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack import processes
+from stack import cluster, processes
 from tests.client import Ingress, free_ports
 from tests.agent_helpers import history, read_file, send_message, status, try_read_file, wait_idle
+from tests.fakes.chaos_scripts import SHORT_LINES_PER_STEP, SHORT_STEPS, expected_lines
 from tests.harness import ScriptedLLM, Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,8 +36,9 @@ def _alive(pid: int) -> bool:
 class Supervised:
     """`python -m stack run` in its own process group, pointed at a scripted model."""
 
-    def __init__(self, root: Path, llm: ScriptedLLM) -> None:
+    def __init__(self, root: Path, llm: ScriptedLLM, args: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.args = list(args)
         self.data_dir = root / "data"
         self.ingress, self.admin, self.node, self.worker, self.ui = free_ports(5)
         self.env = {k: v for k, v in os.environ.items()
@@ -53,7 +55,7 @@ class Supervised:
 
     def start(self) -> None:
         self.starts += 1
-        self.proc = subprocess.Popen([sys.executable, "-m", "stack", "run"], cwd=REPO, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "stack", "run", *self.args], cwd=REPO, env=self.env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         processes.wait_port(self.worker, 60, self.proc)
         # Ready once the banner is printed: the deployment is registered by then.
@@ -129,3 +131,53 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     sup.start()
     assert [m["role"] for m in history(stack, "sup")] == ["user", "agent"]
     assert sup.interrupt() == 0
+
+
+def test_cluster_command_serves_through_any_node_and_restarts_a_killed_node_and_worker(llm_factory):
+    """`python -m stack run --nodes 3 --workers 2` (what `make cluster` runs), on the repo's
+    cluster files moved to free ports."""
+    root = Path(tempfile.mkdtemp(prefix="supervised-cluster-"))
+    sup = Supervised(root, llm_factory("tests.fakes.chaos_scripts:short"), ("--nodes", "3", "--workers", "2"))
+    nodes = cluster.nodes_on_ports([tuple(free_ports(3)) for _ in range(3)])
+    sup.env["AGENT_CLUSTER_DIR"] = str(_cluster_files(root / "cluster", nodes))
+    try:
+        sup.start()
+        banner = sup.log.read_text()
+        assert all(f"Ingress:      {node.ingress_url}  ({node.name})" in banner for node in nodes), banner
+        stack = Stack.__new__(Stack)  # borrow the ingress helpers only, on node-3's ingress
+        stack.ingress = Ingress(nodes[2].ingress_port)
+        stack.wait_until = Stack.wait_until.__get__(stack)
+        stack.call = Stack.call.__get__(stack)
+
+        send_message(stack, "clu", "append the lines for clu")
+        stack.wait_until(lambda: try_read_file(stack, "clu", "lines.txt"), timeout=60, message="a first line")
+        killed = {name: sup.child_pid(name) for name in ("worker-1", "node-2")}
+        for pid in killed.values():  # behind the supervisor's back
+            processes.kill_pgid(pid)
+        for name, old in killed.items():
+            stack.wait_until(lambda: sup.child_pid(name) != old and _alive(sup.child_pid(name)),
+                             timeout=60, message=f"{name} restarted by the supervisor")
+
+        wait_idle(stack, "clu", timeout=120)
+        assert read_file(stack, "clu", "lines.txt").splitlines() == expected_lines(SHORT_STEPS, SHORT_LINES_PER_STEP)
+        children = [sup.child_pid(n) for n in ("node-1", "node-2", "node-3", "worker-1", "worker-2", "ui")]
+        assert sup.interrupt() == 0
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        sup.close()
+
+
+def _cluster_files(directory: Path, nodes: list[cluster.Node]) -> Path:
+    """The repo's cluster/node-*.toml with every port replaced by the given nodes' ports."""
+    ports: dict[str, str] = {}
+    for repo_node, node in zip(cluster.repo_nodes(), nodes, strict=True):
+        for old, new in ((repo_node.ingress_port, node.ingress_port), (repo_node.admin_port, node.admin_port),
+                         (repo_node.node_port, node.node_port)):
+            ports[f"127.0.0.1:{old}"] = f"127.0.0.1:{new}"
+    directory.mkdir(parents=True)
+    for node in cluster.repo_nodes():
+        text = node.config_file.read_text()
+        for old, new in ports.items():
+            text = text.replace(f"{old}\"", f"{new}\"")
+        (directory / node.config_file.name).write_text(text)
+    return directory
