@@ -93,17 +93,6 @@ def start_node(node: Node, nodes: list[Node], data_dir: Path, log_path: Path,
                                    config=node.config_file)
 
 
-def metadata_members(node: Node) -> list[int]:
-    """The metadata servers `node` sees in the cluster's Raft group ([] if it cannot say)."""
-    try:
-        response = processes.http_client().get(f"{node.admin_url}/cluster-health", timeout=2.0)
-    except processes.httpx.TransportError:
-        return []
-    if not response.is_success:
-        return []
-    return list((response.json().get("metadata_cluster_health") or {}).get("members", []))
-
-
 def wait_node_healthy(node: Node, timeout: float = 60.0, proc: Process | None = None) -> None:
     """Wait until `node`'s admin API and ingress answer healthy."""
     processes.wait_restate_healthy(node.admin_port, node.ingress_port, timeout, proc)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent_helpers import history, read_file, send_message, status, wait_idle
+from tests.agent_helpers import history, read_file, status, wait_idle
 from tests.client import Ingress
 from tests.fakes.chaos_scripts import SHORT_LINES_PER_STEP, SHORT_MODEL_DELAY_S, SHORT_STEPS, expected_lines
 from tests.harness import ClusterStack
