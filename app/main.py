@@ -9,6 +9,7 @@ import restate
 
 from app.agent import agent_object
 from app.events import events_object
+from app.owners import session_owner
 from app.backend import backend
 from app.sandbox_service import sandbox_object
 from app.snapshots import snapshots_object
@@ -19,6 +20,6 @@ from app.task import task_workflow
 backend()
 
 # Every service of the deployment (bench/ serves these plus a benchmark service).
-SERVICES = [agent_object, task_workflow, sandbox_object, snapshots_object, events_object]
+SERVICES = [agent_object, task_workflow, sandbox_object, snapshots_object, events_object, session_owner]
 
 app = restate.app(services=SERVICES)

@@ -314,7 +314,7 @@ class Supervisor:
     def _ui_url(self) -> str:
         url = f"http://127.0.0.1:{self.config.ui_port}/"
         # With a token, opening this link once sets the UI's cookie.
-        return url + ("?token=<your UI_TOKEN>" if self.config.ui_token.strip() else "")
+        return url + ("?token=<your UI token>" if self.config.ui_token_list else "")
 
     def _log(self, message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
