@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     admin_port: int = env("RESTATE_ADMIN_PORT", 9070)
     worker_port: int = env("WORKER_PORT", 9080)
     node_port: int = env("RESTATE_NODE_PORT", 5122)
+    # The code version this worker serves (set by the supervisor): it answers only under
+    # /<version>/, the path of its own deployment (app/deployment.py).
+    worker_version: str = env("WORKER_VERSION", "")
     # The web UI (ui/): its port, an optional access token, and how often it polls the event
     # log; and where the model client posts live text for it (unset: nowhere).
     ui_port: int = env("UI_PORT", 3000)

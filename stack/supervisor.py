@@ -7,6 +7,9 @@ restart loses no work: the invocations resume where they stopped.
 
 Each child's PID is recorded under $AGENT_DATA_DIR/run/, so that a run that was itself killed
 leaves nothing behind that the next run cannot clean up.
+
+The worker is one per code version (stack/upgrade.py): "worker" serves the newest, and each
+older version still draining has its own "worker-<version>" until its last invocation finishes.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from app.config import Settings, settings
-from stack import processes
-from stack.processes import Process
+from stack import processes, upgrade
+from stack.processes import REPO_ROOT, Process
 
 POLL_INTERVAL_S = 0.5
 # A child that dies sooner than this after starting may be crash-looping: back off.
 STABLE_AFTER_S = 10.0
 MAX_BACKOFF_S = 30.0
+DRAIN_CHECK_S = 1.0  # how often to count the invocations left on older versions
 
 # Printed at start; keep them in step with the README.
 EXAMPLES = [
@@ -69,12 +75,14 @@ class Supervisor:
         self.logs = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
         self.local_model = not config.openai_api_key and not config.openai_base_url
+        self.versions_dir = self.data_dir / "versions"
+        self.registry = upgrade.Registry(self.data_dir / upgrade.REGISTRY)
         self.children = [self._restate()]
         if self.local_model:
             self.children.append(self._model())
-        self.children.append(self._worker())
-        self.children.append(self._ui())
+        self.children.append(self._ui())  # the workers go before it, once we know the versions
         self.services: list[dict[str, Any]] = []
+        self.next_drain_check = 0.0
 
     # --- the three children ------------------------------------------------------------------
 
@@ -90,10 +98,11 @@ class Supervisor:
             # Deployments live in Restate's metadata and survive a restart, so registering
             # again is only a check that Restate and the running worker agree. If it fails,
             # the worker is the one in trouble, not Restate: do not restart Restate for it.
-            worker = self._child("worker").proc
-            if worker is not None and worker.poll() is None:
+            newest = self.registry.newest
+            worker = self._child("worker").proc if newest else None
+            if newest is not None and worker is not None and worker.poll() is None:
                 try:
-                    self._register(worker)
+                    self._register(newest, worker)
                 except (RuntimeError, TimeoutError) as exc:
                     self._log(f"re-registering the worker failed: {exc}")
 
@@ -111,21 +120,23 @@ class Supervisor:
 
         return Child("model", lambda: model_server.start(self.config, log_path), ready, log_path)
 
-    def _worker(self) -> Child:
-        port = self.config.worker_port
+    def _worker(self, version: upgrade.Version, name: str) -> Child:
+        """The worker of one code version, run from its own copy of the code."""
+        log_path = self.logs / f"worker-{version.version}.log"
 
         def start() -> Process:
             # The worker reads its settings from the environment, like we did. It streams live
             # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
-            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
+            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir), "WORKER_VERSION": version.version,
                    "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
-            return processes.start_worker(port, env, self.logs / "worker.log")
+            return processes.start_worker(version.port, env, log_path, cwd=self.versions_dir / version.version)
 
         def ready(proc: Process) -> None:
-            processes.wait_port(port, 60.0, proc)
-            self._register(proc)
+            processes.wait_port(version.port, 60.0, proc)
+            if not version.draining:  # a draining version is registered already, and not the latest
+                self._register(version, proc)
 
-        return Child("worker", start, ready, self.logs / "worker.log")
+        return Child(name, start, ready, log_path)
 
     def _ui(self) -> Child:
         """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
@@ -136,10 +147,12 @@ class Supervisor:
 
         return Child("ui", start, lambda proc: processes.wait_port(port, 30.0, proc), self.logs / "ui.log")
 
-    def _register(self, worker: Process) -> None:
-        c = self.config
-        deployment = processes.register(c.admin_port, c.worker_port, 60.0, worker)
+    def _register(self, version: upgrade.Version, worker: Process) -> None:
+        deployment = processes.register(self.config.admin_port, version.port, 60.0, worker, version.version)
         self.services = deployment.get("services", [])
+        if version.deployment_id != deployment["id"]:
+            version.deployment_id = deployment["id"]
+            self.registry.save()
 
     def _child(self, name: str) -> Child:
         return next(child for child in self.children if child.name == name)
@@ -156,6 +169,7 @@ class Supervisor:
             signal.signal(stop_signal, _interrupt)
         try:
             self._clear_leftovers()
+            self._load_versions()
             self._check_ports()
             for child in self.children:
                 self._log(f"starting {child.name} (log: {child.log_path})")
@@ -187,6 +201,7 @@ class Supervisor:
         """Restart any child that exits, in start order (Restate before the worker)."""
         while True:
             time.sleep(POLL_INTERVAL_S)
+            self._upgrades()
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is None:
                     continue
@@ -220,6 +235,109 @@ class Supervisor:
             child.next_try = time.monotonic() + _backoff(child.quick_deaths)
             return
         self._log(f"{child.name} is back")
+
+    # --- versions (stack/upgrade.py) ------------------------------------------------------------
+
+    def _load_versions(self) -> None:
+        """Serve every version the registry lists (older ones may still have invocations); the
+        checkout's code becomes the newest when it changed since the last run."""
+        self.registry = upgrade.Registry.load(self.data_dir)
+        checkout = upgrade.snapshot(REPO_ROOT, self.versions_dir)
+        if self.registry.checkout != checkout:
+            self.registry.checkout = checkout
+            known = self.registry.find(checkout)
+            if known is None:
+                if self.registry.newest is not None:
+                    self._log(f"the checkout changed: serving version {checkout}; version "
+                              f"{self.registry.newest.version} drains")
+                    self.registry.newest.draining = True
+                self.registry.versions.append(upgrade.Version(checkout, self._free_worker_port()))
+            elif known.draining:
+                self._log(f"the checkout's code is version {checkout}, which is still draining: "
+                          f"serving {self.registry.newest.version} (the newest) for new work")  # type: ignore[union-attr]
+            self.registry.save()
+        for version in self.registry.versions:
+            name = f"worker-{version.version}" if version.draining else "worker"
+            self.children.insert(len(self.children) - 1, self._worker(version, name))
+
+    def _free_worker_port(self) -> int:
+        """WORKER_PORT, or the next port up that no version of ours and nothing else uses."""
+        taken = {v.port for v in self.registry.versions}
+        port = self.config.worker_port
+        while port in taken or (self.registry.versions and processes.port_in_use(port)):
+            port += 1
+        return port
+
+    def _upgrades(self) -> None:
+        """Serve a version an upgrade command asked for; retire older ones that have drained."""
+        request = upgrade.take_request(self.run_dir)
+        if request is not None:
+            ok, message = self._upgrade_to(request)
+            self._log(message)
+            upgrade.answer(self.run_dir, request, ok, message)
+        if time.monotonic() >= self.next_drain_check:
+            self.next_drain_check = time.monotonic() + DRAIN_CHECK_S
+            for version in self.registry.draining:
+                self._check_drained(version)
+
+    def _upgrade_to(self, name: str) -> tuple[bool, str]:
+        old = self.registry.newest
+        known = self.registry.find(name)
+        if old is not None and old.version == name:
+            return True, f"version {name} is already the newest"
+        if known is not None:
+            return False, f"version {name} is still draining; wait until it has drained, then upgrade to it"
+        if not (self.versions_dir / name).is_dir():
+            return False, f"unknown version {name}: no {self.versions_dir / name}"
+        new = upgrade.Version(name, self._free_worker_port())
+        child = self._worker(new, f"worker-{name}")
+        try:
+            self._start(child)  # registers it: from now on new invocations go to it
+        except StackError as exc:
+            if child.proc is not None:
+                processes.kill_group(child.proc)
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+            return False, f"version {name} did not start; still serving {old.version if old else 'nothing'}: {exc}"
+        if old is not None:
+            old.draining = True
+            self._rename(self._child("worker"), f"worker-{old.version}")
+        self._rename(child, "worker")
+        self.children.insert(len(self.children) - 1, child)
+        self.registry.versions.append(new)
+        self.registry.save()
+        return True, (f"version {name} serves new invocations at {processes.deployment_url(new.port, name)} "
+                      f"(deployment {new.deployment_id})")
+
+    def _check_drained(self, version: upgrade.Version) -> None:
+        """Count what is still pinned to an older version; with nothing left, retire it."""
+        try:
+            left = upgrade.pinned_invocations(self.config.admin_port, version.deployment_id) \
+                if version.deployment_id else 0
+            if left != version.left:
+                version.left = left
+                self.registry.save()
+                self._log(f"version {version.version} is draining: {left} invocation(s) left")
+            if left:
+                return
+            if version.deployment_id:
+                processes.remove_deployment(self.config.admin_port, version.deployment_id)
+        except (RuntimeError, httpx.HTTPError) as exc:  # Restate restarting: next time
+            self._log(f"checking version {version.version}'s drain failed: {exc}")
+            return
+        child = self._child(f"worker-{version.version}")
+        if child.proc is not None:
+            processes.stop(child.proc, grace=10.0)
+        self.children.remove(child)
+        (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+        self.registry.versions.remove(version)
+        self.registry.save()
+        self._log(f"version {version.version} has drained: its deployment is removed and its worker stopped")
+
+    def _rename(self, child: Child, name: str) -> None:
+        (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+        child.name = name
+        if child.proc is not None:
+            self._write_pid_file(child)
 
     def _stop_all(self) -> None:
         """Stop every child: Restate first, so that it stops sending work, then the others."""
@@ -266,7 +384,7 @@ class Supervisor:
         ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
                  (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
                  (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT"),
-                 (c.worker_port, "worker", "WORKER_PORT"),
+                 *((v.port, f"worker of version {v.version}", "WORKER_PORT") for v in self.registry.versions),
                  (c.ui_port, "web UI", "UI_PORT")]
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
@@ -361,6 +479,14 @@ def _describe(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return signal.Signals(-returncode).name
     return f"code {returncode}"
+
+
+def running_supervisor(run_dir: Path) -> int | None:
+    """The PID of the live `python -m stack run` that owns `run_dir`, if there is one."""
+    record = _read_pid_file(run_dir / "supervisor.pid")
+    if record and _cmdline(record["pid"]) == record["cmdline"]:
+        return int(record["pid"])
+    return None
 
 
 def run() -> int:
