@@ -151,18 +151,28 @@ def wait_restate_healthy(
     _wait_for(healthy, timeout, "restate-server to become healthy", proc)
 
 
-def register(
-    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None
-) -> dict[str, Any]:
-    """Register (or re-register) the worker with Restate and return the deployment it created.
+def deployment_url(worker_port: int, version: str = "") -> str:
+    """Where Restate reaches a worker: a versioned one under /<version> (app/deployment.py)."""
+    return f"http://{HOST}:{worker_port}" + (f"/{version}" if version else "")
 
-    `force` makes Restate take the handler definitions the worker serves now, even when a
-    deployment at the same URI already exists; without it Restate answers 200 and keeps the old
-    revision. Restate answers 5xx while it cannot reach the worker, so we retry until `timeout`,
-    or until the worker process `proc` exits.
+
+def register(
+    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None,
+    version: str = "",
+) -> dict[str, Any]:
+    """Register the worker with Restate and return the deployment it created.
+
+    A versioned worker (`version`) is a deployment of its own, at its own URL, registered
+    without `force`: Restate sends new invocations to it and keeps running ones on the
+    deployments they started on (stack/upgrade.py). An unversioned one (the test harness) is
+    registered at the root with `force`, which makes Restate take the handler definitions the
+    worker serves now even when a deployment at that URI already exists (without it Restate
+    answers 200 and keeps the old revision). Restate answers 5xx while it cannot reach the
+    worker, so we retry until `timeout`, or until the worker process `proc` exits.
     """
     url = f"http://{HOST}:{admin_port}/deployments"
-    body = {"uri": f"http://{HOST}:{worker_port}", "force": True}
+    uri = deployment_url(worker_port, version)
+    body = {"uri": uri, "force": not version}
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -174,13 +184,22 @@ def register(
                 return response.json()
             last_error = f"{response.status_code}: {response.text}"
             if response.status_code < 500:  # the worker answered, and Restate refused its services
-                raise RuntimeError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+                raise RuntimeError(f"registering {uri} failed: {last_error}")
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the worker exited with {proc.returncode} before registering: "
                                f"{last_error}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+            raise TimeoutError(f"registering {uri} failed: {last_error}")
         time.sleep(0.1)
+
+
+def remove_deployment(admin_port: int, deployment_id: str) -> None:
+    """Forget a deployment. Restate only deletes by force, so call this once it has drained."""
+    response = http_client().delete(f"http://{HOST}:{admin_port}/deployments/{deployment_id}",
+                                    params={"force": "true"})
+    if not response.is_success and response.status_code != 404:
+        raise RuntimeError(f"removing deployment {deployment_id} failed ({response.status_code}): "
+                           f"{response.text}")
 
 
 def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:

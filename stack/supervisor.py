@@ -1,13 +1,20 @@
 """`python -m stack run`: start the product locally and keep it running until Ctrl-C.
 
 It starts restate-server (data in $AGENT_DATA_DIR/restate), the offline model when no OpenAI
-endpoint is configured, the worker and the web UI (ui/); registers the worker; prints where to go; and then
-restarts whichever of them dies, SIGKILL included. Restate keeps every invocation's journal, so a
-restart loses no work: the invocations resume where they stopped.
+endpoint is configured, the workers and the web UI (ui/); registers the workers' deployment;
+prints where to go; and then restarts whichever of them dies, SIGKILL included. Restate keeps
+every invocation's journal, so a restart loses no work: the invocations resume where they stopped.
 
 With `--nodes 3` it starts the 3-node cluster of cluster/ instead (data in
-$AGENT_DATA_DIR/cluster/<node>), and with `--workers N` N workers on one shared port
-(stack/cluster.py); each node and each worker is supervised on its own.
+$AGENT_DATA_DIR/cluster/<node>); any live node's admin API registers for the whole cluster.
+
+Workers come in pools, one pool per code version (stack/upgrade.py), each of `--workers`
+processes (1 by default). A pool of one binds its version's port itself; a pool of several
+accepts on one listening socket of that port, which the supervisor holds (stack/cluster.py), so
+a killed worker never makes the port refuse. Each version is registered once, at its own URL.
+The newest version's workers are "worker" (or "worker-1" ... "worker-N"); each older version
+still draining keeps its own, "worker-<version>" (or "worker-<version>-<i>"), until its last
+invocation finishes. Each node and each worker is supervised on its own.
 
 Each child's PID is recorded under $AGENT_DATA_DIR/run/, so that a run that was itself killed
 leaves nothing behind that the next run cannot clean up.
@@ -27,15 +34,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from app.config import Settings, settings
-from stack import cluster, processes
+from stack import cluster, processes, upgrade
 from stack.cluster import Node
-from stack.processes import Process
+from stack.processes import REPO_ROOT, Process
 
 POLL_INTERVAL_S = 0.5
 # A child that dies sooner than this after starting may be crash-looping: back off.
 STABLE_AFTER_S = 10.0
 MAX_BACKOFF_S = 30.0
+DRAIN_CHECK_S = 1.0  # how often to count the invocations left on older versions
 
 # Printed at start; keep them in step with the README.
 EXAMPLES = [
@@ -66,6 +76,26 @@ class Child:
     cmdline: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Pool:
+    """The workers serving one code version, all on its port: one binds the port itself;
+    several accept on `sock`, a listening socket the supervisor holds while the pool lives."""
+
+    version: upgrade.Version
+    workers: list[Child] = field(default_factory=list)
+    sock: socket.socket | None = None
+
+    def names(self, newest: bool) -> list[str]:
+        """The workers' child names: the newest version's are plain, a draining one's carry it."""
+        base = "worker" if newest else f"worker-{self.version.version}"
+        if len(self.workers) == 1:
+            return [base]
+        return [f"{base}-{i}" for i in range(1, len(self.workers) + 1)]
+
+    def live_worker(self) -> Process | None:
+        return next((w.proc for w in self.workers if w.proc is not None and w.proc.poll() is None), None)
+
+
 class Supervisor:
     """Owns the product's processes for one `python -m stack run`."""
 
@@ -75,31 +105,29 @@ class Supervisor:
         self.logs = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
         self.local_model = not config.openai_api_key and not config.openai_base_url
+        self.versions_dir = self.data_dir / "versions"
+        self.registry = upgrade.Registry(self.data_dir / upgrade.REGISTRY)
         # One node runs from restate.toml on the configured ports; a cluster from cluster/.
         self.nodes = ([Node("restate", processes.RESTATE_CONFIG, config.ingress_port,
                             config.admin_port, config.node_port)]
                       if nodes == 1 else cluster.repo_nodes(config.cluster_dir))
         if len(self.nodes) != nodes:
             raise StackError(f"{config.cluster_dir} describes {len(self.nodes)} nodes, not {nodes}")
-        # Several workers accept on one socket that we hold (see stack/cluster.py).
-        self.pooled = workers > 1
-        self.worker_socket: socket.socket | None = None
+        self.pool_size = workers
+        self.pools: list[Pool] = []  # oldest first; the last one serves the newest version
         self.children = [self._node(node) for node in self.nodes]
         if self.local_model:
             self.children.append(self._model())
-        if self.pooled:
-            self.children += [self._pooled_worker(f"worker-{i}") for i in range(1, workers + 1)]
-        else:
-            self.children.append(self._worker())
-        self.children.append(self._ui())
+        self.children.append(self._ui())  # the workers go before it, once we know the versions
         self.services: list[dict[str, Any]] = []
+        self.next_drain_check = 0.0
 
-    # --- the children ----------------------------------------------------------------------
+    # --- the children ------------------------------------------------------------------------
 
     def _node(self, node: Node) -> Child:
         log_path = self.logs / f"{node.name}.log"
         if len(self.nodes) > 1:
-            # A cluster node restarted on its data dir rejoins; the deployment is in the
+            # A cluster node restarted on its data dir rejoins; the deployments are in the
             # replicated metadata, so there is nothing to register again.
             return Child(node.name, lambda: cluster.start_node(node, self.nodes, self.data_dir / "cluster", log_path),
                          lambda proc: cluster.wait_node_healthy(node, 60.0, proc), log_path)
@@ -111,12 +139,12 @@ class Supervisor:
         def ready(proc: Process) -> None:
             cluster.wait_node_healthy(node, 60.0, proc)
             # Deployments live in Restate's metadata and survive a restart, so registering
-            # again is only a check that Restate and the running worker agree. If it fails,
-            # the worker is the one in trouble, not Restate: do not restart Restate for it.
-            worker = self._child("worker").proc if not self.pooled else None
-            if self.services and worker is not None and worker.poll() is None:
+            # again is only a check that Restate and the running workers agree. If it fails,
+            # the workers are the ones in trouble, not Restate: do not restart Restate for it.
+            newest = self.pools[-1] if self.pools else None
+            if self.services and newest is not None and newest.live_worker() is not None:
                 try:
-                    self._register(worker)
+                    self._register(newest)
                 except (RuntimeError, TimeoutError) as exc:
                     self._log(f"re-registering the worker failed: {exc}")
 
@@ -134,39 +162,39 @@ class Supervisor:
 
         return Child("model", lambda: model_server.start(self.config, log_path), ready, log_path)
 
-    def _worker(self) -> Child:
-        port = self.config.worker_port
+    def _pool(self, version: upgrade.Version, newest: bool) -> Pool:
+        """The workers of one code version, each run from the version's own copy of the code.
+        They are not started here; the caller opens the pool's socket and starts them."""
+        pool = Pool(version)
+        suffix = [""] if self.pool_size == 1 else [f"-{i}" for i in range(1, self.pool_size + 1)]
+        pool.workers = [self._worker(pool, self.logs / f"worker-{version.version}{s}.log") for s in suffix]
+        for child, name in zip(pool.workers, pool.names(newest), strict=True):
+            child.name = name
+        return pool
+
+    def _worker(self, pool: Pool, log_path: Path) -> Child:
+        version = pool.version
 
         def start() -> Process:
-            return processes.start_worker(port, self._worker_env(), self.logs / "worker.log")
+            # The worker reads its settings from the environment, like we did. It streams live
+            # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
+            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir), "WORKER_VERSION": version.version,
+                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
+            return processes.start_worker(version.port, env, log_path, cwd=self.versions_dir / version.version,
+                                          sock=pool.sock)
 
         def ready(proc: Process) -> None:
-            processes.wait_port(port, 60.0, proc)
-            self._register(proc)
+            # On a shared socket the port accepts before any worker is up: the worker's log tells.
+            if pool.sock is not None:
+                processes.wait_worker_serving(log_path, 60.0, proc)
+            else:
+                processes.wait_port(version.port, 60.0, proc)
 
-        return Child("worker", start, ready, self.logs / "worker.log")
-
-    def _pooled_worker(self, name: str) -> Child:
-        """One of several workers on the shared socket; `run` registers them once, together."""
-        log_path = self.logs / f"{name}.log"
-
-        def start() -> Process:
-            assert self.worker_socket is not None
-            return processes.start_worker(self.config.worker_port, self._worker_env(), log_path,
-                                          sock=self.worker_socket)
-
-        return Child(name, start, lambda proc: processes.wait_worker_serving(log_path, 60.0, proc), log_path)
-
-    def _worker_env(self) -> dict[str, str]:
-        # The worker reads its settings from the environment, like we did. It streams live
-        # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
-        return {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
-                "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
+        return Child("worker", start, ready, log_path)
 
     def _ui(self) -> Child:
         """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
         port = self.config.ui_port
-
         # The UI talks to the first node's ingress (in a cluster, any node's would do).
         first = self.nodes[0]
         env = {**os.environ, "RESTATE_INGRESS_PORT": str(first.ingress_port),
@@ -177,13 +205,22 @@ class Supervisor:
 
         return Child("ui", start, lambda proc: processes.wait_port(port, 30.0, proc), self.logs / "ui.log")
 
-    def _register(self, worker: Process | None) -> None:
-        # Any live node's admin API registers for the whole cluster.
+    def _register(self, pool: Pool) -> None:
+        """Register the pool's version, once for all its workers (they serve one URL), through
+        any live node's admin API: in a cluster it registers for every node."""
+        version = pool.version
+        deployment = processes.register(self._admin_port(), version.port, 60.0, pool.live_worker(),
+                                        version.version)
+        self.services = deployment.get("services", [])
+        if version.deployment_id != deployment["id"]:
+            version.deployment_id = deployment["id"]
+            self.registry.save()
+
+    def _admin_port(self) -> int:
+        """The admin API of a live node (the first one when none is: the call then fails, and says so)."""
         live = [node for node in self.nodes
                 if (proc := self._child(node.name).proc) is not None and proc.poll() is None]
-        admin_port = (live or self.nodes)[0].admin_port
-        deployment = processes.register(admin_port, self.config.worker_port, 60.0, worker)
-        self.services = deployment.get("services", [])
+        return (live or self.nodes)[0].admin_port
 
     def _child(self, name: str) -> Child:
         return next(child for child in self.children if child.name == name)
@@ -200,17 +237,18 @@ class Supervisor:
             signal.signal(stop_signal, _interrupt)
         try:
             self._clear_leftovers()
+            self._load_versions()
             self._check_ports()
-            if self.pooled:
-                self.worker_socket = cluster.listen(self.config.worker_port)
+            for pool in self.pools:
+                self._open(pool)
             # All at once: cluster nodes wait for each other before they report healthy.
             for child in self.children:
                 self._log(f"starting {child.name} (log: {child.log_path})")
                 self._launch(child)
             for child in self.children:
                 self._await_ready(child)
-            if self.pooled:  # once for the whole pool: they all serve the one URI
-                self._register(None)
+            # Draining versions are registered already; the newest may be new (the checkout changed).
+            self._register(self.pools[-1])
             self._print_banner()
             self._supervise()
         except KeyboardInterrupt:
@@ -220,8 +258,6 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self._stop_all()
-            if self.worker_socket is not None:
-                self.worker_socket.close()
 
     def _start(self, child: Child) -> None:
         """Start `child`, record its PID, and wait until it is ready."""
@@ -248,9 +284,10 @@ class Supervisor:
             raise StackError(f"{child.name} did not start: {exc}{tail}") from exc
 
     def _supervise(self) -> None:
-        """Restart any child that exits, in start order (Restate before the worker)."""
+        """Restart any child that exits, in start order (Restate before the workers)."""
         while True:
             time.sleep(POLL_INTERVAL_S)
+            self._upgrades()
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is None:
                     continue
@@ -291,6 +328,135 @@ class Supervisor:
             return
         self._log(f"{child.name} is back")
 
+    # --- versions (stack/upgrade.py) ------------------------------------------------------------
+
+    def _load_versions(self) -> None:
+        """Serve every version the registry lists (older ones may still have invocations); the
+        checkout's code becomes the newest when it changed since the last run."""
+        self.registry = upgrade.Registry.load(self.data_dir)
+        checkout = upgrade.snapshot(REPO_ROOT, self.versions_dir)
+        if self.registry.checkout != checkout:
+            self.registry.checkout = checkout
+            known = self.registry.find(checkout)
+            if known is None:
+                if self.registry.newest is not None:
+                    self._log(f"the checkout changed: serving version {checkout}; version "
+                              f"{self.registry.newest.version} drains")
+                    self.registry.newest.draining = True
+                self.registry.versions.append(upgrade.Version(checkout, self._free_worker_port()))
+            elif known.draining:
+                self._log(f"the checkout's code is version {checkout}, which is still draining: "
+                          f"serving {self.registry.newest.version} (the newest) for new work")  # type: ignore[union-attr]
+            self.registry.save()
+        for version in self.registry.versions:
+            self._add_pool(self._pool(version, newest=version is self.registry.newest))
+
+    def _add_pool(self, pool: Pool) -> None:
+        """Supervise the pool's workers from now on (before the UI, after the others)."""
+        self.pools.append(pool)
+        at = self.children.index(self._child("ui"))
+        self.children[at:at] = pool.workers
+
+    def _open(self, pool: Pool) -> None:
+        """Hold the listening socket a pool of several workers shares (a pool of one binds its own)."""
+        if len(pool.workers) > 1 and pool.sock is None:
+            pool.sock = cluster.listen(pool.version.port)
+
+    def _close(self, pool: Pool) -> None:
+        if pool.sock is not None:
+            pool.sock.close()
+            pool.sock = None
+
+    def _free_worker_port(self) -> int:
+        """WORKER_PORT, or the next port up that no version of ours and nothing else uses."""
+        taken = {v.port for v in self.registry.versions}
+        port = self.config.worker_port
+        while port in taken or (self.registry.versions and processes.port_in_use(port)):
+            port += 1
+        return port
+
+    def _upgrades(self) -> None:
+        """Serve a version an upgrade command asked for; retire older ones that have drained."""
+        request = upgrade.take_request(self.run_dir)
+        if request is not None:
+            ok, message = self._upgrade_to(request)
+            self._log(message)
+            upgrade.answer(self.run_dir, request, ok, message)
+        if time.monotonic() >= self.next_drain_check:
+            self.next_drain_check = time.monotonic() + DRAIN_CHECK_S
+            for version in self.registry.draining:
+                self._check_drained(version)
+
+    def _upgrade_to(self, name: str) -> tuple[bool, str]:
+        old = self.pools[-1] if self.pools else None
+        if old is not None and old.version.version == name:
+            return True, f"version {name} is already the newest"
+        if self.registry.find(name) is not None:
+            return False, f"version {name} is still draining; wait until it has drained, then upgrade to it"
+        if not (self.versions_dir / name).is_dir():
+            return False, f"unknown version {name}: no {self.versions_dir / name}"
+        new = self._pool(upgrade.Version(name, self._free_worker_port()), newest=False)
+        try:
+            self._open(new)
+            for child in new.workers:
+                self._launch(child)
+            for child in new.workers:
+                self._await_ready(child)
+            self._register(new)  # from now on new invocations go to it
+        except (StackError, RuntimeError, TimeoutError, OSError) as exc:
+            for child in new.workers:
+                if child.proc is not None:
+                    processes.kill_group(child.proc)
+                (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+            self._close(new)
+            still = old.version.version if old else "nothing"
+            return False, f"version {name} did not start; still serving {still}: {exc}"
+        if old is not None:
+            old.version.draining = True
+            self._rename(old, newest=False)
+        self._rename(new, newest=True)
+        self._add_pool(new)
+        self.registry.versions.append(new.version)
+        self.registry.save()
+        return True, (f"version {name} serves new invocations at "
+                      f"{processes.deployment_url(new.version.port, name)} (deployment {new.version.deployment_id})")
+
+    def _check_drained(self, version: upgrade.Version) -> None:
+        """Count what is still pinned to an older version, through any live node; with nothing
+        left, retire it."""
+        try:
+            admin_port = self._admin_port()
+            left = upgrade.pinned_invocations(admin_port, version.deployment_id) if version.deployment_id else 0
+            if left != version.left:
+                version.left = left
+                self.registry.save()
+                self._log(f"version {version.version} is draining: {left} invocation(s) left")
+            if left:
+                return
+            if version.deployment_id:
+                processes.remove_deployment(admin_port, version.deployment_id)
+        except (RuntimeError, httpx.HTTPError) as exc:  # Restate restarting: next time
+            self._log(f"checking version {version.version}'s drain failed: {exc}")
+            return
+        pool = next(p for p in self.pools if p.version is version)
+        for child in pool.workers:
+            if child.proc is not None:
+                processes.stop(child.proc, grace=10.0)
+            self.children.remove(child)
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+        self._close(pool)
+        self.pools.remove(pool)
+        self.registry.versions.remove(version)
+        self.registry.save()
+        self._log(f"version {version.version} has drained: its deployment is removed and its workers stopped")
+
+    def _rename(self, pool: Pool, newest: bool) -> None:
+        for child, name in zip(pool.workers, pool.names(newest), strict=True):
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+            child.name = name
+            if child.proc is not None:
+                self._write_pid_file(child)
+
     def _stop_all(self) -> None:
         """Stop every child: Restate first, so that it stops sending work, then the others."""
         running = [child for child in self.children if child.proc is not None]
@@ -298,6 +464,8 @@ class Supervisor:
             assert child.proc is not None
             processes.stop(child.proc, grace=10.0)
             child.proc = None
+        for pool in self.pools:
+            self._close(pool)
         for child in self.children:
             (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
         (self.run_dir / "supervisor.pid").unlink(missing_ok=True)
@@ -342,7 +510,8 @@ class Supervisor:
                      for node in self.nodes
                      for port, what in ((node.ingress_port, "ingress"), (node.admin_port, "admin API"),
                                         (node.node_port, "node-to-node port"))]
-        ports += [(c.worker_port, "worker", "WORKER_PORT"), (c.ui_port, "web UI", "UI_PORT")]
+        ports += [(v.port, f"worker of version {v.version}", "WORKER_PORT") for v in self.registry.versions]
+        ports.append((c.ui_port, "web UI", "UI_PORT"))
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
         for port, what, variable in ports:
@@ -369,7 +538,8 @@ class Supervisor:
         handlers = [f"{s['name']}.{h['name']}" for s in self.services for h in s.get("handlers", [])
                     if h.get("public", True)]
         ingress = self.nodes[0].ingress_url
-        workers = [child for child in self.children if child.name.startswith("worker")]
+        newest = self.pools[-1].version
+        draining = "".join(f", version {v.version} draining" for v in self.registry.draining)
         lines = [
             "",
             "The durable coding agent is running.",
@@ -377,7 +547,8 @@ class Supervisor:
             *(f"  Ingress:      {node.ingress_url}" + (f"  ({node.name})" if len(self.nodes) > 1 else "")
               for node in self.nodes),
             f"  Restate UI:   {self.nodes[0].admin_url}/ui/",
-            f"  Workers:      {len(workers)} on http://127.0.0.1:{c.worker_port}",
+            f"  Workers:      {self.pool_size} of version {newest.version} at "
+            f"{processes.deployment_url(newest.port, newest.version)}{draining}",
             f"  Model:        {where}",
             f"  Logs:         {self.logs}/",
             f"  Handlers:     {', '.join(handlers) or '(none registered)'}",
@@ -393,7 +564,7 @@ class Supervisor:
     def _ui_url(self) -> str:
         url = f"http://127.0.0.1:{self.config.ui_port}/"
         # With a token, opening this link once sets the UI's cookie.
-        return url + ("?token=<your UI_TOKEN>" if self.config.ui_token.strip() else "")
+        return url + ("?token=<your UI token>" if self.config.ui_token_list else "")
 
     def _log(self, message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -440,6 +611,14 @@ def _describe(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return signal.Signals(-returncode).name
     return f"code {returncode}"
+
+
+def running_supervisor(run_dir: Path) -> int | None:
+    """The PID of the live `python -m stack run` that owns `run_dir`, if there is one."""
+    record = _read_pid_file(run_dir / "supervisor.pid")
+    if record and _cmdline(record["pid"]) == record["cmdline"]:
+        return int(record["pid"])
+    return None
 
 
 def run(nodes: int = 1, workers: int = 1) -> int:

@@ -1,0 +1,79 @@
+"""`python -m stack run` as a user runs it, for tests: in its own process group, on free ports,
+pointed at the scripted model. The `supervised` fixture (tests/conftest.py) makes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from stack import processes
+from tests.client import Ingress, free_ports
+from tests.harness import REPO_ROOT, ScriptedLLM, Stack
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+class Supervised:
+    """`python -m stack run` in its own process group, pointed at a scripted model."""
+
+    def __init__(self, root: Path, llm: ScriptedLLM, env: Mapping[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.args = list(args)  # after `run`, e.g. ("--nodes", "3", "--workers", "2")
+        self.data_dir = root / "data"
+        self.ingress, self.admin, self.node, self.worker, self.ui = free_ports(5)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("OPENAI_", "AGENT_", "RESTATE_", "SANDBOX_", "WORKER_", "UI_"))}
+        self.env.update({
+            "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test", "AGENT_DATA_DIR": str(self.data_dir),
+            "RESTATE_INGRESS_PORT": str(self.ingress), "RESTATE_ADMIN_PORT": str(self.admin),
+            "RESTATE_NODE_PORT": str(self.node), "WORKER_PORT": str(self.worker), "UI_PORT": str(self.ui),
+            "PYTHONUNBUFFERED": "1", **(env or {}),
+        })
+        self.proc: subprocess.Popen | None = None
+        self.log = root / "supervisor.log"
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = subprocess.Popen([sys.executable, "-m", "stack", "run", *self.args], cwd=REPO_ROOT, env=self.env,
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        # Ready once the banner is printed: the deployment is registered by then.
+        deadline = time.monotonic() + 90
+        while self.log.read_bytes().count(b"is running") < self.starts and time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.1)
+        assert self.log.read_bytes().count(b"is running") == self.starts, self.log.read_text()
+
+    def child_pid(self, name: str) -> int:
+        return json.loads((self.data_dir / "run" / f"{name}.pid").read_text())["pid"]
+
+    def stack(self, ingress_port: int | None = None) -> Stack:
+        """A Stack that only borrows the ingress helpers (call, wait_until, query) for this run,
+        on its ingress or another one (a cluster node's)."""
+        stack = Stack.__new__(Stack)
+        stack.ingress = Ingress(ingress_port or self.ingress)
+        stack.admin_port = self.admin
+        return stack
+
+    def interrupt(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            processes.stop(self.proc, grace=10)
