@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,13 +62,22 @@ class Supervised:
     def child_pid(self, name: str) -> int:
         return json.loads((self.data_dir / "run" / f"{name}.pid").read_text())["pid"]
 
-    def stack(self, ingress_port: int | None = None) -> Stack:
+    def stack(self, ingress_port: int | None = None, admin_port: int | None = None) -> Stack:
         """A Stack that only borrows the ingress helpers (call, wait_until, query) for this run,
-        on its ingress or another one (a cluster node's)."""
+        on its own ports or others (a cluster node's)."""
         stack = Stack.__new__(Stack)
         stack.ingress = Ingress(ingress_port or self.ingress)
-        stack.admin_port = self.admin
+        stack.admin_port = admin_port or self.admin
         return stack
+
+    def registry(self) -> dict:
+        """The versions the supervisor serves (deployments.json, stack/upgrade.py)."""
+        return json.loads((self.data_dir / "deployments.json").read_text())
+
+    def upgrade(self, source: Path, log: Path) -> subprocess.Popen:
+        """`python -m stack upgrade --source SOURCE` against this run, logging to `log`."""
+        return subprocess.Popen([sys.executable, "-m", "stack", "upgrade", "--source", str(source)],
+                                cwd=REPO_ROOT, env=self.env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
     def interrupt(self) -> int:
         assert self.proc is not None
@@ -77,3 +87,25 @@ class Supervised:
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             processes.stop(self.proc, grace=10)
+
+
+def v2_source(root: Path) -> Path:
+    """A copy of the code whose Task journals a different first step ("settings (v2)"):
+    replaying a v1 journal with it would not match."""
+    source = root / "v2"
+    for directory in ("app", "sandbox"):
+        shutil.copytree(REPO_ROOT / directory, source / directory, ignore=shutil.ignore_patterns("__pycache__"))
+    task = source / "app" / "task.py"
+    text = task.read_text()
+    assert 'ctx.run_typed("settings",' in text
+    task.write_text(text.replace('ctx.run_typed("settings",', 'ctx.run_typed("settings (v2)",'))
+    return source
+
+
+def task_run(stack: Stack, task_id: str) -> tuple[str, list[str]]:
+    """The Task's deployment and the names of its journaled steps."""
+    [run] = stack.query("SELECT id, pinned_deployment_id FROM sys_invocation WHERE target_service_name = 'Task' "
+                        f"AND target_service_key = '{task_id}' AND target_handler_name = 'run'")
+    steps = stack.query(f"SELECT name FROM sys_journal WHERE id = '{run['id']}' AND entry_type = 'Command: Run' "
+                        "ORDER BY index")
+    return run["pinned_deployment_id"], [s["name"] for s in steps]

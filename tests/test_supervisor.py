@@ -12,7 +12,7 @@ from stack import cluster, processes
 from tests.client import free_ports
 from tests.agent_helpers import history, read_file, send_message, status, try_read_file, wait_idle
 from tests.fakes.chaos_scripts import SHORT_LINES_PER_STEP, SHORT_STEPS, expected_lines
-from tests.supervised import alive
+from tests.supervised import alive, task_run, v2_source
 
 
 def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
@@ -51,9 +51,9 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     assert sup.interrupt() == 0
 
 
-def test_cluster_command_serves_through_any_node_and_restarts_a_killed_node_and_worker(supervised, tmp_path):
+def test_cluster_command_serves_through_any_node_restarts_what_dies_and_upgrades(supervised, tmp_path):
     """`python -m stack run --nodes 3 --workers 2` (what `make cluster` runs), on the repo's
-    cluster files moved to free ports."""
+    cluster files moved to free ports, then `python -m stack upgrade` against it."""
     nodes = cluster.nodes_on_ports([tuple(free_ports(3)) for _ in range(3)])
     cluster_dir = _cluster_files(tmp_path / "cluster", nodes)
     sup = supervised("tests.fakes.chaos_scripts:short", env={"AGENT_CLUSTER_DIR": str(cluster_dir)},
@@ -73,6 +73,22 @@ def test_cluster_command_serves_through_any_node_and_restarts_a_killed_node_and_
 
     wait_idle(stack, "clu", timeout=120)
     assert read_file(stack, "clu", "lines.txt").splitlines() == expected_lines(SHORT_STEPS, SHORT_LINES_PER_STEP)
+
+    # An upgrade in cluster mode: the new version gets its own pool of two on its own port,
+    # registered once for the whole cluster; the old pool drains (nothing is left on it) and stops.
+    [v1] = sup.registry()["versions"]
+    old_workers = [sup.child_pid(n) for n in ("worker-1", "worker-2")]
+    log = tmp_path / "upgrade.log"
+    assert sup.upgrade(v2_source(tmp_path), log).wait(timeout=120) == 0, log.read_text()
+    assert f"version {v1['version']}: drained and stopped" in log.read_text()
+    [v2] = sup.registry()["versions"]
+    assert v2["port"] != v1["port"] and not any(alive(pid) for pid in old_workers)
+    new_task = send_message(stack, "clu-v2", "append the lines for clu-v2")
+    wait_idle(stack, "clu-v2", timeout=120)
+    assert read_file(stack, "clu-v2", "lines.txt").splitlines() == expected_lines(SHORT_STEPS, SHORT_LINES_PER_STEP)
+    deployment, steps = task_run(sup.stack(admin_port=nodes[1].admin_port), new_task)  # node-2's admin API
+    assert deployment == v2["deployment_id"] and steps[0] == "settings (v2)"
+
     children = [sup.child_pid(n) for n in ("node-1", "node-2", "node-3", "worker-1", "worker-2", "ui")]
     assert sup.interrupt() == 0
     assert not any(alive(pid) for pid in children)

@@ -5,53 +5,19 @@ the new code; the old version is retired once nothing is pinned to it."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 
 from stack import processes
 from tests.agent_helpers import approvals, history, read_file, send_message, wait_idle
 from tests.harness import REPO_ROOT
-from tests.supervised import Supervised, alive
+from tests.supervised import alive, task_run, v2_source
 
 SCRIPT = "tests.fakes.spine_scripts:risky"  # one command, `echo pushed >> pushes.txt`, needing approval
 APPROVAL = {"AGENT_APPROVAL": "patterns", "AGENT_APPROVAL_PATTERNS": "push"}
-
-
-def _v2_source(root: Path) -> Path:
-    """A copy of the code whose Task journals a different first step: replaying a v1 journal
-    with it would not match."""
-    source = root / "v2"
-    for directory in ("app", "sandbox"):
-        shutil.copytree(REPO_ROOT / directory, source / directory, ignore=shutil.ignore_patterns("__pycache__"))
-    task = source / "app" / "task.py"
-    text = task.read_text()
-    assert 'ctx.run_typed("settings",' in text
-    task.write_text(text.replace('ctx.run_typed("settings",', 'ctx.run_typed("settings (v2)",'))
-    return source
-
-
-def _upgrade(sup: Supervised, source: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stack", "upgrade", "--source", str(source)],
-                            cwd=REPO_ROOT, env=sup.env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def _registry(sup: Supervised) -> dict:
-    return json.loads((sup.data_dir / "deployments.json").read_text())
-
-
-def _task_run(stack, task_id: str) -> tuple[str, list[str]]:
-    """The Task's deployment and the names of its journaled steps."""
-    [run] = stack.query("SELECT id, pinned_deployment_id FROM sys_invocation WHERE target_service_name = 'Task' "
-                        f"AND target_service_key = '{task_id}' AND target_handler_name = 'run'")
-    steps = stack.query(f"SELECT name FROM sys_journal WHERE id = '{run['id']}' AND entry_type = 'Command: Run' "
-                        "ORDER BY index")
-    return run["pinned_deployment_id"], [s["name"] for s in steps]
 
 
 def _resolve(stack, session: str, approval: dict) -> None:
@@ -65,12 +31,12 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     stack = sup.stack()
     old_task = send_message(stack, "old", "deploy")
     [old_approval] = stack.wait_until(lambda: approvals(stack, "old"), message="the v1 task's approval")
-    [v1] = _registry(sup)["versions"]
+    [v1] = sup.registry()["versions"]
 
     log = tmp_path / "upgrade.log"
-    upgrading = _upgrade(sup, _v2_source(tmp_path), log)
+    upgrading = sup.upgrade(v2_source(tmp_path), log)
     stack.wait_until(lambda: "serves new invocations" in log.read_text(), timeout=90, message="v2 registered")
-    v1_now, v2 = _registry(sup)["versions"]
+    v1_now, v2 = sup.registry()["versions"]
     assert v1_now["version"] == v1["version"] and v1_now["draining"] and not v2["draining"]
     assert v2["deployment_id"] != v1["deployment_id"]
     old_worker = sup.child_pid(f"worker-{v1['version']}")
@@ -98,7 +64,7 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     assert upgrading.wait(timeout=30) == 1  # it stops watching; the drain goes on at the next start
     sup.start()
     assert alive(sup.child_pid(f"worker-{v1['version']}")) and alive(sup.child_pid("worker"))
-    watching = _upgrade(sup, _v2_source(tmp_path / "again"), log)  # the same code: just watches
+    watching = sup.upgrade(v2_source(tmp_path / "again"), log)  # the same code: just watches
     stack.wait_until(lambda: log.read_text().count(f"version {v1['version']}: 1 invocation(s) left") == 2,
                      message="the drain count, after the restart")
 
@@ -110,13 +76,13 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     assert watching.wait(timeout=60) == 0, log.read_text()
     assert f"version {v1['version']}: drained and stopped" in log.read_text()
 
-    old_deployment, old_steps = _task_run(stack, old_task)
-    new_deployment, new_steps = _task_run(stack, new_task)
+    old_deployment, old_steps = task_run(stack, old_task)
+    new_deployment, new_steps = task_run(stack, new_task)
     assert (old_deployment, new_deployment) == (v1["deployment_id"], v2["deployment_id"])
     assert old_steps[0] == "settings" and new_steps[0] == "settings (v2)"
     assert "settings (v2)" not in old_steps and old_steps[1:] == new_steps[1:]
     # v1 is gone: its deployment is removed from Restate and its worker stopped.
-    assert [v["version"] for v in _registry(sup)["versions"]] == [v2["version"]]
+    assert [v["version"] for v in sup.registry()["versions"]] == [v2["version"]]
     deployments = processes.http_client().get(f"http://127.0.0.1:{sup.admin}/deployments").json()["deployments"]
     assert v1["deployment_id"] not in [d["id"] for d in deployments]
     assert not (sup.data_dir / "run" / f"worker-{v1['version']}.pid").exists()
