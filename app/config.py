@@ -53,15 +53,24 @@ class Settings(BaseSettings):
     # Snapshot and stop a sandbox after this long without a command.
     sandbox_idle_s: float = env("SANDBOX_IDLE_S", 900.0, gt=0)
     data_dir: Path = env("AGENT_DATA_DIR", REPO_ROOT / ".data")
+    # The node config files of `python -m stack run --nodes 3` (docs/deploy.md).
+    cluster_dir: Path = env("AGENT_CLUSTER_DIR", REPO_ROOT / "cluster")
 
     ingress_port: int = env("RESTATE_INGRESS_PORT", 8080)
     admin_port: int = env("RESTATE_ADMIN_PORT", 9070)
     worker_port: int = env("WORKER_PORT", 9080)
     node_port: int = env("RESTATE_NODE_PORT", 5122)
+    # The code version this worker serves (set by the supervisor): it answers only under
+    # /<version>/, the path of its own deployment (app/deployment.py).
+    worker_version: str = env("WORKER_VERSION", "")
     # The web UI (ui/): its port, an optional access token, and how often it polls the event
     # log; and where the model client posts live text for it (unset: nowhere).
     ui_port: int = env("UI_PORT", 3000)
+    # Where the UI listens. Anything but loopback needs a token (the UI refuses to start without).
+    ui_host: str = env("UI_HOST", "127.0.0.1")
+    # Each token is one user; a session belongs to the token that sent its first message.
     ui_token: str = env("UI_TOKEN", "")
+    ui_tokens: Annotated[list[str], NoDecode] = env("UI_TOKENS", [])
     ui_poll_ms: float = env("UI_POLL_MS", 100.0, gt=0)
     delta_url: str | None = env("AGENT_DELTA_URL", None)
 
@@ -90,12 +99,17 @@ class Settings(BaseSettings):
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
     budget_seconds: float = env("AGENT_BUDGET_SECONDS", 3600.0, gt=0)
 
-    @field_validator("approval_patterns", mode="before")
+    @field_validator("approval_patterns", "ui_tokens", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @property
+    def ui_token_list(self) -> list[str]:
+        """Every token the web UI accepts: UI_TOKEN and each of UI_TOKENS."""
+        return list(dict.fromkeys(t for t in [self.ui_token.strip(), *self.ui_tokens] if t))
 
     @property
     def restate_ingress(self) -> str:

@@ -9,7 +9,10 @@ import restate
 
 from app.agent import agent_object
 from app.events import events_object
+from app.owners import session_owner
 from app.backend import backend
+from app.config import settings
+from app.deployment import at_version
 from app.sandbox_service import sandbox_object
 from app.snapshots import snapshots_object
 from app.task import task_workflow
@@ -19,6 +22,7 @@ from app.task import task_workflow
 backend()
 
 # Every service of the deployment (bench/ serves these plus a benchmark service).
-SERVICES = [agent_object, task_workflow, sandbox_object, snapshots_object, events_object]
+SERVICES = [agent_object, task_workflow, sandbox_object, snapshots_object, events_object, session_owner]
 
-app = restate.app(services=SERVICES)
+# Served under its version's path when the supervisor runs it (app/deployment.py).
+app = at_version(restate.app(services=SERVICES), settings().worker_version)

@@ -13,7 +13,7 @@ so the product's throughput is a ratio to the engine's. Afterwards every session
 through the public APIs: the task done, no outcome-unknown result, each file there, runs.txt
 holding each command once.
 
-Topologies start through `start_topology`; 3 nodes is left to the cluster mode (issue 10).
+Topologies start through `start_topology`: 1 node + 1 worker as `make run`, the others as `make cluster`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bench.common import BENCH_APP, CpuShare, load_average, log, machine, temp_d
 from stack import processes
 from stack.processes import http_client
 from tests.fakes.load_scripts import expected_files, expected_runs
-from tests.harness import Stack
+from tests.harness import ClusterStack, Stack
 
 SCRIPT = "tests.fakes.load_scripts:load"
 ROUNDS = 3
@@ -57,34 +57,33 @@ class Topology:
     logs: Path
 
 
-class _Stack(Stack):
-    """The test harness's stack, with the worker in `workers` hypercorn processes on one port."""
-
-    def __init__(self, *args: object, workers: int = 1, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.workers = workers
-
-    def _spawn_worker(self) -> processes.Process:
-        return processes.start_worker(self.worker_port, self.worker_env(), self.logs / "worker.log",
-                                      app=self.app, cwd=self.app_dir, workers=self.workers)
-
-
 @contextmanager
 def start_topology(root: Path, nodes: int, workers: int) -> Iterator[Topology]:
     """Start `nodes` restate-servers and `workers` worker processes serving the benchmark app,
-    with the scripted LLM; stop them all afterwards. The one place a topology is made."""
-    if nodes != 1:
-        raise NotImplementedError("a multi-node cluster starts through the cluster mode; wire it in here")
+    with the scripted LLM; stop them all afterwards. The one place a topology is made: 1 + 1 is
+    `make run`'s shape (tests/harness.py Stack), anything else `make cluster`'s (ClusterStack:
+    the cluster of cluster/ and workers sharing one socket)."""
     # Commands are `true`: let the cap be no bottleneck, so the table measures the platform.
     env = {"AGENT_CHECKPOINTS": "every", "SANDBOX_MAX_RUNNING_COMMANDS": "64"}
-    with _Stack(root, SCRIPT, env=env, app=BENCH_APP, workers=workers) as stack:
-        assert stack.restate and stack.worker and stack.llm.proc
-        yield Topology(name=f"{nodes} node + {workers} worker{'s' if workers > 1 else ''}",
-                       ingress_urls=[f"http://{processes.HOST}:{stack.ingress_port}"],
-                       admin_port=stack.admin_port,
-                       groups={"restate": [stack.restate.pid], "worker": [stack.worker.pid],
-                               "model": [stack.llm.proc.pid]},
-                       data_dir=stack.data_dir, logs=stack.logs)
+    name = f"{nodes} node{'s' if nodes > 1 else ''} + {workers} worker{'s' if workers > 1 else ''}"
+    if nodes == 1 and workers == 1:
+        with Stack(root, SCRIPT, env=env, app=BENCH_APP) as stack:
+            assert stack.restate and stack.worker and stack.llm.proc
+            yield Topology(name=name, ingress_urls=[f"http://{processes.HOST}:{stack.ingress_port}"],
+                           admin_port=stack.admin_port,
+                           groups={"restate": [stack.restate.pid], "worker": [stack.worker.pid],
+                                   "model": [stack.llm.proc.pid]},
+                           data_dir=stack.data_dir, logs=stack.logs)
+        return
+    with ClusterStack(root, SCRIPT, nodes=nodes, workers=workers, env=env, app=BENCH_APP) as cluster:
+        assert cluster.llm.proc and all(cluster.node_procs) and all(cluster.workers)
+        yield Topology(name=name,
+                       ingress_urls=[f"http://{processes.HOST}:{node.ingress_port}" for node in cluster.nodes],
+                       admin_port=cluster.admin_port,
+                       groups={"restate": [p.pid for p in cluster.node_procs if p],
+                               "worker": [p.pid for p in cluster.workers if p],
+                               "model": [cluster.llm.proc.pid]},
+                       data_dir=cluster.data_dir, logs=cluster.logs)
 
 
 # --- watching the processes ----------------------------------------------------------------------
@@ -284,8 +283,8 @@ HEAD = ["topology", "sessions", "tasks/s", "model rounds/s", "message→idle p50
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="50,200,500", help="comma-separated session counts (default 50,200,500)")
-    parser.add_argument("--topologies", default="1x1,1xN",
-                        help="comma-separated NODESxWORKERS, N meaning --workers (default 1x1,1xN; 3xN needs the cluster mode)")
+    parser.add_argument("--topologies", default="1x1,1xN,3xN",
+                        help="comma-separated NODESxWORKERS, N meaning --workers (default 1x1,1xN,3xN)")
     parser.add_argument("--workers", type=int, default=2, help="N (default 2: one per core here)")
     parser.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",
                         help="before each configuration, wait up to S seconds for a quiet machine (default 30)")

@@ -31,6 +31,9 @@ WORKER_CONFIG = REPO_ROOT / "hypercorn.toml"
 HOST = "127.0.0.1"
 WORKER_APP = "app.main:app"
 
+# What `spawn` writes to a child's log before each start.
+START_HEADER = "starting:"
+
 # What every start function returns: a child that leads its own process group.
 Process = subprocess.Popen[bytes]
 
@@ -39,13 +42,17 @@ Process = subprocess.Popen[bytes]
 
 
 def spawn(
-    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
+    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT,
+    pass_fds: tuple[int, ...] = (),
 ) -> Process:
-    """Start `argv` as the leader of a new session, appending its output to `log_path`."""
+    """Start `argv` as the leader of a new session, appending its output to `log_path`.
+
+    `pass_fds` are file descriptors the child inherits (a shared listening socket).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n--- {stamp} starting: {' '.join(argv)}\n".encode())
+        log.write(f"\n--- {stamp} {START_HEADER} {' '.join(argv)}\n".encode())
         log.flush()
         return subprocess.Popen(
             argv,
@@ -55,6 +62,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
 
 
@@ -78,10 +86,15 @@ def wait_port(port: int, timeout: float = 30.0, proc: Process | None = None) -> 
 
 def restate_binary() -> Path:
     """The pinned restate-server binary that scripts/setup.sh installed from npm."""
+    return npm_binary("restate-server")
+
+
+def npm_binary(name: str) -> Path:
+    """A pinned Restate binary (restate-server, restate, restatectl) from its npm package."""
     arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine().lower(), platform.machine()
     )
-    binary = REPO_ROOT / f"node_modules/@restatedev/restate-server-linux-{arch}/bin/restate-server"
+    binary = REPO_ROOT / f"node_modules/@restatedev/{name}-linux-{arch}/bin/{name}"
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is missing; run scripts/setup.sh (or `make setup`)")
     return binary
@@ -94,10 +107,12 @@ def start_restate(
     node_port: int,
     log_path: Path,
     extra_env: Mapping[str, str] | None = None,
+    config: Path = RESTATE_CONFIG,
 ) -> Process:
     """Start restate-server with its data in `base_dir` and its three ports on 127.0.0.1.
 
-    Everything else comes from restate.toml (telemetry off, small RocksDB budget, partitions).
+    Everything else comes from `config`: restate.toml for the single node (telemetry off, small
+    RocksDB budget, partitions), or a cluster node's file in cluster/ (stack/cluster.py).
     Restarting on the same `base_dir` resumes every invocation where its journal left off.
     """
     # Not inside base_dir: Restate takes every directory there for a node's data.
@@ -120,7 +135,7 @@ def start_restate(
         "TMPDIR": str(tmp_dir),
         **(extra_env or {}),
     }
-    argv = [str(restate_binary()), "--config-file", str(RESTATE_CONFIG), "--no-logo"]
+    argv = [str(restate_binary()), "--config-file", str(config), "--no-logo"]
     return spawn(argv, env, log_path)
 
 
@@ -137,18 +152,28 @@ def wait_restate_healthy(
     _wait_for(healthy, timeout, "restate-server to become healthy", proc)
 
 
-def register(
-    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None
-) -> dict[str, Any]:
-    """Register (or re-register) the worker with Restate and return the deployment it created.
+def deployment_url(worker_port: int, version: str = "") -> str:
+    """Where Restate reaches a worker: a versioned one under /<version> (app/deployment.py)."""
+    return f"http://{HOST}:{worker_port}" + (f"/{version}" if version else "")
 
-    `force` makes Restate take the handler definitions the worker serves now, even when a
-    deployment at the same URI already exists; without it Restate answers 200 and keeps the old
-    revision. Restate answers 5xx while it cannot reach the worker, so we retry until `timeout`,
-    or until the worker process `proc` exits.
+
+def register(
+    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None,
+    version: str = "",
+) -> dict[str, Any]:
+    """Register the worker with Restate and return the deployment it created.
+
+    A versioned worker (`version`) is a deployment of its own, at its own URL, registered
+    without `force`: Restate sends new invocations to it and keeps running ones on the
+    deployments they started on (stack/upgrade.py). An unversioned one (the test harness) is
+    registered at the root with `force`, which makes Restate take the handler definitions the
+    worker serves now even when a deployment at that URI already exists (without it Restate
+    answers 200 and keeps the old revision). Restate answers 5xx while it cannot reach the
+    worker, so we retry until `timeout`, or until the worker process `proc` exits.
     """
     url = f"http://{HOST}:{admin_port}/deployments"
-    body = {"uri": f"http://{HOST}:{worker_port}", "force": True}
+    uri = deployment_url(worker_port, version)
+    body = {"uri": uri, "force": not version}
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -160,12 +185,12 @@ def register(
                 return response.json()
             last_error = f"{response.status_code}: {response.text}"
             if response.status_code < 500:  # the worker answered, and Restate refused its services
-                raise RuntimeError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+                raise RuntimeError(f"registering {uri} failed: {last_error}")
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the worker exited with {proc.returncode} before registering: "
                                f"{last_error}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"registering http://{HOST}:{worker_port} failed: {last_error}")
+            raise TimeoutError(f"registering {uri} failed: {last_error}")
         time.sleep(0.1)
 
 
@@ -184,6 +209,15 @@ def retry_now(admin_port: int) -> int:
         except httpx.TransportError:
             pass  # Restate itself is going away; its own retries take over when it is back
     return len(rows)
+
+
+def remove_deployment(admin_port: int, deployment_id: str) -> None:
+    """Forget a deployment. Restate only deletes by force, so call this once it has drained."""
+    response = http_client().delete(f"http://{HOST}:{admin_port}/deployments/{deployment_id}",
+                                    params={"force": "true"})
+    if not response.is_success and response.status_code != 404:
+        raise RuntimeError(f"removing deployment {deployment_id} failed ({response.status_code}): "
+                           f"{response.text}")
 
 
 def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
@@ -206,7 +240,8 @@ def admin_query(admin_port: int, sql: str) -> list[dict[str, Any]]:
 
 
 def start_worker(
-    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT
+    port: int, env: Mapping[str, str], log_path: Path, app: str = WORKER_APP, cwd: Path = REPO_ROOT,
+    sock: socket.socket | None = None,
 ) -> Process:
     """Serve the Restate services (`app`) with hypercorn on 127.0.0.1:`port` (stack/worker.py:
     one process, which listens once the services are imported).
@@ -214,10 +249,28 @@ def start_worker(
     `env` is the worker's whole environment: app.config reads its settings from it, so callers
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
     what Restate uses for its bidirectional stream to the handlers; hypercorn.toml holds the
-    settings that keep those streams alive under load.
+    settings that keep those streams alive under load. With `sock` (a listening
+    socket on `port`, see stack/cluster.py) the worker accepts on it instead of binding its own,
+    so that several workers serve one port.
     """
-    argv = [sys.executable, "-m", "stack.worker", app, "--bind", f"{HOST}:{port}", "--config", str(WORKER_CONFIG)]
-    return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
+    bind = f"fd://{sock.fileno()}" if sock is not None else f"{HOST}:{port}"
+    argv = [sys.executable, "-m", "stack.worker", app, "--bind", bind, "--config", str(WORKER_CONFIG)]
+    fds = (sock.fileno(),) if sock is not None else ()
+    return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd, pass_fds=fds)
+
+
+def wait_worker_serving(log_path: Path, timeout: float = 60.0, proc: Process | None = None) -> None:
+    """Wait until the worker last started with `log_path` says it is serving.
+
+    A worker on a shared socket cannot be told apart by its port (the socket accepts before any
+    worker is up), so its own "Running on" line, after its start header, is the sign.
+    """
+
+    def serving() -> bool:
+        text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+        return "Running on" in text.rsplit(START_HEADER, 1)[-1]
+
+    _wait_for(serving, timeout, f"the worker logging to {log_path} to serve", proc)
 
 
 # --- the web UI ----------------------------------------------------------------------------------

@@ -1,9 +1,20 @@
 """`python -m stack run`: start the product locally and keep it running until Ctrl-C.
 
 It starts restate-server (data in $AGENT_DATA_DIR/restate), the offline model when no OpenAI
-endpoint is configured, the worker and the web UI (ui/); registers the worker; prints where to go; and then
-restarts whichever of them dies, SIGKILL included. Restate keeps every invocation's journal, so a
-restart loses no work: the invocations resume where they stopped.
+endpoint is configured, the workers and the web UI (ui/); registers the workers' deployment;
+prints where to go; and then restarts whichever of them dies, SIGKILL included. Restate keeps
+every invocation's journal, so a restart loses no work: the invocations resume where they stopped.
+
+With `--nodes 3` it starts the 3-node cluster of cluster/ instead (data in
+$AGENT_DATA_DIR/cluster/<node>); any live node's admin API registers for the whole cluster.
+
+Workers come in pools, one pool per code version (stack/upgrade.py), each of `--workers`
+processes (1 by default). A pool of one binds its version's port itself; a pool of several
+accepts on one listening socket of that port, which the supervisor holds (stack/cluster.py), so
+a killed worker never makes the port refuse. Each version is registered once, at its own URL.
+The newest version's workers are "worker" (or "worker-1" ... "worker-N"); each older version
+still draining keeps its own, "worker-<version>" (or "worker-<version>-<i>"), until its last
+invocation finishes. Each node and each worker is supervised on its own.
 
 Each child's PID is recorded under $AGENT_DATA_DIR/run/, so that a run that was itself killed
 leaves nothing behind that the next run cannot clean up.
@@ -14,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -22,14 +34,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
+
 from app.config import Settings, settings
-from stack import processes
-from stack.processes import Process
+from stack import cluster, processes, upgrade
+from stack.cluster import Node
+from stack.processes import REPO_ROOT, Process
 
 POLL_INTERVAL_S = 0.5
 # A child that dies sooner than this after starting may be crash-looping: back off.
 STABLE_AFTER_S = 10.0
 MAX_BACKOFF_S = 30.0
+DRAIN_CHECK_S = 1.0  # how often to count the invocations left on older versions
 
 # Printed at start; keep them in step with the README.
 EXAMPLES = [
@@ -60,44 +76,79 @@ class Child:
     cmdline: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Pool:
+    """The workers serving one code version, all on its port: one binds the port itself;
+    several accept on `sock`, a listening socket the supervisor holds while the pool lives."""
+
+    version: upgrade.Version
+    workers: list[Child] = field(default_factory=list)
+    sock: socket.socket | None = None
+
+    def names(self, newest: bool) -> list[str]:
+        """The workers' child names: the newest version's are plain, a draining one's carry it."""
+        base = "worker" if newest else f"worker-{self.version.version}"
+        if len(self.workers) == 1:
+            return [base]
+        return [f"{base}-{i}" for i in range(1, len(self.workers) + 1)]
+
+    def live_worker(self) -> Process | None:
+        return next((w.proc for w in self.workers if w.proc is not None and w.proc.poll() is None), None)
+
+
 class Supervisor:
     """Owns the product's processes for one `python -m stack run`."""
 
-    def __init__(self, config: Settings) -> None:
+    def __init__(self, config: Settings, nodes: int = 1, workers: int = 1) -> None:
         self.config = config
         self.data_dir = config.data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
         self.local_model = not config.openai_api_key and not config.openai_base_url
-        self.children = [self._restate()]
+        self.versions_dir = self.data_dir / "versions"
+        self.registry = upgrade.Registry(self.data_dir / upgrade.REGISTRY)
+        # One node runs from restate.toml on the configured ports; a cluster from cluster/.
+        self.nodes = ([Node("restate", processes.RESTATE_CONFIG, config.ingress_port,
+                            config.admin_port, config.node_port)]
+                      if nodes == 1 else cluster.repo_nodes(config.cluster_dir))
+        if len(self.nodes) != nodes:
+            raise StackError(f"{config.cluster_dir} describes {len(self.nodes)} nodes, not {nodes}")
+        self.pool_size = workers
+        self.pools: list[Pool] = []  # oldest first; the last one serves the newest version
+        self.children = [self._node(node) for node in self.nodes]
         if self.local_model:
             self.children.append(self._model())
-        self.children.append(self._worker())
-        self.children.append(self._ui())
+        self.children.append(self._ui())  # the workers go before it, once we know the versions
         self.services: list[dict[str, Any]] = []
+        self.next_drain_check = 0.0
 
-    # --- the three children ------------------------------------------------------------------
+    # --- the children ------------------------------------------------------------------------
 
-    def _restate(self) -> Child:
-        c = self.config
+    def _node(self, node: Node) -> Child:
+        log_path = self.logs / f"{node.name}.log"
+        if len(self.nodes) > 1:
+            # A cluster node restarted on its data dir rejoins; the deployments are in the
+            # replicated metadata, so there is nothing to register again.
+            return Child(node.name, lambda: cluster.start_node(node, self.nodes, self.data_dir / "cluster", log_path),
+                         lambda proc: cluster.wait_node_healthy(node, 60.0, proc), log_path)
 
         def start() -> Process:
-            return processes.start_restate(self.data_dir / "restate", c.ingress_port, c.admin_port,
-                                           c.node_port, self.logs / "restate.log")
+            return processes.start_restate(self.data_dir / "restate", node.ingress_port, node.admin_port,
+                                           node.node_port, log_path)
 
         def ready(proc: Process) -> None:
-            processes.wait_restate_healthy(c.admin_port, c.ingress_port, 60.0, proc)
+            cluster.wait_node_healthy(node, 60.0, proc)
             # Deployments live in Restate's metadata and survive a restart, so registering
-            # again is only a check that Restate and the running worker agree. If it fails,
-            # the worker is the one in trouble, not Restate: do not restart Restate for it.
-            worker = self._child("worker").proc
-            if worker is not None and worker.poll() is None:
+            # again is only a check that Restate and the running workers agree. If it fails,
+            # the workers are the ones in trouble, not Restate: do not restart Restate for it.
+            newest = self.pools[-1] if self.pools else None
+            if self.services and newest is not None and newest.live_worker() is not None:
                 try:
-                    self._register(worker)
+                    self._register(newest)
                 except (RuntimeError, TimeoutError) as exc:
                     self._log(f"re-registering the worker failed: {exc}")
 
-        return Child("restate", start, ready, self.logs / "restate.log")
+        return Child(node.name, start, ready, log_path)
 
     def _model(self) -> Child:
         from stack import model_server  # only needed, and only importable cheaply, when used
@@ -111,36 +162,69 @@ class Supervisor:
 
         return Child("model", lambda: model_server.start(self.config, log_path), ready, log_path)
 
-    def _worker(self) -> Child:
-        port = self.config.worker_port
+    def _pool(self, version: upgrade.Version, newest: bool) -> Pool:
+        """The workers of one code version, each run from the version's own copy of the code.
+        They are not started here; the caller opens the pool's socket and starts them."""
+        pool = Pool(version)
+        suffix = [""] if self.pool_size == 1 else [f"-{i}" for i in range(1, self.pool_size + 1)]
+        pool.workers = [self._worker(pool, self.logs / f"worker-{version.version}{s}.log") for s in suffix]
+        for child, name in zip(pool.workers, pool.names(newest), strict=True):
+            child.name = name
+        return pool
+
+    def _worker(self, pool: Pool, log_path: Path) -> Child:
+        version = pool.version
 
         def start() -> Process:
             # The worker reads its settings from the environment, like we did. It streams live
             # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
-            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
+            env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir), "WORKER_VERSION": version.version,
                    "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
-            return processes.start_worker(port, env, self.logs / "worker.log")
+            return processes.start_worker(version.port, env, log_path, cwd=self.versions_dir / version.version,
+                                          sock=pool.sock)
 
         def ready(proc: Process) -> None:
-            processes.wait_port(port, 60.0, proc)
-            processes.retry_now(self.config.admin_port)  # what the last worker left, at once
-            self._register(proc)
+            # On a shared socket the port accepts before any worker is up: the worker's log tells.
+            if pool.sock is not None:
+                processes.wait_worker_serving(log_path, 60.0, proc)
+            else:
+                processes.wait_port(version.port, 60.0, proc)
+            try:  # what the last worker left, at once rather than at its next scheduled retry
+                processes.retry_now(self._admin_port())
+            except (RuntimeError, httpx.HTTPError):
+                pass  # Restate is not up yet (a first start): nothing is waiting for a retry
 
-        return Child("worker", start, ready, self.logs / "worker.log")
+        return Child("worker", start, ready, log_path)
 
     def _ui(self) -> Child:
         """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
         port = self.config.ui_port
+        # The UI talks to the first node's ingress (in a cluster, any node's would do).
+        first = self.nodes[0]
+        env = {**os.environ, "RESTATE_INGRESS_PORT": str(first.ingress_port),
+               "RESTATE_ADMIN_PORT": str(first.admin_port)}
 
         def start() -> Process:
-            return processes.start_ui(port, os.environ, self.logs / "ui.log")
+            return processes.start_ui(port, env, self.logs / "ui.log")
 
         return Child("ui", start, lambda proc: processes.wait_port(port, 30.0, proc), self.logs / "ui.log")
 
-    def _register(self, worker: Process) -> None:
-        c = self.config
-        deployment = processes.register(c.admin_port, c.worker_port, 60.0, worker)
+    def _register(self, pool: Pool) -> None:
+        """Register the pool's version, once for all its workers (they serve one URL), through
+        any live node's admin API: in a cluster it registers for every node."""
+        version = pool.version
+        deployment = processes.register(self._admin_port(), version.port, 60.0, pool.live_worker(),
+                                        version.version)
         self.services = deployment.get("services", [])
+        if version.deployment_id != deployment["id"]:
+            version.deployment_id = deployment["id"]
+            self.registry.save()
+
+    def _admin_port(self) -> int:
+        """The admin API of a live node (the first one when none is: the call then fails, and says so)."""
+        live = [node for node in self.nodes
+                if (proc := self._child(node.name).proc) is not None and proc.poll() is None]
+        return (live or self.nodes)[0].admin_port
 
     def _child(self, name: str) -> Child:
         return next(child for child in self.children if child.name == name)
@@ -157,10 +241,18 @@ class Supervisor:
             signal.signal(stop_signal, _interrupt)
         try:
             self._clear_leftovers()
+            self._load_versions()
             self._check_ports()
+            for pool in self.pools:
+                self._open(pool)
+            # All at once: cluster nodes wait for each other before they report healthy.
             for child in self.children:
                 self._log(f"starting {child.name} (log: {child.log_path})")
-                self._start(child)
+                self._launch(child)
+            for child in self.children:
+                self._await_ready(child)
+            # Draining versions are registered already; the newest may be new (the checkout changed).
+            self._register(self.pools[-1])
             self._print_banner()
             self._supervise()
         except KeyboardInterrupt:
@@ -173,21 +265,33 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         """Start `child`, record its PID, and wait until it is ready."""
+        self._launch(child)
+        self._await_ready(child)
+
+    def _launch(self, child: Child) -> None:
+        """Start `child` and record its PID."""
         try:
             child.proc = child.start()
             child.started_at = time.monotonic()
             # What /proc/PID/cmdline will show: the argv we gave it (no shell, no shebang).
             child.cmdline = [str(arg) for arg in child.proc.args]  # type: ignore[union-attr]
             self._write_pid_file(child)
+        except Exception as exc:
+            raise StackError(f"{child.name} did not start: {exc}") from exc
+
+    def _await_ready(self, child: Child) -> None:
+        assert child.proc is not None
+        try:
             child.ready(child.proc)
         except Exception as exc:
             tail = "" if str(child.log_path) in str(exc) else f"\n{processes.log_tail(child.log_path, 20)}"
             raise StackError(f"{child.name} did not start: {exc}{tail}") from exc
 
     def _supervise(self) -> None:
-        """Restart any child that exits, in start order (Restate before the worker)."""
+        """Restart any child that exits, in start order (Restate before the workers)."""
         while True:
             time.sleep(POLL_INTERVAL_S)
+            self._upgrades()
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is None:
                     continue
@@ -208,6 +312,12 @@ class Supervisor:
         child.next_try = time.monotonic() + delay
         self._log(f"{child.name} exited with {_describe(code)} after {lived:.1f} s; "
                   f"restarting{f' in {delay:.0f} s' if delay else ''}")
+        down = [n.name for n in self.nodes if self._child(n.name).proc is None]
+        if len(self.nodes) > 1 and 2 * len(down) >= len(self.nodes):
+            # Without a majority the cluster cannot elect leaders or replicate: the ingress holds
+            # every request until enough nodes are back. Say so, rather than leave users guessing.
+            self._log(f"{len(down)} of {len(self.nodes)} Restate nodes are down ({', '.join(down)}): "
+                      "the cluster has no majority and holds every request until they are back")
 
     def _restart(self, child: Child) -> None:
         try:
@@ -222,6 +332,135 @@ class Supervisor:
             return
         self._log(f"{child.name} is back")
 
+    # --- versions (stack/upgrade.py) ------------------------------------------------------------
+
+    def _load_versions(self) -> None:
+        """Serve every version the registry lists (older ones may still have invocations); the
+        checkout's code becomes the newest when it changed since the last run."""
+        self.registry = upgrade.Registry.load(self.data_dir)
+        checkout = upgrade.snapshot(REPO_ROOT, self.versions_dir)
+        if self.registry.checkout != checkout:
+            self.registry.checkout = checkout
+            known = self.registry.find(checkout)
+            if known is None:
+                if self.registry.newest is not None:
+                    self._log(f"the checkout changed: serving version {checkout}; version "
+                              f"{self.registry.newest.version} drains")
+                    self.registry.newest.draining = True
+                self.registry.versions.append(upgrade.Version(checkout, self._free_worker_port()))
+            elif known.draining:
+                self._log(f"the checkout's code is version {checkout}, which is still draining: "
+                          f"serving {self.registry.newest.version} (the newest) for new work")  # type: ignore[union-attr]
+            self.registry.save()
+        for version in self.registry.versions:
+            self._add_pool(self._pool(version, newest=version is self.registry.newest))
+
+    def _add_pool(self, pool: Pool) -> None:
+        """Supervise the pool's workers from now on (before the UI, after the others)."""
+        self.pools.append(pool)
+        at = self.children.index(self._child("ui"))
+        self.children[at:at] = pool.workers
+
+    def _open(self, pool: Pool) -> None:
+        """Hold the listening socket a pool of several workers shares (a pool of one binds its own)."""
+        if len(pool.workers) > 1 and pool.sock is None:
+            pool.sock = cluster.listen(pool.version.port)
+
+    def _close(self, pool: Pool) -> None:
+        if pool.sock is not None:
+            pool.sock.close()
+            pool.sock = None
+
+    def _free_worker_port(self) -> int:
+        """WORKER_PORT, or the next port up that no version of ours and nothing else uses."""
+        taken = {v.port for v in self.registry.versions}
+        port = self.config.worker_port
+        while port in taken or (self.registry.versions and processes.port_in_use(port)):
+            port += 1
+        return port
+
+    def _upgrades(self) -> None:
+        """Serve a version an upgrade command asked for; retire older ones that have drained."""
+        request = upgrade.take_request(self.run_dir)
+        if request is not None:
+            ok, message = self._upgrade_to(request)
+            self._log(message)
+            upgrade.answer(self.run_dir, request, ok, message)
+        if time.monotonic() >= self.next_drain_check:
+            self.next_drain_check = time.monotonic() + DRAIN_CHECK_S
+            for version in self.registry.draining:
+                self._check_drained(version)
+
+    def _upgrade_to(self, name: str) -> tuple[bool, str]:
+        old = self.pools[-1] if self.pools else None
+        if old is not None and old.version.version == name:
+            return True, f"version {name} is already the newest"
+        if self.registry.find(name) is not None:
+            return False, f"version {name} is still draining; wait until it has drained, then upgrade to it"
+        if not (self.versions_dir / name).is_dir():
+            return False, f"unknown version {name}: no {self.versions_dir / name}"
+        new = self._pool(upgrade.Version(name, self._free_worker_port()), newest=False)
+        try:
+            self._open(new)
+            for child in new.workers:
+                self._launch(child)
+            for child in new.workers:
+                self._await_ready(child)
+            self._register(new)  # from now on new invocations go to it
+        except (StackError, RuntimeError, TimeoutError, OSError) as exc:
+            for child in new.workers:
+                if child.proc is not None:
+                    processes.kill_group(child.proc)
+                (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+            self._close(new)
+            still = old.version.version if old else "nothing"
+            return False, f"version {name} did not start; still serving {still}: {exc}"
+        if old is not None:
+            old.version.draining = True
+            self._rename(old, newest=False)
+        self._rename(new, newest=True)
+        self._add_pool(new)
+        self.registry.versions.append(new.version)
+        self.registry.save()
+        return True, (f"version {name} serves new invocations at "
+                      f"{processes.deployment_url(new.version.port, name)} (deployment {new.version.deployment_id})")
+
+    def _check_drained(self, version: upgrade.Version) -> None:
+        """Count what is still pinned to an older version, through any live node; with nothing
+        left, retire it."""
+        try:
+            admin_port = self._admin_port()
+            left = upgrade.pinned_invocations(admin_port, version.deployment_id) if version.deployment_id else 0
+            if left != version.left:
+                version.left = left
+                self.registry.save()
+                self._log(f"version {version.version} is draining: {left} invocation(s) left")
+            if left:
+                return
+            if version.deployment_id:
+                processes.remove_deployment(admin_port, version.deployment_id)
+        except (RuntimeError, httpx.HTTPError) as exc:  # Restate restarting: next time
+            self._log(f"checking version {version.version}'s drain failed: {exc}")
+            return
+        pool = next(p for p in self.pools if p.version is version)
+        for child in pool.workers:
+            if child.proc is not None:
+                processes.stop(child.proc, grace=10.0)
+            self.children.remove(child)
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+        self._close(pool)
+        self.pools.remove(pool)
+        self.registry.versions.remove(version)
+        self.registry.save()
+        self._log(f"version {version.version} has drained: its deployment is removed and its workers stopped")
+
+    def _rename(self, pool: Pool, newest: bool) -> None:
+        for child, name in zip(pool.workers, pool.names(newest), strict=True):
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+            child.name = name
+            if child.proc is not None:
+                self._write_pid_file(child)
+
     def _stop_all(self) -> None:
         """Stop every child: Restate first, so that it stops sending work, then the others."""
         running = [child for child in self.children if child.proc is not None]
@@ -229,6 +468,8 @@ class Supervisor:
             assert child.proc is not None
             processes.stop(child.proc, grace=10.0)
             child.proc = None
+        for pool in self.pools:
+            self._close(pool)
         for child in self.children:
             (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
         (self.run_dir / "supervisor.pid").unlink(missing_ok=True)
@@ -264,18 +505,25 @@ class Supervisor:
 
     def _check_ports(self) -> None:
         c = self.config
-        ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
-                 (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
-                 (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT"),
-                 (c.worker_port, "worker", "WORKER_PORT"),
-                 (c.ui_port, "web UI", "UI_PORT")]
+        if len(self.nodes) == 1:
+            ports = [(c.ingress_port, "Restate ingress", "RESTATE_INGRESS_PORT"),
+                     (c.admin_port, "Restate admin API and UI", "RESTATE_ADMIN_PORT"),
+                     (c.node_port, "Restate node-to-node", "RESTATE_NODE_PORT")]
+        else:
+            ports = [(port, f"{node.name}'s {what}", f"(edit {node.config_file})")
+                     for node in self.nodes
+                     for port, what in ((node.ingress_port, "ingress"), (node.admin_port, "admin API"),
+                                        (node.node_port, "node-to-node port"))]
+        ports += [(v.port, f"worker of version {v.version}", "WORKER_PORT") for v in self.registry.versions]
+        ports.append((c.ui_port, "web UI", "UI_PORT"))
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
         for port, what, variable in ports:
             if processes.port_in_use(port):
+                choose = variable if variable.startswith("(") else f"{variable}=<port> make run"
                 raise StackError(
                     f"port {port} ({what}) is already in use on 127.0.0.1. Stop whatever listens "
-                    f"there, or choose another port: {variable}=<port> make run")
+                    f"there, or choose another port: {choose}")
 
     def _write_pid_file(self, child: Child) -> None:
         assert child.proc is not None
@@ -293,13 +541,18 @@ class Supervisor:
             where = f"{model} at {base_url or 'api.openai.com'}"
         handlers = [f"{s['name']}.{h['name']}" for s in self.services for h in s.get("handlers", [])
                     if h.get("public", True)]
-        ingress = c.restate_ingress
+        ingress = self.nodes[0].ingress_url
+        newest = self.pools[-1].version
+        draining = "".join(f", version {v.version} draining" for v in self.registry.draining)
         lines = [
             "",
             "The durable coding agent is running.",
             f"  Web UI:       {self._ui_url()}",
-            f"  Ingress:      {ingress}",
-            f"  Restate UI:   http://127.0.0.1:{c.admin_port}/ui/",
+            *(f"  Ingress:      {node.ingress_url}" + (f"  ({node.name})" if len(self.nodes) > 1 else "")
+              for node in self.nodes),
+            f"  Restate UI:   {self.nodes[0].admin_url}/ui/",
+            f"  Workers:      {self.pool_size} of version {newest.version} at "
+            f"{processes.deployment_url(newest.port, newest.version)}{draining}",
             f"  Model:        {where}",
             f"  Logs:         {self.logs}/",
             f"  Handlers:     {', '.join(handlers) or '(none registered)'}",
@@ -315,7 +568,7 @@ class Supervisor:
     def _ui_url(self) -> str:
         url = f"http://127.0.0.1:{self.config.ui_port}/"
         # With a token, opening this link once sets the UI's cookie.
-        return url + ("?token=<your UI_TOKEN>" if self.config.ui_token.strip() else "")
+        return url + ("?token=<your UI token>" if self.config.ui_token_list else "")
 
     def _log(self, message: str) -> None:
         print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -364,10 +617,18 @@ def _describe(returncode: int | None) -> str:
     return f"code {returncode}"
 
 
-def run() -> int:
+def running_supervisor(run_dir: Path) -> int | None:
+    """The PID of the live `python -m stack run` that owns `run_dir`, if there is one."""
+    record = _read_pid_file(run_dir / "supervisor.pid")
+    if record and _cmdline(record["pid"]) == record["cmdline"]:
+        return int(record["pid"])
+    return None
+
+
+def run(nodes: int = 1, workers: int = 1) -> int:
     """The `run` command: 0 after a clean stop, 1 when the stack could not start."""
     try:
-        Supervisor(settings()).run()
+        Supervisor(settings(), nodes, workers).run()
     except StackError as exc:
         print(f"[stack] {exc}", file=sys.stderr, flush=True)
         return 1

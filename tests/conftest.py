@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.harness import ScriptedLLM, Stack
+from tests.supervised import Supervised
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -83,3 +84,21 @@ def llm_factory(tmp_path: Path) -> Iterator[Callable[[str], ScriptedLLM]]:
     yield start
     for llm in llms:
         llm.kill()
+
+
+@pytest.fixture
+def supervised(llm_factory: Callable[[str], ScriptedLLM]) -> Iterator[Callable[..., Supervised]]:
+    """`supervised(script, env=None, args=()) -> Supervised`: `python -m stack run *args`,
+    started, on free ports and its own data dir, with the scripted model; stopped at the end of
+    the test."""
+    made: list[Supervised] = []
+
+    def make(script: str, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()) -> Supervised:
+        sup = Supervised(Path(tempfile.mkdtemp(prefix="supervised-")), llm_factory(script), env, args)
+        made.append(sup)
+        sup.start()
+        return sup
+
+    yield make
+    for sup in made:
+        sup.close()

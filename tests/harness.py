@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stack import processes
+from stack import cluster, processes
 from stack.processes import REPO_ROOT, Process
 from tests.client import Ingress, free_port, free_ports
 
@@ -279,3 +280,165 @@ class Stack:
         processes.retry_now(self.admin_port)  # as the supervisor does
         # Registration doubles as the readiness check: Restate itself must reach the handlers.
         processes.register(self.admin_port, self.worker_port, 30.0, self.worker)
+
+
+class ClusterStack(Stack):
+    """The topology `python -m stack run --nodes N --workers M` runs, on free ports, for tests
+    and benchmarks: N restate-server nodes (1 from restate.toml, or the cluster of cluster/),
+    M workers accepting on one shared socket, and the scripted LLM.
+
+        with ClusterStack(root, "tests.fakes.chaos_scripts:short", nodes=3, workers=2) as stack:
+            stack.kill_node(1); stack.start_node(1); stack.kill_worker(0)
+
+    `call`, `send` and `query` go to the first node that is running; `ingress_of(i)` talks to
+    node i. The rest (the LLM, the worker environment, `wait_until`) is `Stack`'s.
+    """
+
+    def __init__(self, root: Path, script: str = "echo", nodes: int = 3, workers: int = 2,
+                 env: Mapping[str, str] | None = None, restate_env: Mapping[str, str] | None = None,
+                 llm_args: list[str] | None = None, ui: bool = False, app: str = processes.WORKER_APP) -> None:
+        super().__init__(root, script, env, app=app, restate_env=restate_env, llm_args=llm_args, ui=ui)
+        if nodes == 1:
+            self.nodes = [cluster.Node("restate", processes.RESTATE_CONFIG, self.ingress_port,
+                                       self.admin_port, self.node_port)]
+        else:
+            ports = free_ports(3 * nodes)
+            self.nodes = cluster.nodes_on_ports([tuple(ports[i:i + 3]) for i in range(0, len(ports), 3)])
+        self.node_procs: list[Process | None] = [None] * len(self.nodes)
+        self.workers: list[Process | None] = [None] * workers
+        self.worker_socket: socket.socket | None = None
+        self._use_node(0)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> ClusterStack:
+        """Start every node, the LLM and every worker together; register the deployment once."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.worker_socket = cluster.listen(self.worker_port)
+            for i in range(len(self.nodes)):
+                self.start_node(i, wait=False)
+            self.llm.start(wait=False)
+            for i in range(len(self.workers)):
+                self.start_worker(i, wait=False)
+            for i in range(len(self.nodes)):
+                self.wait_node(i)
+            self.llm.wait()
+            for i in range(len(self.workers)):
+                self._wait_serving(i)
+            processes.register(self.admin_port, self.worker_port, 30.0)
+            if self.ui_port is not None:
+                self.start_ui()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for i in range(len(self.workers)):
+            self.kill_worker(i)
+        self.llm.kill()
+        self.kill_ui()
+        for i, proc in enumerate(self.node_procs):
+            if proc is not None:
+                processes.stop(proc, grace=3.0)
+                self.node_procs[i] = None
+        if self.worker_socket is not None:
+            self.worker_socket.close()
+            self.worker_socket = None
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    def start_node(self, i: int, wait: bool = True) -> None:
+        """Start node `i` on its data dir: after a crash it rejoins and catches up."""
+        node = self.nodes[i]
+        log_path = self.logs / f"{node.name}.log"
+        if len(self.nodes) == 1:
+            self.node_procs[i] = processes.start_restate(
+                self.data_dir / "restate", node.ingress_port, node.admin_port, node.node_port,
+                log_path, self.restate_env)
+        else:
+            self.node_procs[i] = cluster.start_node(node, self.nodes, self.data_dir / "cluster",
+                                                    log_path, self.restate_env)
+        if wait:
+            self.wait_node(i)
+
+    def wait_node(self, i: int, timeout: float = 60.0) -> None:
+        cluster.wait_node_healthy(self.nodes[i], timeout, self.node_procs[i])
+
+    def kill_node(self, i: int) -> None:
+        """SIGKILL node `i`; requests then go to the first node still running."""
+        proc = self.node_procs[i]
+        if proc is not None:
+            processes.kill_group(proc)
+            self.node_procs[i] = None
+        live = [j for j, p in enumerate(self.node_procs) if p is not None]
+        if live:
+            self._use_node(live[0])
+
+    def kill_restate(self) -> None:
+        for i in range(len(self.nodes)):
+            self.kill_node(i)
+
+    def start_restate(self, wait: bool = True) -> None:
+        for i in range(len(self.nodes)):
+            self.start_node(i, wait=False)
+        for i in range(len(self.nodes)):
+            if wait:
+                self.wait_node(i)
+
+    def partition_leader(self, service: str, key: str) -> int:
+        """The index of the node that leads the partition holding `service`/`key`'s invocations:
+        the admin API gives the key's partition key, restatectl the partition's leader."""
+        rows = self.query(f"SELECT partition_key FROM sys_invocation_status WHERE "
+                          f"target_service_name = '{service}' AND target_service_key = '{key}' LIMIT 1")
+        assert rows, f"no invocation of {service}/{key} yet"
+        key_hash = int(rows[0]["partition_key"])
+        leaders = cluster.cluster_sql(self.nodes, (
+            "SELECT n.name FROM partitions p JOIN nodes n ON p.leader_plain_node_id = n.plain_node_id "
+            f"WHERE p.start_key <= {key_hash} AND p.end_key >= {key_hash}"))
+        assert len(leaders) == 1, leaders
+        return [node.name for node in self.nodes].index(leaders[0]["name"])
+
+    def node_states(self) -> dict[str, dict[str, object]]:
+        """What the cluster reports of each node (restatectl's `nodes` table), by node name,
+        with `partitions`: how many partition processors it runs."""
+        nodes = {row["name"]: row for row in cluster.cluster_sql(self.nodes, "SELECT * FROM nodes")}
+        for node in nodes.values():
+            node["partitions"] = 0
+        for row in cluster.cluster_sql(self.nodes, (
+                "SELECT n.name, count(*) AS partitions FROM partition_state s "
+                "JOIN nodes n ON s.plain_node_id = n.plain_node_id GROUP BY n.name")):
+            nodes[row["name"]]["partitions"] = row["partitions"]
+        return nodes
+
+    def ingress_of(self, i: int) -> Ingress:
+        return Ingress(self.nodes[i].ingress_port)
+
+    def node_log(self, i: int) -> Path:
+        return self.logs / f"{self.nodes[i].name}.log"
+
+    # --- workers -----------------------------------------------------------------------------
+
+    def start_worker(self, i: int = 0, wait: bool = True) -> None:  # type: ignore[override]
+        """Start worker `i` on the shared socket."""
+        self.workers[i] = processes.start_worker(
+            self.worker_port, self.worker_env(), self.logs / f"worker-{i + 1}.log",
+            app=self.app, cwd=self.app_dir, sock=self.worker_socket)
+        if wait:
+            self._wait_serving(i)
+
+    def kill_worker(self, i: int = 0) -> None:  # type: ignore[override]
+        """SIGKILL worker `i`'s whole process group (its running commands included)."""
+        proc = self.workers[i]
+        if proc is not None:
+            processes.kill_group(proc)
+            self.workers[i] = None
+
+    def _wait_serving(self, i: int) -> None:
+        processes.wait_worker_serving(self.logs / f"worker-{i + 1}.log", 30.0, self.workers[i])
+
+    def _use_node(self, i: int) -> None:
+        node = self.nodes[i]
+        self.ingress_port, self.admin_port, self.node_port = node.ingress_port, node.admin_port, node.node_port
+        self.ingress = Ingress(node.ingress_port)

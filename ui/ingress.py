@@ -16,6 +16,14 @@ import httpx
 
 # Agent.message may wait for an interrupted task's cleanup (AGENT_INTERRUPT_WAIT_S, 30 s).
 CALL_TIMEOUT_S = 90.0
+# Reads answer at once whenever Restate can serve the session. One that takes longer means it
+# cannot now: it is restarting, or a cluster lost most of its nodes and holds every request
+# until a majority is back. The browser then shows why, instead of waiting without a word.
+READ_TIMEOUT_S = 10.0
+READS = {"status", "history", "approvals", "checkpoints", "read", "list_files", "read_file", "info"}
+UNAVAILABLE = ("Restate did not answer within {seconds:.0f} s: it is restarting, or most nodes of "
+               "the cluster are down. Nothing is lost; the session carries on once they are back. "
+               "Try again shortly.")
 
 
 @dataclass
@@ -42,10 +50,14 @@ class Ingress:
         them), anything else encoded as JSON, or None for handlers that take no input."""
         url = f"/{service}/{quote(key, safe='')}/{handler}"
         content = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        timeout = READ_TIMEOUT_S if handler in READS else CALL_TIMEOUT_S
         try:
             # No content-type on an empty body: the ingress answers 400 to that.
-            response = await self._http.post(url, content=content or None,
+            response = await self._http.post(url, content=content or None, timeout=timeout,
                                               headers={"content-type": "application/json"} if content else None)
+        except httpx.TimeoutException:
+            message = UNAVAILABLE.format(seconds=timeout)
+            return Answer(503, json.dumps({"message": message}).encode())
         except httpx.HTTPError as error:
             message = f"the Restate ingress is unreachable: {error!r}"
             return Answer(502, json.dumps({"message": message}).encode())

@@ -23,12 +23,17 @@ Routes (every `{s}` is a session id):
     GET  /api/sessions/{s}/events           SSE: Last-Event-ID or ?after=, then live (ui/feed.py)
     POST /internal/deltas                   live model text from the worker (loopback only)
 
-With UI_TOKEN set, every route but /internal/deltas needs the token: `Authorization: Bearer`,
-the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource).
+With UI_TOKEN or UI_TOKENS set, every route but /internal/deltas needs a token: `Authorization:
+Bearer`, the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource). Each token
+is a user, and each session has an owner: the user whose token sent its first message (or
+steering, or fork into it) through the UI, kept by the `SessionOwner` object (app/owners.py) so
+that it outlives this process. Every `/api/sessions/{s}/...` route answers 403 to anyone else,
+before anything reaches the Agent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from contextlib import asynccontextmanager
@@ -58,7 +63,7 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 class UiConfig:
     ingress_url: str
     admin_url: str
-    token: str = ""
+    tokens: tuple[str, ...] = ()
     poll_interval_s: float = 0.1
     heartbeat_s: float = 10.0
 
@@ -68,7 +73,7 @@ class UiConfig:
 
         s = settings()
         return cls(ingress_url=s.restate_ingress, admin_url=f"http://127.0.0.1:{s.admin_port}",
-                   token=s.ui_token.strip(), poll_interval_s=s.ui_poll_ms / 1000)
+                   tokens=tuple(s.ui_token_list), poll_interval_s=s.ui_poll_ms / 1000)
 
 
 def build_app(config: UiConfig) -> Starlette:
@@ -87,7 +92,7 @@ def build_app(config: UiConfig) -> Starlette:
     # --- pages -------------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        if config.token and request.query_params.get("token"):
+        if config.tokens and request.query_params.get("token"):
             # Trade the token in the URL for a cookie, and drop it from the address bar.
             response: Response = RedirectResponse("/", status_code=303)
             response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict")
@@ -97,12 +102,47 @@ def build_app(config: UiConfig) -> Starlette:
     async def ui_config(request: Request) -> Response:
         return JSONResponse({"restate_ui": f"{config.admin_url}/ui/"})
 
+    # --- who owns a session ------------------------------------------------------------------
+
+    async def owner_of(request: Request, session: str, claim: bool = False) -> str | None:
+        """The session's owner; with `claim`, the caller becomes it unless there is one.
+        None when tokens are off (one user) or nobody has claimed the session yet."""
+        if not config.tokens:
+            return None
+        if claim:
+            answer = await ingress.call("SessionOwner", session, "claim", {"owner": request.state.owner})
+        else:
+            answer = await ingress.call("SessionOwner", session, "get")
+        if not answer.ok:  # an invalid session id (400), Restate unreachable (502): say so
+            raise _Passthrough(answer)
+        return answer.json().get("owner")
+
+    async def check_owner(request: Request, session: str, claim: bool = False) -> None:
+        owner = await owner_of(request, session, claim)
+        if owner is not None and owner != request.state.owner:
+            raise _Refused(403, f"session {session!r} belongs to another user of this UI")
+
+    def owned(endpoint: Any, claim: bool = False) -> Any:
+        """`endpoint`, for the session's owner only (403 for other tokens)."""
+        async def checked(request: Request) -> Response:
+            await check_owner(request, request.path_params["session"], claim)
+            return await endpoint(request)
+        return checked
+
     # --- the Agent ---------------------------------------------------------------------------
 
     async def sessions(request: Request) -> Response:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i][:100]
         found = []
         for session in ids:
+            try:
+                await check_owner(request, session)
+            except _Refused:
+                found.append({"id": session, "state": "forbidden"})
+                continue
+            except _Passthrough:
+                found.append({"id": session, "state": "unknown"})
+                continue
             answer = await ingress.call("Agent", session, "status")
             state = answer.json()["state"] if answer.ok else "new" if answer.status == 404 else "unknown"
             found.append({"id": session, "state": state})
@@ -113,6 +153,20 @@ def build_app(config: UiConfig) -> Starlette:
             body = await body_of(request) if with_body else None
             return passthrough(await ingress.call("Agent", request.path_params["session"], handler, body))
         return endpoint
+
+    async def fork(request: Request) -> Response:
+        """Agent.fork, and the new session belongs to whoever forked it."""
+        body = await body_of(request)
+        try:
+            named = json.loads(body or b"{}").get("session")
+        except (ValueError, AttributeError):
+            named = None  # the Agent answers the 400
+        if isinstance(named, str) and named:
+            await check_owner(request, named)  # claimed below, once the fork exists
+        answer = await ingress.call("Agent", request.path_params["session"], "fork", body)
+        if answer.ok and config.tokens:
+            await check_owner(request, answer.json()["session"], claim=True)
+        return passthrough(answer)
 
     async def resolve(request: Request) -> Response:
         try:
@@ -183,25 +237,27 @@ def build_app(config: UiConfig) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/config", ui_config),
         Route("/api/sessions", sessions),
-        Route(f"{s}/message", agent_call("message", True), methods=["POST"]),
-        Route(f"{s}/steer", agent_call("steer", True), methods=["POST"]),
-        Route(f"{s}/interrupt", agent_call("interrupt", False), methods=["POST"]),
-        Route(f"{s}/rewind", agent_call("rewind", True), methods=["POST"]),
-        Route(f"{s}/fork", agent_call("fork", True), methods=["POST"]),
-        Route(f"{s}/status", agent_call("status", False)),
-        Route(f"{s}/history", agent_call("history", False)),
-        Route(f"{s}/approvals", agent_call("approvals", False)),
-        Route(f"{s}/checkpoints", agent_call("checkpoints", False)),
-        Route(f"{s}/approvals/{{approval_id:path}}", resolve, methods=["POST"]),
-        Route(f"{s}/files", sandbox_call("list_files")),
-        Route(f"{s}/file", sandbox_call("read_file")),
-        Route(f"{s}/sandbox", sandbox_info),
-        Route(f"{s}/download", download),
-        Route(f"{s}/events", events),
+        # A message or steering to a session nobody owns yet (a new one) makes it the caller's.
+        Route(f"{s}/message", owned(agent_call("message", True), claim=True), methods=["POST"]),
+        Route(f"{s}/steer", owned(agent_call("steer", True), claim=True), methods=["POST"]),
+        Route(f"{s}/interrupt", owned(agent_call("interrupt", False)), methods=["POST"]),
+        Route(f"{s}/rewind", owned(agent_call("rewind", True)), methods=["POST"]),
+        Route(f"{s}/fork", owned(fork), methods=["POST"]),
+        Route(f"{s}/status", owned(agent_call("status", False))),
+        Route(f"{s}/history", owned(agent_call("history", False))),
+        Route(f"{s}/approvals", owned(agent_call("approvals", False))),
+        Route(f"{s}/checkpoints", owned(agent_call("checkpoints", False))),
+        Route(f"{s}/approvals/{{approval_id:path}}", owned(resolve), methods=["POST"]),
+        Route(f"{s}/files", owned(sandbox_call("list_files"))),
+        Route(f"{s}/file", owned(sandbox_call("read_file"))),
+        Route(f"{s}/sandbox", owned(sandbox_info)),
+        Route(f"{s}/download", owned(download)),
+        Route(f"{s}/events", owned(events)),
         Route("/internal/deltas", deltas, methods=["POST"]),
     ]
-    gate = [Middleware(TokenGate, token=config.token)] if config.token else []
-    app = Starlette(routes=routes, middleware=gate, lifespan=lifespan, exception_handlers={_Refused: _refused})
+    gate = [Middleware(TokenGate, tokens=config.tokens)] if config.tokens else []
+    app = Starlette(routes=routes, middleware=gate, lifespan=lifespan,
+                    exception_handlers={_Refused: _refused, _Passthrough: _passthrough})
     app.state.hub = hub
     return app
 
@@ -220,24 +276,53 @@ async def _refused(request: Request, exc: Exception) -> Response:
     return JSONResponse({"message": exc.message}, status_code=exc.status)
 
 
-class TokenGate:
-    """With UI_TOKEN set: no token, no answer (401). /internal/deltas is for the worker, which
-    has no token; that route checks for a loopback client instead."""
+class _Passthrough(Exception):
+    """An answer from the ingress to give the browser as it is (e.g. 400 for a bad session id)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+async def _passthrough(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Passthrough)
+    return Response(exc.answer.body, status_code=exc.answer.status, media_type=exc.answer.content_type)
+
+
+def owner_id(token: str) -> str:
+    """The owner id a token stands for: a hash, so Restate's state never holds a token."""
+    return hashlib.sha256(b"durable-coding-agent ui owner\0" + token.encode()).hexdigest()[:32]
+
+
+class TokenGate:
+    """With tokens set: no token, no answer (401); a known token makes its owner id the
+    request's `state.owner`. /internal/deltas is for the worker, which has no token; that
+    route checks for a loopback client instead."""
+
+    def __init__(self, app: ASGIApp, tokens: tuple[str, ...]) -> None:
         self.app = app
-        self.token = token
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/internal/deltas" or self._allowed(Request(scope)):
+        if scope["type"] != "http" or scope["path"] == "/internal/deltas":
             await self.app(scope, receive, send)
             return
-        response = JSONResponse({"message": "this UI needs its access token: open /?token=<UI_TOKEN>, "
-                                            "or send Authorization: Bearer <UI_TOKEN>"}, status_code=401)
+        token = self._token(Request(scope))
+        if token is not None:
+            scope.setdefault("state", {})["owner"] = owner_id(token)
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse({"message": "this UI needs an access token: open /?token=<your token>, "
+                                            "or send Authorization: Bearer <your token>"}, status_code=401)
         await response(scope, receive, send)
 
-    def _allowed(self, request: Request) -> bool:
+    def _token(self, request: Request) -> str | None:
+        """The first offered token that is one of ours (header, then cookie, then query)."""
         auth = request.headers.get("authorization", "")
         offered = [auth[7:] if auth.lower().startswith("bearer ") else "",
                    request.cookies.get(COOKIE, ""), request.query_params.get("token", "")]
-        return any(o and hmac.compare_digest(o.encode(), self.token.encode()) for o in offered)
+        for candidate in offered:
+            for token in self.tokens:
+                if candidate and hmac.compare_digest(candidate.encode(), token.encode()):
+                    return token
+        return None

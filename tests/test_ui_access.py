@@ -1,0 +1,97 @@
+"""Who may use the web UI: it will not listen on a network without a token, and with several
+tokens each session belongs to the token that started it (403 for the others), across a restart
+of the UI process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from tests.agent_helpers import history, wait_idle
+from tests.client import free_port
+from tests.harness import REPO_ROOT
+
+ALICE = {"authorization": "Bearer alice-token"}
+BOB = {"authorization": "Bearer bob-token"}
+
+# Every session route of the UI, with a body where it takes one.
+SESSION_ROUTES = [
+    ("POST", "message", {"text": "hi from bob"}),
+    ("POST", "steer", {"text": "steer from bob"}),
+    ("POST", "interrupt", None),
+    ("POST", "rewind", {"checkpoint": "c1"}),
+    ("POST", "fork", {"checkpoint": "c1"}),
+    ("GET", "status", None),
+    ("GET", "history", None),
+    ("GET", "approvals", None),
+    ("GET", "checkpoints", None),
+    ("POST", "approvals/some-approval", {"decision": "approve"}),
+    ("GET", "files?path=.", None),
+    ("GET", "file?path=x.txt", None),
+    ("GET", "download", None),
+    ("GET", "events?after=0", None),
+]
+
+
+def _ui_env(port: int, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UI_", "RESTATE_"))}
+    return {**env, "UI_PORT": str(port), **settings}
+
+
+def test_the_ui_refuses_to_listen_beyond_loopback_without_a_token():
+    port = free_port()
+    refused = subprocess.run([sys.executable, "-m", "ui"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=60, env=_ui_env(port, UI_HOST="0.0.0.0"))
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in refused.stderr and "UI_TOKENS" in refused.stderr
+
+
+def _call(client: httpx.Client, method: str, session: str, route: str, body, headers) -> httpx.Response:
+    """The route's answer; for the event stream, only its status and headers (it never ends)."""
+    with client.stream(method, f"/api/sessions/{session}/{route}", json=body, headers=headers) as response:
+        if not route.startswith("events") or response.status_code != 200:
+            response.read()
+        return response
+
+
+def test_a_session_answers_only_its_owner_even_after_a_ui_restart(stack_factory):
+    stack = stack_factory("echo", ui=True, ui_env={"UI_TOKEN": "alice-token", "UI_TOKENS": "bob-token"})
+    client = httpx.Client(base_url=stack.ui_url, trust_env=False, timeout=30.0)
+    assert client.post("/api/sessions/a1/message", json={"text": "hello"}, headers=ALICE).status_code == 200
+    wait_idle(stack, "a1")
+    assert client.post("/api/sessions/b1/message", json={"text": "mine"}, headers=BOB).status_code == 200
+    wait_idle(stack, "b1")
+    before = history(stack, "a1")
+
+    for restarted in (False, True):
+        if restarted:  # ownership lives in Restate, not in the UI process
+            stack.kill_ui()
+            stack.start_ui()
+        for method, route, body in SESSION_ROUTES:
+            refused = _call(client, method, "a1", route, body, BOB)
+            assert refused.status_code == 403, (route, refused.status_code, refused.text)
+            assert "belongs to another user" in refused.json()["message"]
+            assert _call(client, method, "b1", route, body, ALICE).status_code == 403, route
+        assert history(stack, "a1") == before  # bob's message, steering and interrupt changed nothing
+        # The owner still gets through: each answer is the Agent's own, never the UI's 403.
+        for method, route, body in SESSION_ROUTES:
+            if route in ("message", "steer", "interrupt", "rewind", "fork"):
+                continue  # they would change the session; the reads prove the owner gets through
+            allowed = _call(client, method, "a1", route, body, ALICE)
+            assert allowed.status_code in (200, 404, 409), (route, allowed.status_code, allowed.text)
+            assert allowed.status_code != 404 or "file" in route, (route, allowed.text)
+        listed = client.get("/api/sessions", params={"ids": "a1,b1"}, headers=BOB).json()["sessions"]
+        assert [s["state"] for s in listed] == ["forbidden", "idle"]
+
+    # A fork into bob's session is refused before the Agent sees it; a fork needs no new token.
+    into_bob = client.post("/api/sessions/a1/fork", json={"checkpoint": "c1", "session": "b1"}, headers=ALICE)
+    assert into_bob.status_code == 403
+    assert client.post("/api/sessions/a1/steer", json={"text": "more"}, headers=ALICE).status_code == 200
+    wait_idle(stack, "a1")
+    assert [m["text"] for m in history(stack, "a1") if m["role"] == "user"] == ["hello", "more"]
+    # No token, a wrong one: 401, as before.
+    assert client.get("/api/sessions/a1/status").status_code == 401
+    assert client.get("/api/sessions/a1/status", headers={"authorization": "Bearer eve"}).status_code == 401
