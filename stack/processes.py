@@ -137,21 +137,25 @@ def wait_restate_healthy(
 
 
 def register(
-    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None
+    admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None,
+    use_http_11: bool = False,
 ) -> dict[str, Any]:
     """Register (or re-register) the worker with Restate and return the deployment it created.
 
     `force` makes Restate take the handler definitions the worker serves now, even when a
     deployment at the same URI already exists; without it Restate answers 200 and keeps the old
     revision. Restate answers 5xx while it cannot reach the worker, so we retry until `timeout`,
-    or until the worker process `proc` exits.
+    or until the worker process `proc` exits. `use_http_11` makes Restate talk HTTP/1.1 to it,
+    which the request-response protocol needs on hosts without HTTP/2 (see `uses_http_11`).
     """
     url = f"http://{HOST}:{admin_port}/deployments"
-    body = {"uri": f"http://{HOST}:{worker_port}", "force": True}
+    body = {"uri": f"http://{HOST}:{worker_port}", "force": True, "use_http_11": use_http_11}
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = http_client().post(url, json=body)
+            # Restate answers once it has asked the worker for its services: a cold start on a
+            # serverless host can take longer than our client's usual 10 s.
+            response = http_client().post(url, json=body, timeout=max(10.0, timeout))
         except httpx.TransportError as exc:
             last_error = f"admin API unreachable: {exc!r}"
         else:
@@ -196,8 +200,22 @@ def start_worker(
     decide exactly what the worker sees. hypercorn speaks HTTP/2 cleartext by default, which is
     what Restate uses for its bidirectional stream to the handlers.
     """
-    argv = [sys.executable, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}"]
+    argv = [sys.executable, *worker_command(f"{HOST}:{port}", app)]
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd)
+
+
+def worker_command(bind: str, app: str = WORKER_APP) -> list[str]:
+    """The worker's command line after the Python interpreter (the Dockerfile runs it too)."""
+    return ["-m", "hypercorn", app, "--bind", bind]
+
+
+def uses_http_11(worker_protocol: str) -> bool:
+    """Whether Restate should talk HTTP/1.1 to a worker serving `worker_protocol` (WORKER_PROTOCOL).
+
+    Request-response is the protocol of hosts that cannot keep an HTTP/2 stream open, so it is
+    registered over HTTP/1.1, the way such a host is reached; bidi needs HTTP/2.
+    """
+    return worker_protocol == "request-response"
 
 
 # --- the web UI ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 from app.config import Settings, settings
 from stack import processes
+from stack.identity import RequestIdentity, ensure_identity
 from stack.processes import Process
 
 POLL_INTERVAL_S = 0.5
@@ -69,6 +70,9 @@ class Supervisor:
         self.logs = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
         self.local_model = not config.openai_api_key and not config.openai_base_url
+        # Restate signs its requests with this key pair and the worker refuses unsigned ones
+        # (stack/identity.py); generated in the data dir on the first start, then kept.
+        self.identity: RequestIdentity | None = None
         self.children = [self._restate()]
         if self.local_model:
             self.children.append(self._model())
@@ -83,7 +87,7 @@ class Supervisor:
 
         def start() -> Process:
             return processes.start_restate(self.data_dir / "restate", c.ingress_port, c.admin_port,
-                                           c.node_port, self.logs / "restate.log")
+                                           c.node_port, self.logs / "restate.log", self._identity().restate_env())
 
         def ready(proc: Process) -> None:
             processes.wait_restate_healthy(c.admin_port, c.ingress_port, 60.0, proc)
@@ -118,7 +122,8 @@ class Supervisor:
             # The worker reads its settings from the environment, like we did. It streams live
             # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
             env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir),
-                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
+                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port)),
+                   **self._identity().worker_env()}
             return processes.start_worker(port, env, self.logs / "worker.log")
 
         def ready(proc: Process) -> None:
@@ -138,8 +143,14 @@ class Supervisor:
 
     def _register(self, worker: Process) -> None:
         c = self.config
-        deployment = processes.register(c.admin_port, c.worker_port, 60.0, worker)
+        deployment = processes.register(c.admin_port, c.worker_port, 60.0, worker,
+                                        use_http_11=processes.uses_http_11(c.worker_protocol))
         self.services = deployment.get("services", [])
+
+    def _identity(self) -> RequestIdentity:
+        if self.identity is None:
+            self.identity = ensure_identity(self.data_dir)
+        return self.identity
 
     def _child(self, name: str) -> Child:
         return next(child for child in self.children if child.name == name)
