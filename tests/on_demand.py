@@ -42,8 +42,9 @@ class OnDemandWorker:
     def __init__(self, port: int, start_worker: Callable[[int], Process]) -> None:
         self.port = port
         self._start_worker = start_worker
-        self._lock = threading.Lock()  # guards the two collections below
+        self._lock = threading.Lock()  # guards the three fields below
         self._running: dict[int, Process] = {}  # by port
+        self._closed = False
         self.forwarded: list[Forwarded] = []
         self._client = httpx.Client(timeout=120.0, trust_env=False)
         self._server: ThreadingHTTPServer | None = None
@@ -68,12 +69,15 @@ class OnDemandWorker:
         threading.Thread(target=self._server.serve_forever, name="on-demand-proxy", daemon=True).start()
 
     def close(self) -> None:
+        """Stop serving and kill every worker still running. A connection that is already open
+        may still bring a request: it is refused, so no worker can start after this."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._running.values())
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        with self._lock:
-            workers = list(self._running.values())
         for worker in workers:
             processes.kill_group(worker)
         self._client.close()
@@ -81,7 +85,11 @@ class OnDemandWorker:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         body = _read_body(request)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-        port, worker = self._cold_start()
+        started = self._cold_start()
+        if started is None:
+            request.send_error(503, "shutting down")
+            return
+        port, worker = started
         try:
             processes.wait_port(port, 60.0, worker)
             response = self._client.request(request.command, f"http://{HOST}:{port}{request.path}",
@@ -100,8 +108,11 @@ class OnDemandWorker:
         request.end_headers()
         request.wfile.write(response.content)
 
-    def _cold_start(self) -> tuple[int, Process]:
-        with self._lock:  # so that two concurrent starts never pick the same free port
+    def _cold_start(self) -> tuple[int, Process] | None:
+        """A new worker and its port, or None once the proxy is closed."""
+        with self._lock:  # so that two concurrent starts never pick the same port, nor one after close
+            if self._closed:
+                return None
             port = free_port()
             while port in self._running:
                 port = free_port()
