@@ -57,8 +57,17 @@ class Settings(BaseSettings):
     cluster_dir: Path = env("AGENT_CLUSTER_DIR", REPO_ROOT / "cluster")
 
     ingress_port: int = env("RESTATE_INGRESS_PORT", 8080)
+    # Where the web UI finds the ingress when it is not on this machine (a container beside
+    # Restate's); unset: 127.0.0.1 at RESTATE_INGRESS_PORT.
+    ingress_url: str | None = env("RESTATE_INGRESS_URL", None)
     admin_port: int = env("RESTATE_ADMIN_PORT", 9070)
     worker_port: int = env("WORKER_PORT", 9080)
+    # How Restate talks to the worker: "bidi", one HTTP/2 stream per invocation, or
+    # "request-response", one request per step (serverless platforms, HTTP/1.1-only hosts).
+    worker_protocol: Literal["bidi", "request-response"] = env("WORKER_PROTOCOL", "bidi")
+    # Restate's request-signing public keys (`publickeyv1_...`, comma-separated). Set: the worker
+    # answers 401 to any request not signed by one of them (stack/identity.py makes the pair).
+    identity_keys: Annotated[list[str], NoDecode] = env("WORKER_IDENTITY_KEYS", [])
     node_port: int = env("RESTATE_NODE_PORT", 5122)
     # The code version this worker serves (set by the supervisor): it answers only under
     # /<version>/, the path of its own deployment (app/deployment.py).
@@ -99,12 +108,20 @@ class Settings(BaseSettings):
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
     budget_seconds: float = env("AGENT_BUDGET_SECONDS", 3600.0, gt=0)
 
-    @field_validator("approval_patterns", "ui_tokens", mode="before")
+    @field_validator("approval_patterns", "ui_tokens", "identity_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("identity_keys")
+    @classmethod
+    def _restate_key_format(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not key.startswith("publickeyv1_"):
+                raise ValueError(f"expected Restate's publickeyv1_<base58> format, got {key[:20]!r}")
+        return keys
 
     @property
     def ui_token_list(self) -> list[str]:
@@ -113,7 +130,7 @@ class Settings(BaseSettings):
 
     @property
     def restate_ingress(self) -> str:
-        return f"http://127.0.0.1:{self.ingress_port}"
+        return (self.ingress_url or f"http://127.0.0.1:{self.ingress_port}").rstrip("/")
 
     @property
     def sandbox_root(self) -> Path:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import openai
 from restate import TerminalError
 from restate.exceptions import RetryableError
 
 from sandbox.protocol import FileMissing, PathRejected, SandboxGone, WorkspaceFull
+
+if TYPE_CHECKING:
+    import openai  # imported where it is used: see app/llm.py
 
 # How Restate itself reports a cancellation: the SDK raises TerminalError(409, "cancelled") at
 # the cancelled invocation's next await, and a call whose callee was cancelled or killed fails
@@ -92,6 +95,8 @@ def classify_llm_error(error: Exception) -> Exception:
     provider named a delay. Otherwise the openai error itself propagates as a plain exception
     and `retry.model_step`'s exponential backoff (200 ms doubling to 30 s) applies.
     """
+    import openai
+
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         if not _provider_says_retry(error):

@@ -22,17 +22,21 @@ import json
 import time
 import uuid
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletion
 
 from app import structured_tools
 from app.config import Settings, settings
 from app.errors import classify_llm_error
 from app.models import ModelTurn, Usage
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
+
+# `openai` is imported where a model is called, not with this module: it is most of the worker's
+# import time, and on a host that scales to zero every request that makes no model call (state
+# reads, sandbox operations, event appends) starts a fresh worker.
 
 
 class ModelClient:
@@ -43,6 +47,8 @@ class ModelClient:
         # bounded, backed off and visible in the Restate UI. The client's own retries (2 by
         # default, with their own sleeps) would multiply with Restate's: every step attempt
         # would be up to three requests, and its waits would hide inside one attempt.
+        import openai
+
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=config.llm_timeout_s, max_retries=0
         )
@@ -61,6 +67,8 @@ class ModelClient:
         `session_id`, `task_id` and `label` (the journal step's name) only address the live
         text; they never change the request or the result.
         """
+        import openai
+
         request: dict[str, Any] = {"model": self.model}
         if self.temperature is not None:
             request["temperature"] = self.temperature
@@ -85,6 +93,8 @@ class ModelClient:
 
     async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:
         """The same request, streamed: chunks go to `live` and are assembled into the completion."""
+        from openai.lib.streaming.chat import ChatCompletionStreamState
+
         state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
         try:
             stream = await self._client.chat.completions.create(

@@ -159,7 +159,7 @@ def deployment_url(worker_port: int, version: str = "") -> str:
 
 def register(
     admin_port: int, worker_port: int, timeout: float = 30.0, proc: Process | None = None,
-    version: str = "",
+    version: str = "", use_http_11: bool = False,
 ) -> dict[str, Any]:
     """Register the worker with Restate and return the deployment it created.
 
@@ -169,15 +169,19 @@ def register(
     registered at the root with `force`, which makes Restate take the handler definitions the
     worker serves now even when a deployment at that URI already exists (without it Restate
     answers 200 and keeps the old revision). Restate answers 5xx while it cannot reach the
-    worker, so we retry until `timeout`, or until the worker process `proc` exits.
+    worker, so we retry until `timeout`, or until the worker process `proc` exits. `use_http_11`
+    makes Restate talk HTTP/1.1 to it, which the request-response protocol needs on hosts
+    without HTTP/2 (see `uses_http_11`).
     """
     url = f"http://{HOST}:{admin_port}/deployments"
     uri = deployment_url(worker_port, version)
-    body = {"uri": uri, "force": not version}
+    body = {"uri": uri, "force": not version, "use_http_11": use_http_11}
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = http_client().post(url, json=body)
+            # Restate answers once it has asked the worker for its services: a cold start on a
+            # serverless host can take longer than our client's usual 10 s.
+            response = http_client().post(url, json=body, timeout=max(10.0, timeout))
         except httpx.TransportError as exc:
             last_error = f"admin API unreachable: {exc!r}"
         else:
@@ -254,7 +258,7 @@ def start_worker(
     so that several workers serve one port.
     """
     bind = f"fd://{sock.fileno()}" if sock is not None else f"{HOST}:{port}"
-    argv = [sys.executable, "-m", "stack.worker", app, "--bind", bind, "--config", str(WORKER_CONFIG)]
+    argv = [sys.executable, *worker_command(bind, app, str(WORKER_CONFIG))]
     fds = (sock.fileno(),) if sock is not None else ()
     return spawn(argv, {**env, "PYTHONUNBUFFERED": "1"}, log_path, cwd=cwd, pass_fds=fds)
 
@@ -271,6 +275,21 @@ def wait_worker_serving(log_path: Path, timeout: float = 60.0, proc: Process | N
         return "Running on" in text.rsplit(START_HEADER, 1)[-1]
 
     _wait_for(serving, timeout, f"the worker logging to {log_path} to serve", proc)
+
+
+def worker_command(bind: str, app: str = WORKER_APP, config: str = WORKER_CONFIG.name) -> list[str]:
+    """The worker's command line after the Python interpreter (the Dockerfile runs it too, from
+    the repo's root, where `config` is)."""
+    return ["-m", "stack.worker", app, "--bind", bind, "--config", config]
+
+
+def uses_http_11(worker_protocol: str) -> bool:
+    """Whether Restate should talk HTTP/1.1 to a worker serving `worker_protocol` (WORKER_PROTOCOL).
+
+    Request-response is the protocol of hosts that cannot keep an HTTP/2 stream open, so it is
+    registered over HTTP/1.1, the way such a host is reached; bidi needs HTTP/2.
+    """
+    return worker_protocol == "request-response"
 
 
 # --- the web UI ----------------------------------------------------------------------------------

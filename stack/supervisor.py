@@ -39,6 +39,7 @@ import httpx
 from app.config import Settings, settings
 from stack import cluster, processes, upgrade
 from stack.cluster import Node
+from stack.identity import RequestIdentity, ensure_identity
 from stack.processes import REPO_ROOT, Process
 
 POLL_INTERVAL_S = 0.5
@@ -115,6 +116,10 @@ class Supervisor:
             raise StackError(f"{config.cluster_dir} describes {len(self.nodes)} nodes, not {nodes}")
         self.pool_size = workers
         self.pools: list[Pool] = []  # oldest first; the last one serves the newest version
+        # Restate signs its requests with this key pair and the workers refuse unsigned ones
+        # (stack/identity.py); generated in the data dir on the first start, then kept. Every
+        # node of a cluster signs with the same key.
+        self.identity: RequestIdentity | None = None
         self.children = [self._node(node) for node in self.nodes]
         if self.local_model:
             self.children.append(self._model())
@@ -129,12 +134,13 @@ class Supervisor:
         if len(self.nodes) > 1:
             # A cluster node restarted on its data dir rejoins; the deployments are in the
             # replicated metadata, so there is nothing to register again.
-            return Child(node.name, lambda: cluster.start_node(node, self.nodes, self.data_dir / "cluster", log_path),
+            return Child(node.name, lambda: cluster.start_node(node, self.nodes, self.data_dir / "cluster", log_path,
+                                                               self._identity().restate_env()),
                          lambda proc: cluster.wait_node_healthy(node, 60.0, proc), log_path)
 
         def start() -> Process:
             return processes.start_restate(self.data_dir / "restate", node.ingress_port, node.admin_port,
-                                           node.node_port, log_path)
+                                           node.node_port, log_path, self._identity().restate_env())
 
         def ready(proc: Process) -> None:
             cluster.wait_node_healthy(node, 60.0, proc)
@@ -179,7 +185,8 @@ class Supervisor:
             # The worker reads its settings from the environment, like we did. It streams live
             # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
             env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir), "WORKER_VERSION": version.version,
-                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port))}
+                   "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port)),
+                   **self._identity().worker_env()}
             return processes.start_worker(version.port, env, log_path, cwd=self.versions_dir / version.version,
                                           sock=pool.sock)
 
@@ -214,7 +221,8 @@ class Supervisor:
         any live node's admin API: in a cluster it registers for every node."""
         version = pool.version
         deployment = processes.register(self._admin_port(), version.port, 60.0, pool.live_worker(),
-                                        version.version)
+                                        version.version,
+                                        use_http_11=processes.uses_http_11(self.config.worker_protocol))
         self.services = deployment.get("services", [])
         if version.deployment_id != deployment["id"]:
             version.deployment_id = deployment["id"]
@@ -225,6 +233,11 @@ class Supervisor:
         live = [node for node in self.nodes
                 if (proc := self._child(node.name).proc) is not None and proc.poll() is None]
         return (live or self.nodes)[0].admin_port
+
+    def _identity(self) -> RequestIdentity:
+        if self.identity is None:
+            self.identity = ensure_identity(self.data_dir)
+        return self.identity
 
     def _child(self, name: str) -> Child:
         return next(child for child in self.children if child.name == name)

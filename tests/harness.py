@@ -15,11 +15,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from stack import cluster, processes
+from stack.identity import RequestIdentity, ensure_identity
 from stack.processes import REPO_ROOT, Process
 from tests.client import Ingress, free_port, free_ports
+from tests.on_demand import OnDemandWorker
 
 T = TypeVar("T")
 
@@ -84,7 +86,15 @@ class Stack:
         ui: bool = False,
         ui_env: Mapping[str, str] | None = None,
         llm_args: list[str] | None = None,
+        protocol: Literal["bidi", "request-response"] = "bidi",
+        signed: bool = True,
+        scale_to_zero: bool = False,
     ) -> None:
+        """`protocol` is the worker's WORKER_PROTOCOL (request-response is registered over
+        HTTP/1.1). `signed`: Restate signs its requests and the worker refuses unsigned ones, as
+        under `make run`. `scale_to_zero`: no worker runs until a request arrives, and each is
+        SIGKILLed once it has answered (tests/on_demand.py); it needs request-response."""
+        assert not scale_to_zero or protocol == "request-response", "scale to zero needs request-response"
         self.root = root
         self.data_dir = root / "data"
         self.logs = root / "logs"
@@ -103,6 +113,16 @@ class Stack:
         self.ui_port: int | None = free_port() if ui else None
         self.ui_env = dict(ui_env or {})
         self.ui: Process | None = None
+        self.protocol = protocol
+        self.identity: RequestIdentity | None = ensure_identity(self.data_dir) if signed else None
+        if self.identity is not None:
+            self.restate_env = {**self.identity.restate_env(), **self.restate_env}
+        # Scale to zero: Restate is told the proxy's port, and the proxy starts workers on another.
+        self.on_demand: OnDemandWorker | None = None
+        if scale_to_zero:
+            self.on_demand = OnDemandWorker(self.worker_port, lambda port: processes.start_worker(
+                port, {**self.worker_env(), "WORKER_PORT": str(port)}, self.logs / "worker.log",
+                app=self.app, cwd=self.app_dir))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -112,12 +132,18 @@ class Stack:
         try:
             self.start_restate(wait=False)
             self.llm.start(wait=False)
-            self.worker = self._spawn_worker()
+            if self.on_demand is not None:
+                self.on_demand.start()
+            else:
+                self.worker = self._spawn_worker()
             if self.ui_port is not None:
                 self.start_ui(wait=False)
             self._wait_restate()
             self.llm.wait()
-            self._wait_worker()
+            if self.on_demand is None:
+                self._wait_worker()
+            else:
+                self._register()
             if self.ui_port is not None:
                 processes.wait_port(self.ui_port, 30.0, self.ui)
         except BaseException:
@@ -127,6 +153,8 @@ class Stack:
 
     def close(self) -> None:
         """Stop everything that is still running. Safe to call twice."""
+        if self.on_demand is not None:
+            self.on_demand.close()
         if self.worker is not None:
             processes.kill_group(self.worker)
             self.worker = None
@@ -252,7 +280,10 @@ class Stack:
             "RESTATE_ADMIN_PORT": str(self.admin_port),
             "RESTATE_NODE_PORT": str(self.node_port),
             "WORKER_PORT": str(self.worker_port),
+            "WORKER_PROTOCOL": self.protocol,
         })
+        if self.identity is not None:
+            env.update(self.identity.worker_env())
         if self.ui_port is not None:  # the worker streams live model text to the UI
             env["AGENT_DELTA_URL"] = processes.delta_url(self.ui_port)
         env.update(self.extra_env)
@@ -278,8 +309,13 @@ class Stack:
     def _wait_worker(self) -> None:
         processes.wait_port(self.worker_port, 30.0, self.worker)
         processes.retry_now(self.admin_port)  # as the supervisor does
+        self._register()
+
+    def _register(self) -> None:
         # Registration doubles as the readiness check: Restate itself must reach the handlers.
-        processes.register(self.admin_port, self.worker_port, 30.0, self.worker)
+        # Scaled to zero, Restate's discovery request meets a cold worker: give it longer.
+        processes.register(self.admin_port, self.worker_port, 30.0 if self.on_demand is None else 120.0,
+                           self.worker, use_http_11=processes.uses_http_11(self.protocol))
 
 
 class ClusterStack(Stack):

@@ -19,6 +19,14 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     sup = supervised("tests.fakes.spine_scripts:appender")
     stack = sup.stack()
 
+    # Requests are signed: a key pair made on the first start, readable by its owner only, and a
+    # worker that answers 401 to anyone but Restate.
+    key_file = sup.data_dir / "request-identity.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
+    direct = httpx.post(f"http://127.0.0.1:{sup.worker}/invoke/Agent/status", trust_env=False)
+    assert direct.status_code == 401
+
     send_message(stack, "sup", "append four lines")
     stack.wait_until(lambda: try_read_file(stack, "sup", "log.txt") == "one\n", message="first append")
     old_worker = sup.child_pid("worker")
@@ -47,7 +55,8 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
 
     # Run it again on the same data dir: no leftovers in the way, and the history is still there.
     sup.start()
-    assert [m["role"] for m in history(stack, "sup")] == ["user", "agent"]
+    assert [m["role"] for m in history(stack, "sup")] == ["user", "agent"]  # through the same key
+    assert key_file.read_bytes() == key
     assert sup.interrupt() == 0
 
 
