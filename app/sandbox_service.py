@@ -241,7 +241,7 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
                 raise
             rollback = await _abandon(ctx, state, running)
             continue
-        if isinstance(result, ExecResult) and result.background != 0:  # None: the backend cannot tell
+        if isinstance(timed.value, ExecResult) and timed.value.background != 0:  # None: the backend cannot tell
             state.background = True
         notice = _take_notice(ctx, state, rollback)
         await _active_until(ctx, state, timed.ended_at)
