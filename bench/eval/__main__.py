@@ -94,48 +94,50 @@ def main() -> int:
     config = Settings(local_model=args.model, local_model_port=free_port())
     root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     server = None
-    load_start = Path("/proc/loadavg").read_text().strip()
-    started = time.monotonic()
-    try:
-        if args.base_url:
-            base_url, name, mode = args.base_url, args.model_name, args.tool_mode
-            window = args.context_tokens or 128_000
-            about = f"{name} at {base_url}, {mode} tool calls"
-        else:
-            log(f"starting the offline {args.model} model (log: {root / 'model.log'})")
-            server = model_server.start(config, root / "model.log")
-            model_server.wait_ready(config.local_model_port, 600, proc=server, log_path=root / "model.log")
-            base_url, _, name, mode = config.llm_endpoint()
-            about = (f"offline Qwen2.5-Coder-{args.model.upper()} Q4_K_M (llama.cpp via xllamacpp, "
-                     f"{config.local_model_threads} threads, ctx {config.local_model_ctx}), {mode} tool calls")
-        if server is not None:
-            # The worker runs as the product does with no API key: every offline default applies.
-            # On a busy machine a round can take minutes: a client timeout would only retry it.
-            env = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "", "LOCAL_MODEL": args.model,
-                   "LOCAL_MODEL_PORT": str(config.local_model_port), "LOCAL_MODEL_CTX": str(config.local_model_ctx),
-                   "LLM_TIMEOUT_S": "1800"}
-        else:
-            env = {"OPENAI_BASE_URL": base_url, "AGENT_MODEL": name, "AGENT_TOOL_MODE": mode,
-                   "AGENT_TEMPERATURE": "0", "AGENT_CONTEXT_TOKENS": str(window)}
-        env.update(dict(item.split("=", 1) for item in args.env))
-        baseline = None if args.no_baseline else openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0,
-                                                               timeout=600)
-        with Stack(root / "stack", "echo", env=env, app=BENCH_APP) as stack, CpuShare() as cpu:
-            log(f"stack up (logs in {stack.logs}); {len(cases)} case(s)")
-            keep = args.out.with_suffix(".jsonl") if args.out else None
-            if keep is not None:
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                keep.write_text("", encoding="utf-8")
-            outcomes = evaluate(stack, cases, baseline=baseline, model_name=name, case_timeout_s=args.case_timeout,
-                                keep=keep)
-    finally:
-        if server is not None:
-            model_server.stop(server)
+    load_start, context = Path("/proc/loadavg").read_text().strip(), machine()
+    # Counts the whole run's processes, model server included (they are started inside it).
+    with CpuShare() as cpu:
+        started = time.monotonic()
+        try:
+            if args.base_url:
+                base_url, name, mode = args.base_url, args.model_name, args.tool_mode
+                window = args.context_tokens or 128_000
+                about = f"{name} at {base_url}, {mode} tool calls"
+            else:
+                log(f"starting the offline {args.model} model (log: {root / 'model.log'})")
+                server = model_server.start(config, root / "model.log")
+                model_server.wait_ready(config.local_model_port, 600, proc=server, log_path=root / "model.log")
+                base_url, _, name, mode = config.llm_endpoint()
+                about = (f"offline Qwen2.5-Coder-{args.model.upper()} Q4_K_M (llama.cpp via xllamacpp, "
+                         f"{config.local_model_threads} threads, ctx {config.local_model_ctx}), {mode} tool calls")
+            if server is not None:
+                # The worker runs as the product does with no API key: every offline default applies.
+                # On a busy machine a round can take minutes: a client timeout would only retry it.
+                env = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "", "LOCAL_MODEL": args.model,
+                       "LOCAL_MODEL_PORT": str(config.local_model_port), "LOCAL_MODEL_CTX": str(config.local_model_ctx),
+                       "LLM_TIMEOUT_S": "1800"}
+            else:
+                env = {"OPENAI_BASE_URL": base_url, "AGENT_MODEL": name, "AGENT_TOOL_MODE": mode,
+                       "AGENT_TEMPERATURE": "0", "AGENT_CONTEXT_TOKENS": str(window)}
+            env.update(dict(item.split("=", 1) for item in args.env))
+            baseline = None if args.no_baseline else openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0,
+                                                                   timeout=600)
+            with Stack(root / "stack", "echo", env=env, app=BENCH_APP) as stack:
+                log(f"stack up (logs in {stack.logs}); {len(cases)} case(s)")
+                keep = args.out.with_suffix(".jsonl") if args.out else None
+                if keep is not None:
+                    keep.parent.mkdir(parents=True, exist_ok=True)
+                    keep.write_text("", encoding="utf-8")
+                outcomes = evaluate(stack, cases, baseline=baseline, model_name=name, case_timeout_s=args.case_timeout,
+                                    keep=keep)
+        finally:
+            if server is not None:
+                model_server.stop(server)
     elapsed = time.monotonic() - started
     report = "\n".join([
         f"## Eval: {about}", "",
         *( [f"**{args.label}**", ""] if args.label else []),
-        machine(),
+        context,
         f"- commit {_commit()}; cases `{args.cases}` ({len(cases)}); worker settings {json.dumps(env)}",
         f"- /proc/loadavg at start `{load_start}`, at the end `{Path('/proc/loadavg').read_text().strip()}`; "
         f"{cpu.summary}",

@@ -95,7 +95,9 @@ class Runner:
         verdict = judge(files, case.hidden_test)
         return Outcome(
             case=case.name, group=case.group, passed=verdict.passed, wall_s=wall,
-            rounds=usage.get("rounds", 0), prompt_tokens=usage.get("prompt_tokens", 0),
+            # A task stopped by the timeout reports no usage: count its rounds from the event log.
+            rounds=usage.get("rounds") or sum(e["kind"] in ("plan", "model_round") for e in log),
+            prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
             plan_s=(plans[0] - started_wall) if plans else None,
             steps=sum(1 for e in log if e["kind"] == "step_started"), status=end, detail=verdict.detail,
