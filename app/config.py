@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     local_model_port: int = env("LOCAL_MODEL_PORT", 9090)
     local_model_threads: int = env("LOCAL_MODEL_THREADS", 2, ge=1)
     local_model_ctx: int = env("LOCAL_MODEL_CTX", 8192, ge=1024)
+    # Speculative decoding: "ngram" drafts tokens by looking the last few up in the prompt and
+    # the answer so far (a model rewriting a file or a docstring repeats them); "none" is off.
+    local_model_draft: Literal["none", "ngram"] = env("LOCAL_MODEL_DRAFT", "none")
     # Where the verified weights are kept: outside the repo, so a fresh clone or `git clean`
     # does not cost a re-download.
     model_cache: Path = env("AGENT_MODEL_CACHE", Path.home() / ".cache" / "durable-coding-agent" / "models")
