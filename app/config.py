@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     local_model_port: int = env("LOCAL_MODEL_PORT", 9090)
     local_model_threads: int = env("LOCAL_MODEL_THREADS", 2, ge=1)
     local_model_ctx: int = env("LOCAL_MODEL_CTX", 8192, ge=1024)
+    # Speculative decoding: "ngram" drafts tokens by looking the last few up in the prompt and
+    # the answer so far (a model rewriting a file or a docstring repeats them); "none" is off.
+    local_model_draft: Literal["none", "ngram"] = env("LOCAL_MODEL_DRAFT", "none")
     # Where the verified weights are kept: outside the repo, so a fresh clone or `git clean`
     # does not cost a re-download.
     model_cache: Path = env("AGENT_MODEL_CACHE", Path.home() / ".cache" / "durable-coding-agent" / "models")
@@ -103,6 +106,14 @@ class Settings(BaseSettings):
     # only of steps that "changed" the workspace, or "off".
     checkpoints: Literal["every", "changed", "off"] = env("AGENT_CHECKPOINTS", "every")
 
+    # Planning: "model" asks the model for a plan every time; "auto" runs a short request with
+    # no list of tasks in it as one step, without a planning round. Empty: "auto" for the
+    # offline model (a plan round costs it seconds, and split plans made it worse), else "model".
+    planning: Literal["auto", "model", ""] = env("AGENT_PLANNING", "")
+    # "on": a step's finish is refused (once) until a command has run when the step says to run
+    # or test, or after it changed a Python file. Empty: "on" for the offline model, else "off".
+    finish_check: Literal["on", "off", ""] = env("AGENT_FINISH_CHECK", "")
+
     # Per-task budgets; reaching one pauses the task and asks the user to extend it.
     budget_rounds: int = env("AGENT_BUDGET_ROUNDS", 60, ge=1)
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
@@ -153,6 +164,16 @@ class Settings(BaseSettings):
             return self.context_tokens
         return self.local_model_ctx if not (self.openai_base_url or self.openai_api_key) else 128_000
 
+    def offline(self) -> bool:
+        """Whether the embedded offline model answers (neither a key nor a base URL is set)."""
+        return not (self.openai_base_url or self.openai_api_key)
+
+    def planning_mode(self) -> Literal["auto", "model"]:
+        return self.planning or ("auto" if self.offline() else "model")
+
+    def finish_check_mode(self) -> Literal["on", "off"]:
+        return self.finish_check or ("on" if self.offline() else "off")
+
     def sampling_temperature(self) -> float | None:
         """AGENT_TEMPERATURE if set; else 0 for the offline model (a small model sampling at
         llama.cpp's default strays: it once wrote a file's name as its content); else the
@@ -180,12 +201,16 @@ class TaskSettings(BaseModel):
     # The model's context window in tokens: a step's messages are kept within it.
     context_tokens: int
     checkpoints: Literal["every", "changed", "off"]
+    # Defaults for tasks journaled before these existed: what those tasks did.
+    planning: Literal["auto", "model"] = "model"
+    finish_check: Literal["on", "off"] = "off"
 
     @classmethod
     def of(cls, config: Settings) -> TaskSettings:
+        derived = {"context_tokens": config.model_context_tokens(), "planning": config.planning_mode(),
+                   "finish_check": config.finish_check_mode()}
         return cls.model_validate(
-            {name: getattr(config, name) for name in cls.model_fields if name != "context_tokens"}
-            | {"context_tokens": config.model_context_tokens()})
+            {name: getattr(config, name) for name in cls.model_fields if name not in derived} | derived)
 
 
 @lru_cache(maxsize=1)

@@ -212,7 +212,11 @@ def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, A
     """Rewrite a tool-calling transcript as plain chat for a model that answers in JSON.
 
     The tool list goes into the system prompt, earlier calls become the JSON the model wrote,
-    and tool results become user turns, which every chat template understands.
+    and tool results become user turns, which every chat template understands. An earlier
+    call is sent as the very text the model wrote whenever that text still says the same calls
+    (context fitting may have shortened them): the server's prompt cache holds exactly those
+    tokens, and re-serialised JSON (other spacing, escapes) would make it evaluate the whole
+    answer again, a whole written file, on the next round.
     """
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -221,12 +225,23 @@ def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, A
         elif m["role"] == "assistant" and m.get("tool_calls"):
             calls = [{"tool": c["function"]["name"], "args": _loads(c["function"]["arguments"])}
                      for c in m["tool_calls"]]
-            out.append({"role": "assistant", "content": json.dumps(calls[0] if len(calls) == 1 else calls)})
+            raw = m.get("content") or ""
+            text = raw if _says(raw, calls) else json.dumps(calls[0] if len(calls) == 1 else calls)
+            out.append({"role": "assistant", "content": text})
         elif m["role"] == "tool":
             out.append({"role": "user", "content": f"Tool result:\n{m['content']}"})
         else:
             out.append({"role": m["role"], "content": m.get("content") or ""})
     return out
+
+
+def _says(raw: str, calls: list[dict[str, Any]]) -> bool:
+    """Whether the model's text `raw` holds exactly `calls`."""
+    try:
+        parsed = structured_tools.to_tool_calls(raw, "check")
+    except structured_tools.StructuredAnswerError:
+        return False
+    return [{"tool": c["function"]["name"], "args": _loads(c["function"]["arguments"])} for c in parsed] == calls
 
 
 def _loads(arguments: str) -> Any:

@@ -10,6 +10,7 @@ goes on.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from app import retry, tools
@@ -20,13 +21,25 @@ from app.window import StepWindow
 
 SYSTEM_PROMPT = (
     "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
-    "python3 is installed and there is no network. Use the tools to do the current step, then "
-    "call finish with a one-line result. Be brief."
+    "python3 is installed and there is no network. Use the tools to do the current step: write "
+    "complete code to files (never a stub), then run it to check it, for example on the examples "
+    "given in the request, and fix what is wrong. Use edit_file for small changes. When done, call "
+    "finish with a one-line result. Be brief."
 )
 MAX_SUMMARY = 500
+# The finish check (TaskSettings.finish_check): a step that says to run or test, or that changed
+# a Python file, has to run a command before its finish is accepted. Refused once per step, so
+# a model that insists still finishes.
+_SAYS_RUN = re.compile(r"\b(run|runs|running|test|tests|testing|execute)\b", re.IGNORECASE)
+NOT_RUN = ("error: not finished: this step says to run or test, and no command has run yet. Call run_command "
+           "to run it and check the output, then call finish.")
+NOT_CHECKED = ("error: not finished: you changed {path} and have not run anything since. Run it with "
+               "run_command (for example on the examples from the request), check the output, fix what is "
+               "wrong, then call finish.")
 REPEATED_CALL = (
     "error: this is exactly the call you made in the previous round, and its result is above. "
-    "If the step is done, call finish; otherwise do something different."
+    "Do something different (write or fix a file, run another command), or call finish if the "
+    "step is done."
 )
 
 
@@ -47,6 +60,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     previous_failed = False
     insisted = 0  # consecutive rounds made only of refused repeats
     last_success = ""  # the latest successful tool result, for a step closed on repeats
+    check = FinishCheck(task.config.finish_check == "on", f"{step.title}\n{step.instructions}")
     max_rounds = task.config.max_rounds_per_step
     for round_no in range(1, max_rounds + 1):
         # The model boundary: the budget is checked and new steering joins the conversation.
@@ -81,8 +95,12 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                 # Small models loop on a call that just worked; re-running it helps nobody.
                 outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
                 refused += 1
+            elif (refusal := check.refusal(call)) is not None:
+                outcome = tools.ToolOutcome(refusal, error=True)
+                failed = True  # so the same finish, made again, is not refused as a repeat
             else:
                 outcome = await tools.dispatch(task, op_id, call)
+                check.saw(call, outcome)
                 failed = failed or outcome.error
                 if outcome.finished:
                     finished = outcome.text
@@ -101,6 +119,47 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                               summary=f"{last_success[:MAX_SUMMARY]} (closed: the model kept repeating this call)")
         previous_calls, previous_failed = calls, failed
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
+
+
+class FinishCheck:
+    """Whether a step may finish yet: a command must have run if the step says to run or test,
+    and after the last change to a Python file. Built from journaled results only (the tool
+    outcomes), so a replay refuses exactly the same calls."""
+
+    def __init__(self, enabled: bool, step_text: str) -> None:
+        self.enabled = enabled
+        self.says_run = bool(_SAYS_RUN.search(step_text))
+        self.ran = False
+        self.unchecked: str | None = None  # a Python file changed since the last command
+        self.refused = False
+
+    def saw(self, call: dict[str, Any], outcome: tools.ToolOutcome) -> None:
+        name, args = _name_and_args(call)
+        if name == "run_command" and not outcome.error:
+            self.ran, self.unchecked = True, None
+        elif name in ("write_file", "edit_file") and not outcome.error and str(args.get("path", "")).endswith(".py"):
+            self.unchecked = str(args["path"])
+
+    def refusal(self, call: dict[str, Any]) -> str | None:
+        """The error to answer a `finish` with, or None to let the call through."""
+        if not self.enabled or self.refused or _name_and_args(call)[0] != tools.FINISH:
+            return None
+        if self.says_run and not self.ran:
+            self.refused = True
+            return NOT_RUN
+        if self.unchecked is not None:
+            self.refused = True
+            return NOT_CHECKED.format(path=self.unchecked)
+        return None
+
+
+def _name_and_args(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    fn = call.get("function", {})
+    try:
+        args = json.loads(fn.get("arguments") or "{}")
+    except ValueError:
+        args = {}
+    return fn.get("name", ""), args if isinstance(args, dict) else {}
 
 
 def _same_call(call: dict[str, Any], previous: list[dict[str, Any]]) -> bool:

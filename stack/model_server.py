@@ -32,10 +32,11 @@ class ModelServerError(RuntimeError):
     """The model server died or did not become ready; the message carries its log tail."""
 
 
-def command(model_path: Path, *, port: int, threads: int, ctx: int, alias: str) -> list[str]:
+def command(model_path: Path, *, port: int, threads: int, ctx: int, alias: str, draft: str = "none") -> list[str]:
     """The exact command line that serves `model_path` on 127.0.0.1:`port`."""
     return [sys.executable, "-m", "stack.model_server", "serve", "--model", str(model_path),
-            "--port", str(port), "--threads", str(threads), "--ctx", str(ctx), "--alias", alias]
+            "--port", str(port), "--threads", str(threads), "--ctx", str(ctx), "--alias", alias,
+            "--draft", draft]
 
 
 def start(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -52,7 +53,8 @@ def start(settings: Settings, log_path: Path) -> subprocess.Popen:
         # the supervisor decides when it stops, and stop() takes the whole group down.
         return subprocess.Popen(
             command(model_path, port=port, threads=settings.local_model_threads,
-                    ctx=settings.local_model_ctx, alias=f"qwen2.5-coder-{settings.local_model}"),
+                    ctx=settings.local_model_ctx, alias=f"qwen2.5-coder-{settings.local_model}",
+                    draft=settings.local_model_draft),
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -91,8 +93,14 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             continue
 
 
-def serve(model_path: Path, *, port: int, threads: int, ctx: int, alias: str) -> None:
-    """Load the model and serve it until this process is signalled or its parent goes away."""
+# n-gram drafting (LOCAL_MODEL_DRAFT=ngram): look up the last NGRAM_KEY tokens earlier in the
+# context and propose up to NGRAM_DRAFT tokens that followed them; the model checks them in one batch.
+NGRAM_KEY = 4
+NGRAM_DRAFT = 16
+
+
+def server_params(model_path: Path, *, port: int, threads: int, ctx: int, alias: str, draft: str = "none"):
+    """llama.cpp's server parameters for `serve` (an `xllamacpp.CommonParams`)."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -108,8 +116,20 @@ def serve(model_path: Path, *, port: int, threads: int, ctx: int, alias: str) ->
     # paying ~60 tokens/s for it again. The RAM cache keeps other tasks' prefixes warm.
     params.cache_prompt = True
     params.cache_ram_mib = 1024
+    if draft == "ngram":
+        params.speculative.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+        params.speculative.ngram_simple.size_n = NGRAM_KEY
+        params.speculative.ngram_simple.size_m = NGRAM_DRAFT
     params.ui = False
     params.cors_origins = ""  # only local processes call it; no web page in a browser may
+    return params
+
+
+def serve(model_path: Path, *, port: int, threads: int, ctx: int, alias: str, draft: str = "none") -> None:
+    """Load the model and serve it until this process is signalled or its parent goes away."""
+    import xllamacpp
+
+    params = server_params(model_path, port=port, threads=threads, ctx=ctx, alias=alias, draft=draft)
     # A supervisor killed with SIGKILL cannot stop us; do not hold 2 GB of RAM as an orphan.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     server = xllamacpp.Server(params)  # returns once the model is loaded and the port listens
@@ -131,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=8192)
     parser.add_argument("--alias", default="local")
+    parser.add_argument("--draft", choices=["none", "ngram"], default="none")
     args = parser.parse_args(argv)
-    serve(args.model, port=args.port, threads=args.threads, ctx=args.ctx, alias=args.alias)
+    serve(args.model, port=args.port, threads=args.threads, ctx=args.ctx, alias=args.alias, draft=args.draft)
     return 0
 
 

@@ -103,3 +103,15 @@ def test_stop_takes_the_server_down(real_server):
     assert proc.poll() is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+def test_ngram_drafting_is_configured_only_when_asked_for(tmp_path):
+    import xllamacpp
+
+    plain = model_server.server_params(tmp_path / "m.gguf", port=1, threads=2, ctx=4096, alias="x")
+    drafted = model_server.server_params(tmp_path / "m.gguf", port=1, threads=2, ctx=4096, alias="x", draft="ngram")
+    ngram = xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE
+    assert ngram not in plain.speculative.types
+    assert drafted.speculative.types == [ngram]
+    assert drafted.speculative.ngram_simple.size_n == model_server.NGRAM_KEY
+    assert "--draft" in model_server.command(tmp_path / "m.gguf", port=1, threads=2, ctx=4096, alias="x", draft="ngram")

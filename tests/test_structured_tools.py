@@ -84,3 +84,21 @@ def test_nested_models_are_inlined_for_llama_cpp():
     assert "$ref" not in text and "$defs" not in text
     items = schema["oneOf"][0]["properties"]["args"]["properties"]["steps"]["items"]
     assert set(items["properties"]) == {"title", "instructions"}
+
+
+def test_an_earlier_call_is_resent_as_the_models_own_text_unless_it_was_shortened():
+    from app.context import fit
+    from app.llm import _structured_messages
+
+    raw = '{"tool":"write_file","args":{"path":"a.py","content":"' + "x = 1\\n" * 100 + '"}}'
+    call = to_tool_calls(raw, "c")
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "go"},
+                {"role": "assistant", "content": raw, "tool_calls": call},
+                {"role": "tool", "tool_call_id": "c-0", "content": "wrote 600 bytes to a.py"},
+                {"role": "assistant", "content": '{"tool":"finish","args":{"result":"ok"}}',
+                 "tool_calls": to_tool_calls('{"tool":"finish","args":{"result":"ok"}}', "d")}]
+    # As written, byte for byte: the model server's prompt cache holds those tokens.
+    assert _structured_messages(messages, [])[2]["content"] == raw
+    # Fitted to a small window, the long argument is gone from the call, and from what is sent.
+    shortened = _structured_messages(fit(messages, 200), [])[2]["content"]
+    assert "x = 1" not in shortened and "removed to fit" in shortened

@@ -1,0 +1,87 @@
+"""One-step requests skip the planning round, and a step cannot finish unchecked.
+
+With AGENT_PLANNING=auto (the offline model's default) a short request with no list in it
+runs as one step without asking the model for a plan; a request that lists several tasks is
+still planned by the model. With AGENT_FINISH_CHECK=on a step that says to run or test, or that
+changed a Python file, has its first unchecked `finish` refused with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import time
+
+from app import loop
+from app.planner import one_step
+from tests.agent_helpers import events, read_file, send_message, status, wait_idle
+from tests.fakes.scripts import is_planning
+
+AIDS = {"AGENT_PLANNING": "auto", "AGENT_FINISH_CHECK": "on"}
+HELLO = "create hello.py that prints hello, then run it"
+
+
+def _tool_messages(stack) -> list[str]:
+    """The tool results in the latest model request (the whole step's transcript)."""
+    last = stack.llm_requests()[-1]["request"]["messages"]
+    return [m["content"] for m in last if m.get("role") == "tool"]
+
+
+def test_which_requests_are_one_step():
+    assert one_step(HELLO)
+    assert one_step("Write this function in solution.py:\n\n```python\n" + "x = 1\n" * 400 + "```")
+    assert not one_step("Do these:\n1. add a CLI flag\n2. write its test\n3. update the README")
+    assert not one_step("- fix the parser\n- then the printer")
+    assert not one_step("please " * 200)
+
+
+def test_a_short_request_runs_as_one_step_and_finishes_only_after_running(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:hello_finish_early", env=AIDS)
+    send_message(stack, "s1", HELLO)
+    final = wait_idle(stack, "s1", timeout=60)
+
+    assert not any(is_planning(e["request"]) for e in stack.llm_requests())  # no planning round
+    assert [(p["title"], p["status"]) for p in final["plan"]] == [(HELLO, "done")]
+    assert final["last_usage"]["rounds"] == 4  # write, refused finish, run, finish
+    results = _tool_messages(stack)
+    assert results[1] == loop.NOT_RUN
+    assert results[2].startswith("exit code: 0") and "hello" in results[2]
+    assert events(stack, "s1", "final_answer")[-1]["text"] == "hello.py prints hello"
+
+
+def test_a_listed_request_is_still_planned_by_the_model(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:hello_finish_early", env=AIDS)
+    send_message(stack, "s1", "Do this:\n1. create hello.py that prints hello\n2. run it")
+    final = wait_idle(stack, "s1", timeout=60)
+    assert is_planning(stack.llm_requests()[0]["request"])
+    assert [p["title"] for p in final["plan"]] == ["planned by the model"]
+
+
+def test_a_finish_right_after_writing_python_is_refused_once_and_a_missing_file_gets_a_hint(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:add_finish_unchecked", env=AIDS)
+    send_message(stack, "s1", "write add.py with a function add(a, b)")
+    final = wait_idle(stack, "s1", timeout=60)
+
+    results = _tool_messages(stack)
+    # A command that fails for a missing file says how to recover.
+    assert results[0].startswith("exit code: 2") and "hint: a file this command needs does not exist" in results[0]
+    # Running add.py before writing it does not count: the finish after the write is refused.
+    assert results[2] == loop.NOT_CHECKED.format(path="add.py")
+    # Insisting works: the same finish again is accepted, not refused as a repeated call.
+    assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
+
+
+def test_the_finish_check_survives_a_worker_kill(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:add_checked_slowly", env=AIDS)
+    send_message(stack, "s1", "write add.py with a function add(a, b)")
+    # The slow round (the check command's) is in flight: kill the worker, then bring it back.
+    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
+    stack.kill_worker()
+    time.sleep(0.5)
+    stack.start_worker()
+    final = wait_idle(stack, "s1", timeout=90)
+
+    assert [p["status"] for p in final["plan"]] == ["done"]
+    results = _tool_messages(stack)
+    assert results.count(loop.NOT_CHECKED.format(path="add.py")) == 1  # refused once, replayed, not again
+    assert read_file(stack, "s1", "checks.txt") == "checked\n"  # the check ran once
+    assert "5" in results[-1]
+    assert status(stack, "s1")["state"] == "idle"
