@@ -187,17 +187,58 @@ def _client(concurrency: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=900, limits=limits, trust_env=False)
 
 
-async def _run_sessions(topology: Topology, prefix: str, count: int) -> tuple[list[float], list[str], float]:
+# Bad input sent while the sessions run: (what, method path, body, content-type). Each must get a
+# 4xx and change nothing; the sessions' own checks afterwards show that nothing else was touched.
+BAD_INPUT = [
+    ("malformed JSON", "Agent/bad-json/message", b'{"text": "unterminated', "application/json"),
+    ("missing field", "Agent/bad-field/message", b'{"txt": "typo"}', "application/json"),
+    ("oversize message", "Agent/bad-size/message", b'{"text": "' + b"x" * 20_000 + b'"}', "application/json"),
+    ("unknown session", "Agent/never-created/history", b"", ""),
+    ("path traversal", "Sandbox/{session}/read_file", b'{"path": "../../etc/passwd"}', "application/json"),
+    ("private handler", "Sandbox/{session}/exec", b'{"op_id": "x", "command": "id"}', "application/json"),
+]
+
+
+async def _bad_input(client: httpx.AsyncClient, urls: list[str], session: str,
+                     done: asyncio.Event) -> tuple[int, list[str]]:
+    """Send BAD_INPUT round and round until `done`: how many were sent, and what did not get a
+    4xx (nothing, we hope)."""
+    wrong: list[str] = []
+    sent = 0
+    while not done.is_set() or sent == 0:
+        for what, path, body, content_type in BAD_INPUT:
+            url = f"{urls[sent % len(urls)]}/{path.format(session=session)}"
+            headers = {"content-type": content_type} if content_type else {}
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                if not 400 <= response.status_code < 500:
+                    wrong.append(f"bad input ({what}): {response.status_code} {response.text[:120]}")
+            except httpx.HTTPError as error:
+                wrong.append(f"bad input ({what}): {error!r}")
+            sent += 1
+        await asyncio.sleep(0.5)
+    return sent, wrong
+
+
+async def _run_sessions(topology: Topology, prefix: str, count: int,
+                        bad_input: bool = True) -> tuple[list[float], list[str], float, int]:
+    """Run `count` sessions at once (and, with `bad_input`, bad requests beside them): the
+    sessions' message→idle times, every error, the wall time, and how many bad requests went."""
     urls = topology.ingress_urls
     sessions = [f"{prefix}-{i}" for i in range(count)]
     async with _client(count) as client:
         started = time.monotonic()
+        done = asyncio.Event()
+        bad = asyncio.create_task(_bad_input(client, urls, sessions[0], done)) if bad_input else None
         results = await asyncio.gather(*(_session(client, urls[i % len(urls)], s) for i, s in enumerate(sessions)))
         wall = time.monotonic() - started
+        done.set()
+        bad_sent, bad_results = await bad if bad is not None else (0, [])
         errors = [f"{s}: {r}" for s, r in zip(sessions, results) if isinstance(r, str)]
         checks = await asyncio.gather(*(_check(client, urls[i % len(urls)], s) for i, s in enumerate(sessions)))
         errors += [f"{s}: {c}" for s, c in zip(sessions, checks) if c is not None]
-    return [r for r in results if isinstance(r, float)], errors, wall
+        errors += bad_results
+    return [r for r in results if isinstance(r, float)], errors, wall, bad_sent
 
 
 async def _run_raw(topology: Topology, count: int, work: dict[str, int]) -> tuple[float, list[str]]:
@@ -217,7 +258,7 @@ def journal_work_of_a_task(root: Path) -> dict[str, int]:
         for service in ("Agent", "Task", "Sandbox", "Events", "Snapshots"):
             http_client().patch(f"http://{processes.HOST}:{topology.admin_port}/services/{service}",
                                 json={"journal_retention": "1h"}).raise_for_status()
-        latencies, errors, _ = asyncio.run(_run_sessions(topology, "count", 1))
+        latencies, errors, _, _ = asyncio.run(_run_sessions(topology, "count", 1, bad_input=False))
         if errors:
             raise RuntimeError(f"the counting task failed: {errors}")
         rows = processes.admin_query(topology.admin_port, (
@@ -248,7 +289,7 @@ def run_configuration(root: Path, nodes: int, workers: int, count: int, work: di
         requests_before = len(_llm_requests(topology))
         cpu_before, clock, driver = cpu_seconds(topology.groups), time.monotonic(), time.process_time()
         with Sampler(topology) as sampler:
-            latencies, errors, wall = asyncio.run(_run_sessions(topology, "s", count))
+            latencies, errors, wall, bad_sent = asyncio.run(_run_sessions(topology, "s", count))
         cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(topology.groups).items()}
         cpu["benchmark driver"] = time.process_time() - driver
         elapsed = time.monotonic() - clock
@@ -267,6 +308,7 @@ def run_configuration(root: Path, nodes: int, workers: int, count: int, work: di
             str(len(errors)), mb.get("restate", "–"), mb.get("worker", "–"),
             f"{busy / elapsed:.2f} cores: {split}", str(sampler.peak_sandboxes),
             f"{raw_s:.1f}", f"{tasks_s / raw_s:.0%}",
+            f"{bad_sent - sum(e.startswith('bad input') for e in errors)}/{bad_sent}",
             ", ".join(f"{k} {v}" for k, v in problems.items() if v) or "none"]
 
 
@@ -277,7 +319,7 @@ def _llm_requests(topology: Topology) -> list[str]:
 
 HEAD = ["topology", "sessions", "tasks/s", "model rounds/s", "message→idle p50 / p95 / p99 (s)", "errors",
         "peak RSS restate (MB)", "peak RSS workers (MB)", "CPU (cores used: split)", "peak live sandboxes",
-        "raw Restate tasks/s", "product / raw", "restate-server log"]
+        "raw Restate tasks/s", "product / raw", "bad input → 4xx", "restate-server log"]
 
 
 def main() -> None:
