@@ -87,7 +87,7 @@ def test_nested_models_are_inlined_for_llama_cpp():
 
 
 def test_an_earlier_call_is_resent_as_the_models_own_text_unless_it_was_shortened():
-    from app.context import fit
+    from app.context import shorter_call
     from app.llm import _structured_messages
 
     raw = '{"tool":"write_file","args":{"path":"a.py","content":"' + "x = 1\\n" * 100 + '"}}'
@@ -99,6 +99,8 @@ def test_an_earlier_call_is_resent_as_the_models_own_text_unless_it_was_shortene
                  "tool_calls": to_tool_calls('{"tool":"finish","args":{"result":"ok"}}', "d")}]
     # As written, byte for byte: the model server's prompt cache holds those tokens.
     assert _structured_messages(messages, [])[2]["content"] == raw
-    # Fitted to a small window, the long argument is gone from the call, and from what is sent.
-    shortened = _structured_messages(fit(messages, 200), [])[2]["content"]
+    # Shortened to fit the window (app/window.py), the long argument is gone from the call, and
+    # from what is sent, although the model's own text still holds it.
+    fitted = [*messages[:2], {**messages[2], "tool_calls": [shorter_call(c) for c in call]}, *messages[3:]]
+    shortened = _structured_messages(fitted, [])[2]["content"]
     assert "x = 1" not in shortened and "removed to fit" in shortened
