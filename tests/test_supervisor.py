@@ -24,7 +24,9 @@ def test_run_command_restarts_a_killed_worker_and_the_task_finishes(supervised):
     key_file = sup.data_dir / "request-identity.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
     key = key_file.read_bytes()
-    direct = httpx.post(f"http://127.0.0.1:{sup.worker}/invoke/Agent/status", trust_env=False)
+    version = sup.registry()["versions"][-1]  # the worker serves its deployment's path only
+    direct = httpx.post(f"http://127.0.0.1:{version['port']}/{version['version']}/invoke/Agent/status",
+                        trust_env=False)
     assert direct.status_code == 401
 
     send_message(stack, "sup", "append four lines")
