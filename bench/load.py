@@ -278,7 +278,10 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def _log_problems(logs: Path) -> dict[str, int]:
-    text = (logs / "restate.log").read_text(errors="replace")
+    """Counts of the lines that mark dropped connections, over every restate-server's log (one
+    node: restate.log; a cluster: node-1.log ...)."""
+    text = "".join(path.read_text(errors="replace") for path in sorted(logs.glob("*.log"))
+                   if path.name == "restate.log" or path.name.startswith("node-"))
     return {what: text.count(what) for what in ("broken pipe", "h2 pool connection error", "Connection refused")}
 
 
