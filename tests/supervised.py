@@ -85,8 +85,19 @@ class Supervised:
         return self.proc.wait(timeout=30)
 
     def close(self) -> None:
+        """Stop the supervisor (it stops its children one after the other, Restate's shutdown
+        first, so give it time), then whatever it could not stop: a supervisor that was killed,
+        by the test or by the grace running out, leaves the processes its pid files name."""
         if self.proc is not None and self.proc.poll() is None:
-            processes.stop(self.proc, grace=10)
+            processes.stop(self.proc, grace=40)
+        for pid_file in (self.data_dir / "run").glob("*.pid"):
+            try:
+                record = json.loads(pid_file.read_text())
+                running = Path(f"/proc/{record['pid']}/cmdline").read_bytes().decode().split("\0")[:-1]
+            except (OSError, ValueError, KeyError):
+                continue
+            if running == record["cmdline"]:  # still the very process it started, not a reused pid
+                processes.kill_pgid(int(record["pid"]))
 
 
 def v2_source(root: Path) -> Path:
