@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
+
 from stack import processes
 from stack.processes import HOST, Process, npm_binary
 
@@ -96,6 +98,27 @@ def start_node(node: Node, nodes: list[Node], data_dir: Path, log_path: Path,
 def wait_node_healthy(node: Node, timeout: float = 60.0, proc: Process | None = None) -> None:
     """Wait until `node`'s admin API and ingress answer healthy."""
     processes.wait_restate_healthy(node.admin_port, node.ingress_port, timeout, proc)
+
+
+def wait_registered(nodes: list[Node], deployment: dict[str, object], timeout: float = 30.0) -> None:
+    """Wait until every node in `nodes` knows the services of `deployment` (what the admin API
+    answered to its registration). A registration goes through one node and reaches the others
+    through the replicated metadata a moment later: until then their ingress answers 404
+    "service not found" to a session's first message."""
+    names = [str(service["name"]) for service in deployment.get("services", [])]  # type: ignore[union-attr]
+
+    def known() -> bool:
+        for node in nodes:
+            for name in names:
+                try:
+                    answer = processes.http_client().get(f"http://{HOST}:{node.admin_port}/services/{name}", timeout=2.0)
+                except httpx.TransportError:
+                    return False
+                if answer.status_code != 200:
+                    return False
+        return True
+
+    processes.wait_for(known, timeout, "every node to know the registered services", None)
 
 
 def restatectl(nodes: list[Node], *args: str, timeout: float = 20.0) -> str:

@@ -78,7 +78,7 @@ def port_in_use(port: int) -> bool:
 
 def wait_port(port: int, timeout: float = 30.0, proc: Process | None = None) -> None:
     """Wait until 127.0.0.1:`port` accepts connections; fail early if `proc` exits meanwhile."""
-    _wait_for(lambda: port_in_use(port), timeout, f"port {port} to accept connections", proc)
+    wait_for(lambda: port_in_use(port), timeout, f"port {port} to accept connections", proc)
 
 
 # --- restate-server ------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def wait_restate_healthy(
             f"http://{HOST}:{ingress_port}/restate/health"
         )
 
-    _wait_for(healthy, timeout, "restate-server to become healthy", proc)
+    wait_for(healthy, timeout, "restate-server to become healthy", proc)
 
 
 def deployment_url(worker_port: int, version: str = "") -> str:
@@ -277,7 +277,7 @@ def wait_worker_serving(log_path: Path, timeout: float = 60.0, proc: Process | N
         text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         return "Running on" in text.rsplit(START_HEADER, 1)[-1]
 
-    _wait_for(serving, timeout, f"the worker logging to {log_path} to serve", proc)
+    wait_for(serving, timeout, f"the worker logging to {log_path} to serve", proc)
 
 
 def worker_command(bind: str, app: str = WORKER_APP, config: str = WORKER_CONFIG.name) -> list[str]:
@@ -406,7 +406,7 @@ def _get_ok(url: str) -> bool:
         return False
 
 
-def _wait_for(check: Callable[[], bool], timeout: float, what: str, proc: Process | None) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, proc: Process | None) -> None:
     """Poll `check` until it holds; raise if `proc` exits first or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while not check():

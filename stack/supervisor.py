@@ -224,15 +224,19 @@ class Supervisor:
                                         version.version,
                                         use_http_11=processes.uses_http_11(self.config.worker_protocol))
         self.services = deployment.get("services", [])
+        if len(self.nodes) > 1:  # any node's ingress serves it once every live node knows it
+            cluster.wait_registered(self._live_nodes(), deployment)
         if version.deployment_id != deployment["id"]:
             version.deployment_id = deployment["id"]
             self.registry.save()
 
     def _admin_port(self) -> int:
         """The admin API of a live node (the first one when none is: the call then fails, and says so)."""
-        live = [node for node in self.nodes
+        return (self._live_nodes() or self.nodes)[0].admin_port
+
+    def _live_nodes(self) -> list[Node]:
+        return [node for node in self.nodes
                 if (proc := self._child(node.name).proc) is not None and proc.poll() is None]
-        return (live or self.nodes)[0].admin_port
 
     def _identity(self) -> RequestIdentity:
         if self.identity is None:

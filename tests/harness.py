@@ -362,7 +362,8 @@ class ClusterStack(Stack):
             self.llm.wait()
             for i in range(len(self.workers)):
                 self._wait_serving(i)
-            processes.register(self.admin_port, self.worker_port, 30.0)
+            deployment = processes.register(self.admin_port, self.worker_port, 30.0)
+            cluster.wait_registered(self.nodes, deployment)  # any node's ingress serves from now on
             if self.ui_port is not None:
                 self.start_ui()
         except BaseException:
