@@ -157,7 +157,13 @@ async def _session(client: httpx.AsyncClient, base: str, session: str) -> float 
     if answer.status_code != 200:
         return f"message: {answer.status_code} {answer.text[:200]}"
     task_id = answer.json()["task_id"]
-    done = await client.get(f"{base}/restate/workflow/Task/{task_id}/attach")
+    # The Agent starts the Task with a one-way send: in a cluster the Task's partition may be led
+    # by another node and learn of it a moment after `message` answered; until then an attach
+    # finds no such workflow (404).
+    deadline = time.monotonic() + 60
+    while (done := await client.get(f"{base}/restate/workflow/Task/{task_id}/attach")).status_code == 404 \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     if done.status_code != 200 or done.json().get("status") != "done":
         return f"task: {done.status_code} {done.text[:200]}"
     while (await client.post(f"{base}/Agent/{session}/status")).json()["state"] != "idle":
