@@ -23,7 +23,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,10 +150,26 @@ class Sampler:
 # --- the load ------------------------------------------------------------------------------------
 
 
+RETRIED: list[str] = []  # transport errors a session's client met and retried (reported per row)
+
+
+async def _retrying(request: Callable[[], Awaitable[httpx.Response]], what: str) -> httpx.Response:
+    """`request`, again after a transport error (a dropped connection), as a careful client does:
+    every request here is safe to repeat (the message carries an idempotency key)."""
+    for attempt in range(10):
+        try:
+            return await request()
+        except httpx.TransportError as error:
+            RETRIED.append(f"{what}: {error!r}")
+            await asyncio.sleep(0.2 * (attempt + 1))
+    return await request()
+
+
 async def _session(client: httpx.AsyncClient, base: str, session: str) -> float | str:
     """Send the message and wait until the session is idle: seconds, or what went wrong."""
     started = time.monotonic()
-    answer = await client.post(f"{base}/Agent/{session}/message", json={"text": f"rounds={ROUNDS}"})
+    answer = await _retrying(lambda: client.post(f"{base}/Agent/{session}/message", json={"text": f"rounds={ROUNDS}"},
+                                                 headers={"idempotency-key": f"load-{session}"}), "message")
     if answer.status_code != 200:
         return f"message: {answer.status_code} {answer.text[:200]}"
     task_id = answer.json()["task_id"]
@@ -161,12 +177,12 @@ async def _session(client: httpx.AsyncClient, base: str, session: str) -> float 
     # by another node and learn of it a moment after `message` answered; until then an attach
     # finds no such workflow (404).
     deadline = time.monotonic() + 60
-    while (done := await client.get(f"{base}/restate/workflow/Task/{task_id}/attach")).status_code == 404 \
-            and time.monotonic() < deadline:
+    while (done := await _retrying(lambda: client.get(f"{base}/restate/workflow/Task/{task_id}/attach"),
+                                   "attach")).status_code == 404 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     if done.status_code != 200 or done.json().get("status") != "done":
         return f"task: {done.status_code} {done.text[:200]}"
-    while (await client.post(f"{base}/Agent/{session}/status")).json()["state"] != "idle":
+    while (await _retrying(lambda: client.post(f"{base}/Agent/{session}/status"), "status")).json()["state"] != "idle":
         await asyncio.sleep(0.05)  # the task reports to the Agent one-way, a moment later
     return time.monotonic() - started
 
@@ -298,7 +314,11 @@ def run_configuration(root: Path, nodes: int, workers: int, count: int, work: di
         requests_before = len(_llm_requests(topology))
         cpu_before, clock, driver = cpu_seconds(topology.groups), time.monotonic(), time.process_time()
         with Sampler(topology) as sampler:
+            retried_before = len(RETRIED)
             latencies, errors, wall, bad_sent = asyncio.run(_run_sessions(topology, "s", count))
+            retried = len(RETRIED) - retried_before
+            for what in RETRIED[retried_before:][:5]:
+                log(f"retried: {what}")
         cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(topology.groups).items()}
         cpu["benchmark driver"] = time.process_time() - driver
         elapsed = time.monotonic() - clock
@@ -317,7 +337,7 @@ def run_configuration(root: Path, nodes: int, workers: int, count: int, work: di
             str(len(errors)), mb.get("restate", "–"), mb.get("worker", "–"),
             f"{busy / elapsed:.2f} cores: {split}", str(sampler.peak_sandboxes),
             f"{raw_s:.1f}", f"{tasks_s / raw_s:.0%}",
-            f"{bad_sent - sum(e.startswith('bad input') for e in errors)}/{bad_sent}",
+            f"{bad_sent - sum(e.startswith('bad input') for e in errors)}/{bad_sent}", str(retried),
             ", ".join(f"{k} {v}" for k, v in problems.items() if v) or "none"]
 
 
@@ -328,7 +348,7 @@ def _llm_requests(topology: Topology) -> list[str]:
 
 HEAD = ["topology", "sessions", "tasks/s", "model rounds/s", "message→idle p50 / p95 / p99 (s)", "errors",
         "peak RSS restate (MB)", "peak RSS workers (MB)", "CPU (cores used: split)", "peak live sandboxes",
-        "raw Restate tasks/s", "product / raw", "bad input → 4xx", "restate-server log"]
+        "raw Restate tasks/s", "product / raw", "bad input → 4xx", "client retries", "restate-server log"]
 
 
 def main() -> None:
