@@ -32,6 +32,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
 _MAX_LINE = 1 << 20
 
@@ -41,6 +42,7 @@ class Command:
         self.conn, self.pid, self.pidfd, self.op = conn, pid, pidfd, op
         self.pipes = [out_r, err_r]  # our copies of the read ends, drained once the worker is done
         self.exited = False
+        self.killed = False  # the worker asked for it to be killed (a timeout, a cancelled attempt)
         self.waiters = []  # connections of `stop` requests waiting for this command to end
 
 
@@ -96,6 +98,7 @@ class Supervisor:
         elif "kill" in req:
             command = self.commands.get(conn)
             if command is not None and not command.exited:
+                command.killed = True
                 kill_group(command.pid)
         elif "stop" in req:
             self.stop(conn, req["stop"])
@@ -139,8 +142,11 @@ class Supervisor:
         os.close(pidfd)
         cmd.exited = True
         code = os.waitstatus_to_exitcode(status)
-        if cmd.waiters:
+        if cmd.waiters or cmd.killed:
             kill_group(cmd.pid)  # stopped: what it left in the background goes too
+            # Reported once the whole group is gone, not only its leader: whoever is told
+            # "stopped" (stop_op, a cancelled attempt) may go on to run the next attempt.
+            until_gone(cmd.pid)
         for waiter in cmd.waiters:
             self.answer_and_close(waiter, {"stopped": True})
         cmd.waiters = []
@@ -216,6 +222,17 @@ def send(conn, message):
         conn.sendall(json.dumps(message).encode() + b"\n")
     finally:
         conn.setblocking(False)
+
+
+def until_gone(pgid, timeout=2.0):
+    """Wait (briefly) until no process of group `pgid` is left; the sandbox's init reaps them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.005)
 
 
 def kill_group(pgid):
