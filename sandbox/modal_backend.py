@@ -622,44 +622,36 @@ class ModalBackend:
     # ----- markers ---------------------------------------------------------------------
 
     async def write_marker(self, sandbox_id: str, name: str, data: str, *, durable: bool = True) -> None:
-        markers.check_name(name)
-        raw = data.encode()
-        if len(raw) > markers.MAX_BYTES:
-            raise ValueError(f"marker {name!r} is {len(raw)} bytes; at most {markers.MAX_BYTES} are kept")
         # `durable` changes nothing here: the record is as durable as the container's disk.
-
-        async def write(sb: Any) -> None:
-            spooled = f"{_SPOOL}/{secrets.token_hex(8)}"
-            await sb.filesystem.write_bytes.aio(raw, f"{_PRIVATE_DIR}/{spooled}")
-            # Renamed into place, so that a reader never sees a half-written record (the file
-            # API makes no such promise).
-            code, _, err = await _run(sb, "sh", "-c", 'mkdir -p "$1" && mv -f -- "$2" "$1/$3"', "agent-marker",
-                                      _MARKERS, spooled, name, workdir=_PRIVATE_DIR, timeout=60)
-            if code != 0:
-                raise RuntimeError(f"marker {name} could not be stored: {err.decode(errors='replace').strip()}")
-
-        await self._on(sandbox_id, write)
+        # Renamed into place, so that a reader never sees a half-written record (the file API
+        # makes no such promise).
+        await self._place_marker(sandbox_id, name, data, 'mkdir -p "$1" && mv -f -- "$2" "$1/$3"', (0,))
 
     async def create_marker(self, sandbox_id: str, name: str, data: str) -> bool:
+        # `ln` never replaces its target, so of two concurrent creates exactly one wins; exit 3
+        # says the record was there already.
+        script = ('mkdir -p "$1" || exit 1; if ln -- "$2" "$1/$3" 2>/dev/null; then rm -f -- "$2"; exit 0; fi; '
+                  'rm -f -- "$2"; [ -e "$1/$3" ] && exit 3; exit 1')
+        return await self._place_marker(sandbox_id, name, data, script, (0, 3)) == 0
+
+    async def _place_marker(self, sandbox_id: str, name: str, data: str, script: str, ok: tuple[int, ...]) -> int:
+        """Spool `data` in the private area, then let `script` ($1 the markers directory, $2 the
+        spooled file, $3 the name) put it in place; its exit code, one of `ok`."""
         markers.check_name(name)
         raw = data.encode()
         if len(raw) > markers.MAX_BYTES:
             raise ValueError(f"marker {name!r} is {len(raw)} bytes; at most {markers.MAX_BYTES} are kept")
 
-        async def create(sb: Any) -> bool:
+        async def place(sb: Any) -> int:
             spooled = f"{_SPOOL}/{secrets.token_hex(8)}"
             await sb.filesystem.write_bytes.aio(raw, f"{_PRIVATE_DIR}/{spooled}")
-            # `ln` never replaces its target, so of two concurrent creates exactly one wins;
-            # exit 3 says the record was there already.
-            script = ('mkdir -p "$1" || exit 1; if ln -- "$2" "$1/$3" 2>/dev/null; then rm -f -- "$2"; exit 0; fi; '
-                      'rm -f -- "$2"; [ -e "$1/$3" ] && exit 3; exit 1')
             code, _, err = await _run(sb, "sh", "-c", script, "agent-marker", _MARKERS, spooled, name,
                                       workdir=_PRIVATE_DIR, timeout=60)
-            if code not in (0, 3):
+            if code not in ok:
                 raise RuntimeError(f"marker {name} could not be stored: {err.decode(errors='replace').strip()}")
-            return code == 0
+            return code
 
-        return await self._on(sandbox_id, create)
+        return await self._on(sandbox_id, place)
 
     async def read_marker(self, sandbox_id: str, name: str) -> str | None:
         markers.check_name(name)
