@@ -19,12 +19,24 @@ def pending_restart_timers(stack, session: str) -> list[dict]:
         f"AND target_handler_name = 'restart' AND target_service_key = '{session}' AND status IN {PENDING}")
 
 
-def one_chain(timers: list[dict]) -> bool:
-    """Exactly one restart chain: one timer waiting, or one running (which may already have
+def at_most_one_chain(timers: list[dict]) -> bool:
+    """At most one restart chain: one timer waiting, or one running (which may already have
     scheduled its successor)."""
     waiting = [t for t in timers if t["status"] != "running"]
     running = [t for t in timers if t["status"] == "running"]
-    return len(waiting) <= 1 and len(running) <= 1 and len(timers) >= 1
+    return len(waiting) <= 1 and len(running) <= 1
+
+
+def longest_gap(samples: list[tuple[float, list[dict]]]) -> float:
+    """The longest time between a sample that saw no restart timer and the next one that saw
+    one; infinite if none did after it."""
+    longest, empty_since = 0.0, None
+    for at, timers in samples + [(float("inf"), [{}])]:
+        if not timers and empty_since is None:
+            empty_since = at
+        elif timers and empty_since is not None:
+            longest, empty_since = max(longest, at - empty_since), None
+    return longest
 
 
 def live_sandboxes(stack, session: str) -> list[str]:
@@ -47,7 +59,7 @@ def test_a_task_longer_than_three_ttls_keeps_every_file_with_one_timer_chain(sta
 
     chains = []
     while (state := stack.call("Agent", "ttl", "status")[1])["state"] == "running" or not state.get("plan"):
-        chains.append(pending_restart_timers(stack, "ttl"))
+        chains.append((time.monotonic(), pending_restart_timers(stack, "ttl")))
         time.sleep(0.3)
         assert time.monotonic() - started < 60, "task took too long"
     elapsed = time.monotonic() - started
@@ -60,9 +72,14 @@ def test_a_task_longer_than_three_ttls_keeps_every_file_with_one_timer_chain(sta
     assert elapsed / (ttl - margin + 1.2) - 1 <= sandbox["restarts"] <= elapsed / (ttl - margin) + 1, (
         elapsed, sandbox)
     assert sandbox["state"] == "running" and sandbox["restores"] == 0
-    # From the first create on, there is exactly one restart chain at every moment.
-    first = next(i for i, timers in enumerate(chains) if timers)
-    assert all(one_chain(timers) for timers in chains[first:]), chains
+    # From the first create on, there is never more than one restart chain, and never none for
+    # long. A sample may see none: a restart schedules its successor as a delayed send, which
+    # travels through Restate's outbox before it shows in sys_invocation, so a sample can fall
+    # between the old timer's end and the new one's arrival. That gap lasts milliseconds; a lost
+    # chain would leave none until the sandbox expired (a TTL, 3 s here).
+    first = next(i for i, (_, timers) in enumerate(chains) if timers)
+    assert all(at_most_one_chain(timers) for _, timers in chains[first:]), chains
+    assert longest_gap(chains[first:]) < ttl - margin, chains
     assert len(pending_restart_timers(stack, "ttl")) == 1
     assert live_sandboxes(stack, "ttl") == [sandbox["sandbox_id"]]
 
