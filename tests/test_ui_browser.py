@@ -79,16 +79,21 @@ def finished(page: Page, number: int):
     return page.locator(f'#timeline [data-kind="step_finished"][data-ref="step {number}"]')
 
 
-def text_files(page: Page):
+def expect_text_files(page: Page, names: list[str]) -> None:
+    """The files panel, refreshed, lists exactly these .txt files. On failure the message
+    shows what the panel says instead (an error, or "The workspace is empty.")."""
     page.click("#refresh-files")
-    return page.locator('#files a[data-path$=".txt"]')
+    try:
+        expect(page.locator('#files a[data-path$=".txt"]')).to_have_text(names)
+    except AssertionError as error:
+        raise AssertionError(f"the files panel says {page.locator('#files').inner_text()!r}") from error
 
 
 def run_three_steps(page: Page) -> None:
     send(page, "write three files")
     expect(page.locator("#state")).to_have_text("idle")
     expect(page.locator("#timeline .step-actions button.rewind")).to_have_count(3)  # every step's checkpoint
-    expect(text_files(page)).to_have_text(["a.txt", "b.txt", "c.txt"])
+    expect_text_files(page, ["a.txt", "b.txt", "c.txt"])
 
 
 def timeline_seqs(page: Page) -> list[int]:
@@ -196,7 +201,7 @@ def test_rewind_to_a_step_puts_its_workspace_back_and_dims_what_came_after(stack
     finished(page, 2).locator("button.rewind").click()
     expect(page.locator('#timeline [data-kind="rewound"]')).to_contain_text("rewound to step 2 (Write b)")
     expect(page.locator("#chat .msg.event").last).to_contain_text("rewound to step 2")
-    expect(text_files(page)).to_have_text(["a.txt", "b.txt"])
+    expect_text_files(page, ["a.txt", "b.txt"])
     expect(page.locator("#chat .msg.agent")).to_have_class(REWOUND)  # the answer is undone, and kept
     expect(page.locator("#chat .msg.user")).not_to_have_class(REWOUND)
     expect(finished(page, 3)).to_have_class(REWOUND)
@@ -223,9 +228,22 @@ def test_fork_from_a_step_opens_a_new_session_with_that_steps_workspace(stack_fa
     expect(page.locator(f'#sessions li.current[data-session="{fork}"]')).to_have_count(1)
     expect(page.locator("#chat .msg.event")).to_contain_text("forked from session orig at step 1 (Write a)")
     expect(page.locator("#chat .msg.user.inherited .body")).to_have_text("write three files")
-    expect(text_files(page)).to_have_text(["a.txt"])
+    expect_text_files(page, ["a.txt"])
 
     page.click('#sessions li[data-session="orig"] a')  # the original is as it was
     expect(page.locator("#session-title")).to_have_text("orig")
     expect(page.locator("#chat .msg.agent")).not_to_have_class(REWOUND)
-    expect(text_files(page)).to_have_text(["a.txt", "b.txt", "c.txt"])
+    expect_text_files(page, ["a.txt", "b.txt", "c.txt"])
+
+
+def test_the_files_panel_recovers_by_itself_when_restate_comes_back(stack_factory, page):
+    stack = stack_factory(THREE_FILES, ui=True)
+    open_session(page, stack, "away")
+    run_three_steps(page)
+
+    stack.kill_restate()
+    page.click("#refresh-files")
+    expect(page.locator("#files")).to_contain_text("unreachable")  # the 502 is shown, not hidden
+    stack.start_restate()
+    # No click: a failed refresh asks again until it is answered.
+    expect(page.locator('#files a[data-path$=".txt"]')).to_have_text(["a.txt", "b.txt", "c.txt"])

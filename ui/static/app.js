@@ -467,7 +467,11 @@ async function refreshFiles() {
   try {
     entries = (await api("/files?path=.")).entries;
   } catch (error) {
-    if (fresh()) $("files").replaceChildren(el("li", { class: "empty" }, error.status === 404 ? "No workspace yet." : error.message));
+    if (!fresh()) return;
+    $("files").replaceChildren(el("li", { class: "empty" }, error.status === 404 ? "No workspace yet." : error.message));
+    // A 5xx or a dropped connection is passing (Restate restarting, a worker replaced):
+    // ask again until it answers, so the panel never stays on a stale error.
+    if (!(error.status < 500)) later("files", refreshFiles, 2000);
     return;
   }
   if (!fresh()) return;
