@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from sandbox.paths import MOUNT_POINT
+from sandbox.protocol import COMMAND_DEFAULTS
 from sandbox.spawn import STAGE
 
 SANDBOX_UID = 1000  # the uid and gid a command sees; mapped to the unprivileged host uid
@@ -35,6 +36,7 @@ COMMAND_ENV = {
     "GIT_AUTHOR_EMAIL": "sandbox@localhost",
     "GIT_COMMITTER_NAME": "sandbox",
     "GIT_COMMITTER_EMAIL": "sandbox@localhost",
+    **COMMAND_DEFAULTS,
 }
 
 # The environment of the bwrap process itself: it only needs to exec.

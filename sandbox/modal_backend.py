@@ -70,6 +70,7 @@ from sandbox.output import (
 )
 from sandbox.pathwalk import MOUNT_POINT, Kind, Move, PathWalk, split_path
 from sandbox.protocol import (
+    COMMAND_DEFAULTS,
     ExecResult,
     FileEntry,
     FileMissing,
@@ -521,7 +522,7 @@ class ModalBackend:
         started = time.monotonic()
         try:
             proc = await sb.exec.aio(*_command_line(command, op_id), workdir=MOUNT_POINT, timeout=wait_s,
-                                     env={_OP_ENV: token}, text=False)
+                                     env={**COMMAND_DEFAULTS, _OP_ENV: token}, text=False)
             pumps = asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err))
             stopped: str | None = None  # why stopping what the command left failed ("" if it worked)
             try:

@@ -15,6 +15,12 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 
+# Set for every command, whatever the backend. No bytecode caches in the workspace: Python
+# checks a cached module against its source's size and mtime in whole seconds, so a file edited
+# to the same size within a second (`x + 2` to `x * 2`) would still run its old code.
+COMMAND_DEFAULTS = {"PYTHONDONTWRITEBYTECODE": "1"}
+
+
 class SandboxError(Exception):
     """Base class for errors a backend reports about a sandbox."""
 

@@ -47,6 +47,20 @@ def test_exec_runs_sh_in_the_workspace(backend: SandboxBackend, run: Run) -> Non
     assert run(backend.read_file(box.sandbox_id, "out.txt", 100)) == "made\n"
 
 
+def test_python_runs_a_module_as_it_is_now_after_an_edit_of_the_same_size(backend: SandboxBackend, run: Run) -> None:
+    # Python checks a cached module by its source's size and mtime (in seconds): an edit of the
+    # same size within one second (here: the same mtime, set) must not run the old code.
+    box = run(backend.create("box"))
+    same_time = "touch -d '2020-01-01 00:00:00' m.py && python3 -c 'import m; print(m.X)'"
+    run(backend.write_file(box.sandbox_id, "m.py", "X = 2 + 2\n"))
+    first = run(backend.exec(box.sandbox_id, same_time, 30))
+    run(backend.write_file(box.sandbox_id, "m.py", "X = 2 * 3\n"))
+    second = run(backend.exec(box.sandbox_id, same_time, 30))
+
+    assert (first.stdout, second.stdout) == ("4\n", "6\n")
+    assert [e.path for e in run(backend.list_files(box.sandbox_id, ".", 100))] == ["m.py"]
+
+
 def test_a_command_past_its_timeout_is_killed(backend: SandboxBackend, run: Run) -> None:
     box = run(backend.create("box"))
 
