@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 from app import retry, tools
@@ -36,6 +37,12 @@ NOT_RUN = ("error: not finished: this step says to run or test, and no command h
 NOT_CHECKED = ("error: not finished: you changed {path} and have not run anything since. Run it with "
                "run_command (for example on the examples from the request), check the output, fix what is "
                "wrong, then call finish.")
+EXAMPLES_FAIL = ("error: not finished: the examples in the docstrings of {paths} were run with `{command}` "
+                 "and some fail:\n{output}\nFix the code so that every example gives the expected result, "
+                 "then call finish.")
+EXAMPLES_UNKNOWN = ("error: not finished: the examples in the docstrings of {paths} were run with `{command}`, "
+                    "but no result came back:\n{output}\nCall finish again to run them again.")
+MAX_EXAMPLE_REFUSALS = 3  # per step: a model that cannot make them pass still finishes
 REPEATED_CALL = (
     "error: this is exactly the call you made in the previous round, and its result is above. "
     "Do something different (write or fix a file, run another command), or call finish if the "
@@ -95,7 +102,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                 # Small models loop on a call that just worked; re-running it helps nobody.
                 outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
                 refused += 1
-            elif (refusal := check.refusal(call)) is not None:
+            elif (refusal := await _examples_refusal(task, op_id, check, call) or check.refusal(call)) is not None:
                 outcome = tools.ToolOutcome(refusal, error=True)
                 failed = True  # so the same finish, made again, is not refused as a repeat
             else:
@@ -121,10 +128,35 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
 
 
+async def _examples_refusal(task: TaskRun, op_id: str, check: FinishCheck, call: dict[str, Any]) -> str | None:
+    """Before a `finish`: run the docstring examples (`>>>`, Python's doctest format) of the
+    Python files changed since their examples last ran, as a run_command of its own (journaled,
+    shown, approved like any other). The error to answer the finish with if one fails."""
+    paths = check.examples_due(call)
+    if not paths:
+        return None
+    command = "python3 -m doctest " + " ".join(shlex.quote(p) for p in paths)
+    probe = {"id": f"{op_id}-examples", "type": "function",
+             "function": {"name": "run_command", "arguments": json.dumps({"command": command, "timeout_s": 60})}}
+    ref = f"{op_id}/examples"
+    task.emit("tool_call", f"finish check: {tools.describe_call(probe, limit=400)}", ref=ref)
+    outcome = await tools.dispatch(task, ref, probe)
+    task.emit("tool_result", outcome.text.splitlines()[0][:200] if outcome.text else "", detail=outcome.text, ref=ref)
+    check.saw(probe, outcome)
+    check.examples_ran(paths, passed=outcome.exit_code == 0)
+    if outcome.exit_code == 0:
+        return None
+    # No exit code: the run was cut off (its worker killed) or refused. Never run again unasked:
+    # examples are code, and may have done part of what they do.
+    refusal = EXAMPLES_FAIL if outcome.exit_code is not None else EXAMPLES_UNKNOWN
+    return refusal.format(paths=", ".join(paths), command=command, output=outcome.text)
+
+
 class FinishCheck:
     """Whether a step may finish yet: a command must have run if the step says to run or test,
-    and after the last change to a Python file. Built from journaled results only (the tool
-    outcomes), so a replay refuses exactly the same calls."""
+    and after the last change to a Python file; a Python file's docstring examples must pass.
+    Built from journaled results only (the tool calls and outcomes), so a replay refuses exactly
+    the same calls."""
 
     def __init__(self, enabled: bool, step_text: str) -> None:
         self.enabled = enabled
@@ -132,25 +164,58 @@ class FinishCheck:
         self.ran = False
         self.unchecked: str | None = None  # a Python file changed since the last command
         self.refused = False
+        self.with_examples: set[str] = set()  # Python files that have docstring examples
+        self.examples_stale: list[str] = []  # ... changed since their examples last ran, in order
+        self.example_refusals = 0
 
     def saw(self, call: dict[str, Any], outcome: tools.ToolOutcome) -> None:
         name, args = _name_and_args(call)
         if name == "run_command" and not outcome.error:
             self.ran, self.unchecked = True, None
         elif name in ("write_file", "edit_file") and not outcome.error and str(args.get("path", "")).endswith(".py"):
-            self.unchecked = str(args["path"])
+            path = str(args["path"])
+            self.unchecked = path
+            written = str(args.get("content" if name == "write_file" else "new", ""))
+            if _has_examples(written):
+                self.with_examples.add(path)
+            elif name == "write_file":
+                self.with_examples.discard(path)
+            if path in self.with_examples and path not in self.examples_stale:
+                self.examples_stale.append(path)
 
     def refusal(self, call: dict[str, Any]) -> str | None:
-        """The error to answer a `finish` with, or None to let the call through."""
+        """The error to answer a `finish` with, or None to let the call through. Asked after
+        `examples_due` had its examples run: running them counts as running a command."""
         if not self.enabled or self.refused or _name_and_args(call)[0] != tools.FINISH:
             return None
         if self.says_run and not self.ran:
             self.refused = True
             return NOT_RUN
-        if self.unchecked is not None:
+        if self.unchecked is not None and self.unchecked not in self.with_examples:
             self.refused = True
             return NOT_CHECKED.format(path=self.unchecked)
         return None
+
+    def examples_due(self, call: dict[str, Any]) -> list[str]:
+        """The files whose examples a `finish` must run first (none once the model was told
+        MAX_EXAMPLE_REFUSALS times that they fail)."""
+        if not self.enabled or _name_and_args(call)[0] != tools.FINISH:
+            return []
+        if self.example_refusals >= MAX_EXAMPLE_REFUSALS:
+            return []
+        return [p for p in self.examples_stale if p in self.with_examples]
+
+    def examples_ran(self, paths: list[str], passed: bool) -> None:
+        """Passing examples are done with until their file changes; failing ones are run again
+        at the next finish, until the model was told MAX_EXAMPLE_REFUSALS times."""
+        if passed:
+            self.examples_stale = [p for p in self.examples_stale if p not in paths]
+        else:
+            self.example_refusals += 1
+
+
+def _has_examples(code: str) -> bool:
+    return any(line.lstrip().startswith(">>> ") for line in code.splitlines())
 
 
 def _name_and_args(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -64,6 +64,7 @@ class ToolOutcome:
     text: str
     finished: bool = False
     error: bool = False
+    exit_code: int | None = None  # run_command's, when the command ran
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,12 @@ class Tool:
                                                  "parameters": params}}
 
 
-def _outcome(out: SandboxNotice, text: str, error: bool = False) -> ToolOutcome:
+def _outcome(out: SandboxNotice, text: str, error: bool = False, exit_code: int | None = None) -> ToolOutcome:
     """The tool's text, after the sandbox's notice (a rollback) if there is one: the model must
     not go on believing in files that are gone."""
     if out.notice:
         text = f"[sandbox] {out.notice}\n\n{text}"
-    return ToolOutcome(text, error=error)
+    return ToolOutcome(text, error=error, exit_code=exit_code)
 
 
 async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
@@ -112,7 +113,7 @@ async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
     if out.exit_code != 0 and _MISSING_FILE.search(out.stderr or ""):
         parts.append("hint: a file this command needs does not exist. list_files shows what exists; "
                      "write_file creates a file.")
-    return _outcome(out, "\n".join(parts))
+    return _outcome(out, "\n".join(parts), exit_code=out.exit_code)
 
 
 async def _write_file(c: Call, a: WriteFileArgs) -> ToolOutcome:
@@ -188,7 +189,8 @@ async def dispatch(task: TaskRun, op_id: str, call: dict[str, Any]) -> ToolOutco
         if not is_tool_input_error(error):
             raise  # cancellation or a real failure: not the model's business
         return ToolOutcome(f"error: {error.message}{_RECOVERY.get(error.status_code, '')}", error=True)
-    return ToolOutcome(_clip(outcome.text), finished=outcome.finished, error=outcome.error)
+    return ToolOutcome(_clip(outcome.text), finished=outcome.finished, error=outcome.error,
+                       exit_code=outcome.exit_code)
 
 
 # What to do next, after a tool error of this status (a small model needs telling).

@@ -3,7 +3,8 @@
 With AGENT_PLANNING=auto (the offline model's default) a short request with no list in it
 runs as one step without asking the model for a plan; a request that lists several tasks is
 still planned by the model. With AGENT_FINISH_CHECK=on a step that says to run or test, or that
-changed a Python file, has its first unchecked `finish` refused with a message saying what to do.
+changed a Python file, has its first unchecked `finish` refused with a message saying what to do;
+a Python file with docstring examples has them run before its step may finish.
 """
 
 from __future__ import annotations
@@ -85,3 +86,46 @@ def test_the_finish_check_survives_a_worker_kill(stack_factory):
     assert read_file(stack, "s1", "checks.txt") == "checked\n"  # the check ran once
     assert "5" in results[-1]
     assert status(stack, "s1")["state"] == "idle"
+
+
+def _finish_checks(stack, session: str) -> list[dict]:
+    return [e for e in events(stack, session, "tool_call") if e["text"].startswith("finish check:")]
+
+
+def test_a_finish_runs_the_docstring_examples_and_is_refused_while_one_fails(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:double_fixed_after_examples", env=AIDS)
+    send_message(stack, "s1", "write double.py with a function double(x)")
+    final = wait_idle(stack, "s1", timeout=60)
+
+    results = _tool_messages(stack)
+    refusal = results[1]
+    assert refusal.startswith("error: not finished: the examples in the docstrings of double.py were run")
+    assert "Failed example:" in refusal and "Expected:\n    6\nGot:\n    5" in refusal
+    # The fixed file's examples ran again at the second finish, passed, and the step is done.
+    assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
+    assert events(stack, "s1", "final_answer")[-1]["text"] == "double.py fixed"
+    checks = _finish_checks(stack, "s1")
+    assert len(checks) == 2 and all('"command": "python3 -m doctest double.py"' in c["text"] for c in checks)
+    assert read_file(stack, "s1", "double.py").endswith("return x * 2\n")
+
+
+def test_examples_cut_off_by_a_worker_kill_are_reported_and_run_again_only_when_asked(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:slow_examples", env=AIDS)
+    send_message(stack, "s1", "write mark.py with a function mark()")
+    stack.wait_until(lambda: stack.call("Sandbox", "s1", "read_file", {"path": "examples.txt"})[0] == 200,
+                     timeout=60, message="the finish check running the examples")
+    stack.kill_worker()
+    time.sleep(0.5)
+    stack.start_worker()
+    final = wait_idle(stack, "s1", timeout=90)
+
+    results = _tool_messages(stack)
+    # The cut-off run is not called a failure, and the platform did not run the examples again
+    # on its own: the model's next finish did (the script's third round).
+    assert results[1].startswith("error: not finished: the examples in the docstrings of mark.py were run "
+                                 "with `python3 -m doctest mark.py`, but no result came back"), results[1]
+    assert "outcome unknown" in results[1]
+    assert len(_finish_checks(stack, "s1")) == 2
+    assert read_file(stack, "s1", "examples.txt") == "ran\nran\n"
+    assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 3
+    assert events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"

@@ -6,7 +6,7 @@ step's actions round by round (tests/fakes/scripts.py: `scripted`).
 
 from __future__ import annotations
 
-from tests.fakes.scripts import finish, run, scripted, slow, write
+from tests.fakes.scripts import edit, finish, run, scripted, slow, write
 
 UNEXPECTED_PLAN = [("planned by the model", "")]
 
@@ -29,3 +29,18 @@ add_checked_slowly = scripted(UNEXPECTED_PLAN, {1: [
     slow(run("echo checked >> checks.txt && python3 -c 'from add import add; print(add(2, 3))'"), 4.0),
     finish("add(2, 3) is 5"),
 ]})
+
+# "write double.py": the first version gets its own example wrong. Its finish runs the examples
+# and is refused with doctest's report; after the fix, the finish runs them again and is accepted.
+DOUBLE_WRONG = 'def double(x):\n    """Twice x.\n\n    >>> double(3)\n    6\n    """\n    return x + 2\n'
+double_fixed_after_examples = scripted(UNEXPECTED_PLAN, {1: [
+    write("double.py", DOUBLE_WRONG), finish("double.py written"),
+    edit("double.py", "x + 2", "x * 2"), finish("double.py fixed"),
+]})
+
+# An example that takes 4 s and records each run of it, so a test can SIGKILL the worker while
+# the finish check runs it.
+SLOW_EXAMPLE = ('import time\n\n\ndef mark():\n    """Record a run.\n\n    >>> mark()\n    \'marked\'\n    """\n'
+                '    with open("examples.txt", "a") as f:\n        f.write("ran\\n")\n'
+                '    time.sleep(4)\n    return "marked"\n')
+slow_examples = scripted(UNEXPECTED_PLAN, {1: [write("mark.py", SLOW_EXAMPLE), finish("mark.py written")]})
