@@ -146,20 +146,27 @@ async def interrupt(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     return InterruptOut(interrupted=True, task_id=current.task_id)
 
 
-@agent_object.handler(input_serde=BytesSerde())
-async def reset(ctx: ObjectContext, raw: bytes) -> InterruptOut:
-    """Start the workspace over: stop the running task, then terminate the sandbox and delete
-    its snapshots. The chat history stays. Repeating it is a no-op."""
-    no_input(raw)
+async def _end_workspace(ctx: ObjectContext) -> tuple[list[HistoryEntry], RunningTask | None]:
+    """Stop the running task (404 for an unknown session), then end the sandbox and its
+    snapshots, and release the checkpoints' (their workspaces are what this ends). A call, not
+    a send: when it returns, the workspace is really gone. The history and the stopped task."""
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
     current = await ctx.get("current", type_hint=RunningTask)
     if current is not None:
         await _stop(ctx, history, current)
-    # A call, not a send: when reset returns, the workspace is really gone.
     await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
-    await _drop_checkpoints(ctx, await _checkpoints(ctx))  # their workspaces are what reset ends
+    await _drop_checkpoints(ctx, await _checkpoints(ctx))
+    return history, current
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def reset(ctx: ObjectContext, raw: bytes) -> InterruptOut:
+    """Start the workspace over: stop the running task, then terminate the sandbox and delete
+    its snapshots. The chat history stays. Repeating it is a no-op."""
+    no_input(raw)
+    history, current = await _end_workspace(ctx)
     _append(ctx, history, "event", "workspace reset", None)
     emit(ctx, ctx.key(), "interrupted", "workspace reset")
     return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
@@ -463,13 +470,6 @@ async def delete(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     """Delete the session: stop its task, end its sandbox, release its checkpoints' snapshots
     and forget its history. Afterwards the session is unknown (404)."""
     no_input(raw)
-    history = await _history(ctx)
-    if not history:
-        raise not_found(f"unknown session {ctx.key()!r}")
-    current = await ctx.get("current", type_hint=RunningTask)
-    if current is not None:
-        await _stop(ctx, history, current)
-    await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
-    await _drop_checkpoints(ctx, await _checkpoints(ctx))
+    _, current = await _end_workspace(ctx)
     ctx.clear_all()
     return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
