@@ -83,6 +83,9 @@ logger = logging.getLogger(__name__)
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED = {"snapshots"}
+# How often a create looks for expired sandboxes to wipe (their TTL, if shorter): a look reads
+# every sandbox's record, so one per create would make N creates cost N² reads.
+SWEEP_EVERY_S = 10.0
 # Output still held open this long after the command's shell exited: what it left in the
 # background holds it, and keeps running; the supervisor drains it from then on.
 _DRAIN_AFTER_EXIT_S = 0.2
@@ -160,8 +163,14 @@ class LocalBackend:
             self._cgroups.sweep_stale()
         self._sweep()
 
+    def _sweep_if_due(self) -> None:
+        every = min(SWEEP_EVERY_S, self.limits.ttl_s or SWEEP_EVERY_S)
+        if time.monotonic() - self._swept_at >= every:
+            self._sweep()
+
     def _sweep(self) -> None:
         """Wipe expired sandboxes and leftovers of interrupted wipes (a crash mid-operation)."""
+        self._swept_at = time.monotonic()
         for d in self.root.iterdir():
             if not d.name.startswith(".") and d.name not in _RESERVED and (d / "meta.json").exists():
                 meta = self._read_meta_at(d)
@@ -264,7 +273,7 @@ class LocalBackend:
     async def create(self, name: str, snapshot_id: str | None = None) -> SandboxInfo:
         archive_path = self._snapshot_path(snapshot_id) if snapshot_id is not None else None
         async with self._locks[name]:
-            await asyncio.to_thread(self._sweep)
+            await asyncio.to_thread(self._sweep_if_due)
             meta = self._read_meta(name)
             if meta and not meta.gone and not meta.expired():
                 return self._info(meta)  # a retry after a create that was never recorded

@@ -55,7 +55,7 @@ def test_expiry_wipes_the_workspace_from_disk(local: MakeBackend, run: Run, sand
     run(backend.write_file(box.sandbox_id, "data.txt", "x"))
     workspace = next(sandbox_root.glob("*/box/project"))
 
-    run(backend.create("other"))  # any create sweeps expired sandboxes...
+    run(backend.create("other"))  # a create sweeps expired sandboxes (at most once a TTL or 10 s)...
     assert workspace.exists()
     time.sleep(1.2)
     run(backend.create("other-2"))
