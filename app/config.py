@@ -61,7 +61,8 @@ class Settings(BaseSettings):
 
     ingress_port: int = env("RESTATE_INGRESS_PORT", 8080)
     # Where the web UI finds the ingress when it is not on this machine (a container beside
-    # Restate's); unset: 127.0.0.1 at RESTATE_INGRESS_PORT.
+    # Restate's), or several, comma separated (a cluster's nodes, tried in turn when one cannot
+    # be reached); unset: 127.0.0.1 at RESTATE_INGRESS_PORT.
     ingress_url: str | None = env("RESTATE_INGRESS_URL", None)
     admin_port: int = env("RESTATE_ADMIN_PORT", 9070)
     worker_port: int = env("WORKER_PORT", 9080)
@@ -140,8 +141,11 @@ class Settings(BaseSettings):
         return list(dict.fromkeys(t for t in [self.ui_token.strip(), *self.ui_tokens] if t))
 
     @property
-    def restate_ingress(self) -> str:
-        return (self.ingress_url or f"http://127.0.0.1:{self.ingress_port}").rstrip("/")
+    def restate_ingresses(self) -> list[str]:
+        """The ingress URLs to use, in order: RESTATE_INGRESS_URL may list several, comma
+        separated (a cluster's nodes: any node's ingress serves any session)."""
+        urls = [u.strip().rstrip("/") for u in (self.ingress_url or "").split(",") if u.strip()]
+        return urls or [f"http://127.0.0.1:{self.ingress_port}"]
 
     @property
     def sandbox_root(self) -> Path:

@@ -206,10 +206,13 @@ class Supervisor:
     def _ui(self) -> Child:
         """The web UI server: it only talks to Restate's ingress, so it can start in any order."""
         port = self.config.ui_port
-        # The UI talks to the first node's ingress (in a cluster, any node's would do).
+        # The UI talks to the first node's ingress, and to the next one when it cannot reach it
+        # (in a cluster any node's serves any session).
         first = self.nodes[0]
         env = {**os.environ, "RESTATE_INGRESS_PORT": str(first.ingress_port),
                "RESTATE_ADMIN_PORT": str(first.admin_port)}
+        if len(self.nodes) > 1 and not os.environ.get("RESTATE_INGRESS_URL"):
+            env["RESTATE_INGRESS_URL"] = ",".join(node.ingress_url for node in self.nodes)
 
         def start() -> Process:
             return processes.start_ui(port, env, self.logs / "ui.log")

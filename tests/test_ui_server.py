@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.agent_helpers import send_message, wait_idle
+from tests.client import free_port
 from tests.ui_helpers import Sse, logged_events, sse_stream
 
 SCRIPTS = "tests.fakes.ui_scripts"
@@ -246,3 +247,19 @@ class _DeltaSink:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def test_an_ingress_that_cannot_be_reached_is_skipped_for_the_next(stack_factory):
+    # A cluster's UI is given every node's ingress (RESTATE_INGRESS_URL, comma separated): a
+    # node that is down must not take the UI down with it. Here the first "node" is a dead port.
+    stack = stack_factory("echo", ui=True)
+    stack.kill_ui()
+    stack.ui_env = {"RESTATE_INGRESS_URL": f"http://127.0.0.1:{free_port()},http://127.0.0.1:{stack.ingress_port}"}
+    stack.start_ui()
+    client = ui_client(stack)
+
+    sent = client.post("/api/sessions/two/message", json={"text": "hello"})  # a write: never sent before
+    assert sent.status_code == 200, sent.text
+    wait_idle(stack, "two")
+    history = client.get("/api/sessions/two/history")
+    assert history.status_code == 200 and [m["role"] for m in history.json()["messages"]] == ["user", "agent"]

@@ -41,28 +41,50 @@ class Answer:
 
 
 class Ingress:
-    def __init__(self, base_url: str) -> None:
+    """One or more ingresses of the same Restate cluster (any node's serves any session). A
+    request goes to the one that answered last; one that cannot be connected to is skipped for
+    the next. A request that may have reached a node (a connection lost mid-way) is not sent
+    again elsewhere, except a read; a timeout is not a reason to try another node."""
+
+    def __init__(self, base_urls: list[str]) -> None:
+        if not base_urls:
+            raise ValueError("no ingress URL")
+        self._urls = list(base_urls)
+        self._current = 0
         # trust_env=False: a proxy configured in the environment must never see loopback traffic.
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=CALL_TIMEOUT_S, trust_env=False)
+        self._http = httpx.AsyncClient(timeout=CALL_TIMEOUT_S, trust_env=False)
 
     async def call(self, service: str, key: str, handler: str, body: Any = None) -> Answer:
         """Invoke `service/key/handler` with `body`: JSON bytes as they are (the handler judges
         them), anything else encoded as JSON, or None for handlers that take no input."""
-        url = f"/{service}/{quote(key, safe='')}/{handler}"
+        path = f"/{service}/{quote(key, safe='')}/{handler}"
         content = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        timeout = READ_TIMEOUT_S if handler in READS else CALL_TIMEOUT_S
-        try:
-            # No content-type on an empty body: the ingress answers 400 to that.
-            response = await self._http.post(url, content=content or None, timeout=timeout,
-                                              headers={"content-type": "application/json"} if content else None)
-        except httpx.TimeoutException:
-            message = UNAVAILABLE.format(seconds=timeout)
-            return Answer(503, json.dumps({"message": message}).encode())
-        except httpx.HTTPError as error:
-            message = f"the Restate ingress is unreachable: {error!r}"
-            return Answer(502, json.dumps({"message": message}).encode())
-        return Answer(response.status_code, response.content,
-                      response.headers.get("content-type", "application/json"))
+        read = handler in READS
+        timeout = READ_TIMEOUT_S if read else CALL_TIMEOUT_S
+        for attempt in range(len(self._urls)):
+            at = self._current
+            try:
+                # No content-type on an empty body: the ingress answers 400 to that.
+                response = await self._http.post(self._urls[at] + path, content=content or None, timeout=timeout,
+                                                  headers={"content-type": "application/json"} if content else None)
+            except httpx.TimeoutException:  # slow is not gone: every node would be as slow
+                message = UNAVAILABLE.format(seconds=timeout)
+                return Answer(503, json.dumps({"message": message}).encode())
+            except httpx.HTTPError as error:
+                # Nothing was sent over a connection that was never made; a read is safe to repeat.
+                if (read or isinstance(error, httpx.ConnectError)) and attempt + 1 < len(self._urls):
+                    self._next(at)
+                    continue
+                message = f"the Restate ingress is unreachable: {error!r}"
+                return Answer(502, json.dumps({"message": message}).encode())
+            return Answer(response.status_code, response.content,
+                          response.headers.get("content-type", "application/json"))
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def _next(self, failed: int) -> None:
+        """Move on from the ingress at `failed` (unless a concurrent request already did)."""
+        if self._current == failed:
+            self._current = (failed + 1) % len(self._urls)
 
     async def read_events(self, session: str, after: int, limit: int = 500) -> Answer:
         """One page of the session's event log (Events.read), oldest first."""

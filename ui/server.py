@@ -61,7 +61,7 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 @dataclass
 class UiConfig:
-    ingress_url: str
+    ingress_urls: list[str]
     admin_url: str
     tokens: tuple[str, ...] = ()
     poll_interval_s: float = 0.1
@@ -72,12 +72,12 @@ class UiConfig:
         from app.config import settings  # the ports are the product's own settings
 
         s = settings()
-        return cls(ingress_url=s.restate_ingress, admin_url=f"http://127.0.0.1:{s.admin_port}",
+        return cls(ingress_urls=s.restate_ingresses, admin_url=f"http://127.0.0.1:{s.admin_port}",
                    tokens=tuple(s.ui_token_list), poll_interval_s=s.ui_poll_ms / 1000)
 
 
 def build_app(config: UiConfig) -> Starlette:
-    ingress = Ingress(config.ingress_url)
+    ingress = Ingress(config.ingress_urls)
     hub = Hub(ingress, config.poll_interval_s, config.heartbeat_s)
 
     def passthrough(answer: Answer) -> Response:
