@@ -24,6 +24,7 @@ from app.taskrun import TaskRun
 from app.validation import describe_errors
 
 MAX_RESULT_CHARS = 12_000
+_MISSING_PROGRAM = re.compile(r"(?:^|\n)(?:/bin/)?sh: \d+: ([^:\n]+): not found")  # dash's words
 _MISSING_FILE = re.compile(r"No such file or directory|can't open file|ModuleNotFoundError")
 
 
@@ -110,7 +111,11 @@ async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
         parts.append(f"stderr:\n{out.stderr}")
     if out.truncated and out.full_output_path:
         parts.append(f"(output was truncated; the full output is in {out.full_output_path})")
-    if out.exit_code != 0 and _MISSING_FILE.search(out.stderr or ""):
+    if out.exit_code == 127 and (missing := _MISSING_PROGRAM.search(out.stderr or "")):
+        parts.append(f"hint: {missing.group(1)} is not installed in this sandbox, and there is no network to "
+                     "install it. Use what is there: python3 and its standard library (python3 -m unittest "
+                     "runs tests, as does pytest), git and the usual shell tools.")
+    elif out.exit_code != 0 and _MISSING_FILE.search(out.stderr or ""):
         parts.append("hint: a file this command needs does not exist. list_files shows what exists; "
                      "write_file creates a file.")
     return _outcome(out, "\n".join(parts), exit_code=out.exit_code)

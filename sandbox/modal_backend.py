@@ -210,8 +210,9 @@ class ModalBackend:
         return self._app
 
     def _base_image(self) -> Any:
+        # The default image has what a coding agent reaches for first: git and pytest.
         image = (modal.Image.from_registry(self.limits.image) if self.limits.image
-                 else modal.Image.debian_slim().apt_install("git"))
+                 else modal.Image.debian_slim().apt_install("git").pip_install("pytest"))
         return image.workdir(MOUNT_POINT)
 
     @staticmethod

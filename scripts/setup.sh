@@ -48,6 +48,17 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
+# 3b. pytest for sandboxed commands: the local sandbox runs the host's /usr (bubblewrap binds it
+#     read-only), so what a coding agent reaches for first must be there. Modal's image has it too.
+if [ ! -x /usr/bin/pytest ]; then
+  echo "setup: installing python3-pytest for the sandbox"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pytest >/dev/null
+  fi
+fi
+
 # 4. Chromium, for the web UI's browser tests (tests/test_ui_browser.py drives Debian's
 #    /usr/bin/chromium through playwright; playwright never downloads a browser of its own).
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then

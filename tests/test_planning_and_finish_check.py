@@ -129,3 +129,13 @@ def test_examples_cut_off_by_a_worker_kill_are_reported_and_run_again_only_when_
     assert read_file(stack, "s1", "examples.txt") == "ran\nran\n"
     assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 3
     assert events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"
+
+
+def test_a_missing_program_gets_a_hint_and_pytest_is_there(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:missing_program", env=AIDS)
+    send_message(stack, "s1", "run the tests")
+    wait_idle(stack, "s1", timeout=60)
+
+    results = _tool_messages(stack)
+    assert results[0].startswith("exit code: 127") and "hint: cargo is not installed in this sandbox" in results[0]
+    assert results[2].startswith("exit code: 0") and "1 passed" in results[2], results[2]

@@ -44,3 +44,11 @@ SLOW_EXAMPLE = ('import time\n\n\ndef mark():\n    """Record a run.\n\n    >>> m
                 '    with open("examples.txt", "a") as f:\n        f.write("ran\\n")\n'
                 '    time.sleep(4)\n    return "marked"\n')
 slow_examples = scripted(UNEXPECTED_PLAN, {1: [write("mark.py", SLOW_EXAMPLE), finish("mark.py written")]})
+
+# A program the sandbox does not have, then one it does (pytest, on a unittest file).
+missing_program = scripted(UNEXPECTED_PLAN, {1: [
+    run("cargo test"),
+    write("test_one.py", "import unittest\n\n\nclass One(unittest.TestCase):\n"
+                         "    def test_one(self):\n        self.assertEqual(1, 1)\n"),
+    run("pytest -q test_one.py"),
+]})

@@ -100,6 +100,7 @@ _SDK: dict[str, inspect.Signature] = {name: _signature(real) for name, real in {
     "Image.from_registry": modal.Image.from_registry,
     "Image.from_id": modal.Image.from_id,
     "Image.apt_install": modal.Image.apt_install,
+    "Image.pip_install": modal.Image.pip_install,
     "Image.workdir": modal.Image.workdir,
     "Image.hydrate": modal.Image.hydrate,
     "image_delete": modal.experimental.image_delete,
@@ -181,6 +182,7 @@ class FakeImage:
                  hydrated: bool = False) -> None:
         self.fake, self.recipe, self.object_id, self.hydrated = fake, recipe, object_id, hydrated
         self.apt_install = _Local("Image.apt_install", self._apt_install)
+        self.pip_install = _Local("Image.pip_install", self._pip_install)
         self.workdir = _Local("Image.workdir", self._workdir)
         self.hydrate = _Aio(fake, "Image.hydrate", self._hydrate, None)
 
@@ -189,6 +191,9 @@ class FakeImage:
 
     def _apt_install(self, *packages: str) -> FakeImage:
         return FakeImage(self.fake, (*self.recipe, f"apt_install {' '.join(packages)}"))
+
+    def _pip_install(self, *packages: str) -> FakeImage:
+        return FakeImage(self.fake, (*self.recipe, f"pip_install {' '.join(packages)}"))
 
     def _workdir(self, path: str) -> FakeImage:
         return FakeImage(self.fake, (*self.recipe, f"workdir {path}"))

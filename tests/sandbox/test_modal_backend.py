@@ -70,7 +70,7 @@ def test_a_sandbox_is_the_named_modal_sandbox_with_the_limits_asked_for(fake: Fa
     sandbox = fake.sandboxes[info.sandbox_id]
     assert (sandbox.app_name, sandbox.name, sandbox.running()) == (DEFAULT_APP_NAME, "session-7-g1", True)
     assert (sandbox.idle_timeout, sandbox.cpu, sandbox.memory, sandbox.block_network) == (300, 2.0, 2048, True)
-    assert sandbox.image.recipe == ("debian_slim", "apt_install git", "workdir /project")
+    assert sandbox.image.recipe == ("debian_slim", "apt_install git", "pip_install pytest", "workdir /project")
     assert info.sandbox_id.startswith("sb-") and started + 600 <= info.expires_at + 0.01 <= time.time() + 600.01
     assert info.expires_at <= sandbox.deadline  # never later than Modal's own end
     assert run(backend.exec(info.sandbox_id, "pwd", 2.5)).stdout.endswith("/project\n")  # any timeout works
