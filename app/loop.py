@@ -28,6 +28,11 @@ SYSTEM_PROMPT = (
     "Use edit_file for small changes. When done, call finish with a one-line result. Be brief."
 )
 MAX_SUMMARY = 500
+REPEATED_PAIR = (
+    "error: you are repeating the same two calls in turn, with the same arguments, and their results "
+    "are above: nothing will change. Do something different (read the error, fix the code or the "
+    "command), or call finish if the step is done."
+)
 # The finish check (TaskSettings.finish_check): a step that says to run or test, or that changed
 # a Python file, has to run a command before its finish is accepted. Refused once per step, so
 # a model that insists still finishes.
@@ -65,6 +70,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     # worked is a loop; repeating one that failed may be a deliberate retry.
     previous_calls: list[dict[str, Any]] = []
     previous_failed = False
+    earlier: list[list[dict[str, Any]]] = []  # every round's calls, oldest first
     insisted = 0  # consecutive rounds made only of refused repeats
     last_success = ""  # the latest successful tool result, for a step closed on repeats
     check = FinishCheck(task.config.finish_check == "on", f"{step.title}\n{step.instructions}")
@@ -102,6 +108,10 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                 # Small models loop on a call that just worked; re-running it helps nobody.
                 outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
                 refused += 1
+            elif _in_a_cycle(call, earlier):
+                # ... or on two calls in turn (write the same file, run the same failing command).
+                outcome = tools.ToolOutcome(REPEATED_PAIR, error=True)
+                refused += 1
             elif (refusal := await _examples_refusal(task, op_id, check, call) or check.refusal(call)) is not None:
                 outcome = tools.ToolOutcome(refusal, error=True)
                 failed = True  # so the same finish, made again, is not refused as a repeat
@@ -125,6 +135,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
             return StepResult(status="done", usage=usage,
                               summary=f"{last_success[:MAX_SUMMARY]} (closed: the model kept repeating this call)")
         previous_calls, previous_failed = calls, failed
+        earlier.append(calls)
     return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds", usage=usage)
 
 
@@ -233,6 +244,20 @@ def _same_call(call: dict[str, Any], previous: list[dict[str, Any]]) -> bool:
     return any(p.get("function", {}).get("name") == fn.get("name")
                and _canonical(p.get("function", {}).get("arguments")) == _canonical(fn.get("arguments"))
                for p in previous)
+
+
+def _in_a_cycle(call: dict[str, Any], earlier: list[list[dict[str, Any]]]) -> bool:
+    """Whether `call` repeats the round before last while the last round repeated the one
+    before it (A, B, A, and now B again, with the same arguments each time), and one of the
+    two writes a file: writing the same text again changes nothing, so neither will the other
+    call. (Two commands in turn may be polling something that changes, like a server starting.)"""
+    if len(earlier) < 3 or not _same_call(call, earlier[-2]):
+        return False
+    pair = [call, *earlier[-1]]
+    return (len(earlier[-1]) == len(earlier[-3])
+            and all(_same_call(c, earlier[-3]) for c in earlier[-1])
+            and not all(_same_call(c, earlier[-2]) for c in earlier[-1])
+            and any(c.get("function", {}).get("name") in ("write_file", "edit_file") for c in pair))
 
 
 def _canonical(arguments: object) -> str:

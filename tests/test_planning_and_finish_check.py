@@ -139,3 +139,17 @@ def test_a_missing_program_gets_a_hint_and_pytest_is_there(stack_factory):
     results = _tool_messages(stack)
     assert results[0].startswith("exit code: 127") and "hint: cargo is not installed in this sandbox" in results[0]
     assert results[2].startswith("exit code: 0") and "1 passed" in results[2], results[2]
+
+
+def test_two_calls_repeated_in_turn_are_refused_and_the_step_closes(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:write_run_cycle", env=AIDS)
+    send_message(stack, "s1", "make check.py pass")
+    final = wait_idle(stack, "s1", timeout=60)
+
+    results = [e["detail"] for e in events(stack, "s1", "tool_result")]
+    # run (no file yet), write, run (exit 1): then the same write again is refused, and so is
+    # the same run after it; two rounds of nothing but refusals close the step.
+    assert results[2].startswith("exit code: 1")
+    assert results[3:] == [loop.REPEATED_PAIR, loop.REPEATED_PAIR], results
+    assert final["last_usage"]["rounds"] == 5
+    assert "closed: the model kept repeating" in events(stack, "s1", "step_finished")[-1]["text"]

@@ -52,3 +52,11 @@ missing_program = scripted(UNEXPECTED_PLAN, {1: [
                          "    def test_one(self):\n        self.assertEqual(1, 1)\n"),
     run("pytest -q test_one.py"),
 ]})
+
+# The loop a small model fell into: the same failing command and the same file, in turn.
+write_run_cycle = scripted(UNEXPECTED_PLAN, {1: [
+    run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
+    run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
+    run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
+    run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
+]})
