@@ -104,11 +104,12 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         for index, call in enumerate(calls):
             op_id = f"{task.task_id}/s{number}/r{round_no}/c{index}"
             task.emit("tool_call", tools.describe_call(call, limit=400), ref=op_id)
-            if _same_call(call, previous_calls) and not previous_failed:
+            finishing = call.get("function", {}).get("name") == tools.FINISH  # the finish check judges those
+            if not finishing and _same_call(call, previous_calls) and not previous_failed:
                 # Small models loop on a call that just worked; re-running it helps nobody.
                 outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
                 refused += 1
-            elif _in_a_cycle(call, earlier):
+            elif not finishing and _in_a_cycle(call, earlier):
                 # ... or on two calls in turn (write the same file, run the same failing command).
                 outcome = tools.ToolOutcome(REPEATED_PAIR, error=True)
                 refused += 1

@@ -153,3 +153,17 @@ def test_two_calls_repeated_in_turn_are_refused_and_the_step_closes(stack_factor
     assert results[3:] == [loop.REPEATED_PAIR, loop.REPEATED_PAIR], results
     assert final["last_usage"]["rounds"] == 5
     assert "closed: the model kept repeating" in events(stack, "s1", "step_finished")[-1]["text"]
+
+
+def test_a_finish_is_judged_by_its_examples_even_after_the_same_write_and_at_most_three_times(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:same_wrong_again", env=AIDS)
+    send_message(stack, "s1", "write double.py with a function double(x)")
+    final = wait_idle(stack, "s1", timeout=60)
+
+    results = [e["detail"] for e in events(stack, "s1", "tool_result") if not e["ref"].endswith("/examples")]
+    fails = "error: not finished: the examples in the docstrings of double.py were run"
+    # write, finish (refused), the same write, the same finish: refused by its examples again,
+    # not as a repeat; then the script's own finish, refused a third time; the fourth goes through.
+    assert [r.startswith(fails) for r in results] == [False, True, False, True, True, False], results
+    assert len(_finish_checks(stack, "s1")) == 3
+    assert final["last_usage"]["rounds"] == 6 and events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"

@@ -60,3 +60,9 @@ write_run_cycle = scripted(UNEXPECTED_PLAN, {1: [
     run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
     run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
 ]})
+
+# A model that cannot fix its example: it writes the same wrong file again after the report.
+same_wrong_again = scripted(UNEXPECTED_PLAN, {1: [
+    write("double.py", DOUBLE_WRONG), finish("double.py written"),
+    write("double.py", DOUBLE_WRONG), finish("double.py written"),
+]})
