@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     temperature: float | None = env("AGENT_TEMPERATURE", None)
     # The model's context window in tokens; unset: see `model_context_tokens()`.
     context_tokens: int | None = env("AGENT_CONTEXT_TOKENS", None, ge=1024)
+    # The most tokens one model answer may take (max_tokens); unset: the room the window keeps
+    # for the answer with the offline model (a quarter of it), no limit sent to a provider.
+    max_answer_tokens: int | None = env("AGENT_MAX_ANSWER_TOKENS", None, ge=16)
 
     # The embedded offline model (used when neither key nor base URL is set).
     local_model: Literal["1.5b", "0.5b"] = env("LOCAL_MODEL", "1.5b")
@@ -167,6 +170,17 @@ class Settings(BaseSettings):
         if self.context_tokens is not None:
             return self.context_tokens
         return self.local_model_ctx if not (self.openai_base_url or self.openai_api_key) else 128_000
+
+    def answer_token_limit(self) -> int | None:
+        """max_tokens for every model round. The offline model gets the answer room its window
+        keeps (app/context.py): a small model can run on writing one file until its context is
+        full, which on 2 CPUs is a quarter of an hour for one round. A provider's model gets
+        none unless AGENT_MAX_ANSWER_TOKENS says so (reasoning models reject max_tokens)."""
+        if self.max_answer_tokens is not None:
+            return self.max_answer_tokens
+        from app.context import answer_tokens  # app.context is pure arithmetic, no import cycle
+
+        return answer_tokens(self.model_context_tokens()) if self.offline() else None
 
     def offline(self) -> bool:
         """Whether the embedded offline model answers (neither a key nor a base URL is set)."""

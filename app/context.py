@@ -28,9 +28,14 @@ LONG_ARGUMENT = 200  # an older tool call's string argument longer than this is 
 POINTER_MIN = 400  # a tool output shorter than this stays: its pointer would save little
 
 
+def answer_tokens(context_tokens: int) -> int:
+    """The room kept for the model's answer: a quarter of the window, at least 1,024 tokens."""
+    return max(MIN_ANSWER_TOKENS, context_tokens // 4)
+
+
 def prompt_budget(context_tokens: int) -> int:
     """Tokens a prompt (messages and tool schemas) may take, leaving room for the answer."""
-    return max(0, context_tokens - max(MIN_ANSWER_TOKENS, context_tokens // 4))
+    return max(0, context_tokens - answer_tokens(context_tokens))
 
 
 def upper_bound(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:

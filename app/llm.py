@@ -39,10 +39,17 @@ if TYPE_CHECKING:
 # reads, sandbox operations, event appends) starts a fresh worker.
 
 
+CUT_OFF = ("your answer was cut off after {tokens} tokens, the most one answer may take, so nothing in it "
+           "was done. Make it shorter: write a long file in parts (write_file the first part, then "
+           "edit_file to add the rest), or say less.")
+CUT_OFF_KEPT = 200  # characters of a cut-off answer kept in the transcript
+
+
 class ModelClient:
     def __init__(self, config: Settings) -> None:
         base_url, api_key, self.model, self.tool_mode = config.llm_endpoint()
         self.temperature = config.sampling_temperature()
+        self.max_tokens = config.answer_token_limit()
         # max_retries=0: retries belong to the journaled step (retry.model_step), where they are
         # bounded, backed off and visible in the Restate UI. The client's own retries (2 by
         # default, with their own sleeps) would multiply with Restate's: every step attempt
@@ -72,6 +79,8 @@ class ModelClient:
         request: dict[str, Any] = {"model": self.model}
         if self.temperature is not None:
             request["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            request["max_tokens"] = self.max_tokens
         if self.tool_mode == "structured":
             request["messages"] = _structured_messages(messages, tools)
             request["response_format"] = structured_tools.response_format_for(tools)
@@ -120,6 +129,11 @@ class ModelClient:
             rounds=1,
         )
         message: dict[str, Any] = {"role": "assistant", "content": choice.content or ""}
+        if response.choices[0].finish_reason == "length":
+            # Cut off at max_tokens: a half-written call must not run (a truncated write_file
+            # would pass for a whole one in native mode), nor fill the next prompt.
+            message["content"] = message["content"][:CUT_OFF_KEPT] + " … [cut off]"
+            return ModelTurn(message=message, usage=usage, format_error=CUT_OFF.format(tokens=usage.completion_tokens))
         if self.tool_mode == "structured":
             try:
                 message["tool_calls"] = structured_tools.to_tool_calls(choice.content or "", call_id_prefix)

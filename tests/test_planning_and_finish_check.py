@@ -167,3 +167,16 @@ def test_a_finish_is_judged_by_its_examples_even_after_the_same_write_and_at_mos
     assert [r.startswith(fails) for r in results] == [False, True, False, True, True, False], results
     assert len(_finish_checks(stack, "s1")) == 3
     assert final["last_usage"]["rounds"] == 6 and events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"
+
+
+def test_an_answer_cut_off_at_max_tokens_does_nothing_and_the_model_is_told(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:cut_then_short",
+                          env={**AIDS, "AGENT_MAX_ANSWER_TOKENS": "300"})
+    send_message(stack, "s1", "write long.py")
+    wait_idle(stack, "s1", timeout=60)
+
+    requests = [e["request"] for e in stack.llm_requests()]
+    assert all(r.get("max_tokens") == 300 for r in requests)
+    told = [m["content"] for m in requests[1]["messages"] if m["role"] == "user"][-1]
+    assert told.startswith("error: your answer was cut off after") and "nothing in it was done" in told
+    assert read_file(stack, "s1", "long.py") == "x = 1\n"  # only the whole answer's write happened

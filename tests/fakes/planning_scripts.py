@@ -6,6 +6,8 @@ step's actions round by round (tests/fakes/scripts.py: `scripted`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.fakes.scripts import edit, finish, run, scripted, slow, write
 
 UNEXPECTED_PLAN = [("planned by the model", "")]
@@ -65,4 +67,9 @@ write_run_cycle = scripted(UNEXPECTED_PLAN, {1: [
 same_wrong_again = scripted(UNEXPECTED_PLAN, {1: [
     write("double.py", DOUBLE_WRONG), finish("double.py written"),
     write("double.py", DOUBLE_WRONG), finish("double.py written"),
+]})
+
+# An answer cut off at max_tokens (a write_file of a long file), then a short one.
+cut_then_short = scripted(UNEXPECTED_PLAN, {1: [
+    replace(write("long.py", "x = 1\n" * 50), cut_off=True), write("long.py", "x = 1\n"), run("python3 long.py"),
 ]})

@@ -51,6 +51,7 @@ class Reply:
     retry_after: float | None = None
     error_message: str = "scripted error"
     delay_s: float = 0.0
+    cut_off: bool = False  # answered as if max_tokens ran out: finish_reason "length"
 
     def summary(self) -> dict[str, Any]:
         """What the request log records about this reply: the fields that say something."""
@@ -226,6 +227,8 @@ def _tool_calls(reply: Reply, digest: str) -> list[tuple[str, str, str]]:
 
 
 def _finish_reason(reply: Reply) -> str:
+    if reply.cut_off:
+        return "length"
     return "tool_calls" if reply.tool_calls else "stop"
 
 
