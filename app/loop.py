@@ -23,9 +23,9 @@ from app.window import StepWindow
 SYSTEM_PROMPT = (
     "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
     "python3 is installed and there is no network. Use the tools to do the current step: write "
-    "complete code to files (never a stub) that works for every input, not only the examples, then "
-    "run it to check it, for example on the examples given in the request, and fix what is wrong. "
-    "Use edit_file for small changes. When done, call finish with a one-line result. Be brief."
+    "complete code to files (never a stub), then run it to check it, for example on the examples "
+    "given in the request, and fix what is wrong. Use edit_file for small changes. When done, call "
+    "finish with a one-line result. Be brief."
 )
 MAX_SUMMARY = 500
 REPEATED_PAIR = (
