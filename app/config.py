@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.context import answer_tokens
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -178,8 +180,6 @@ class Settings(BaseSettings):
         none unless AGENT_MAX_ANSWER_TOKENS says so (reasoning models reject max_tokens)."""
         if self.max_answer_tokens is not None:
             return self.max_answer_tokens
-        from app.context import answer_tokens  # app.context is pure arithmetic, no import cycle
-
         return answer_tokens(self.model_context_tokens()) if self.offline() else None
 
     def offline(self) -> bool:

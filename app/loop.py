@@ -125,7 +125,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                 elif not outcome.error:
                     last_success = outcome.text
             text = outcome.text
-            task.emit("tool_result", text.splitlines()[0][:200] if text else "", detail=text, ref=op_id)
+            _emit_result(task, op_id, text)
             messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": text})
         if finished is not None:
             return StepResult(status="done", summary=finished, usage=usage)
@@ -153,7 +153,7 @@ async def _examples_refusal(task: TaskRun, op_id: str, check: FinishCheck, call:
     ref = f"{op_id}/examples"
     task.emit("tool_call", f"finish check: {tools.describe_call(probe, limit=400)}", ref=ref)
     outcome = await tools.dispatch(task, ref, probe)
-    task.emit("tool_result", outcome.text.splitlines()[0][:200] if outcome.text else "", detail=outcome.text, ref=ref)
+    _emit_result(task, ref, outcome.text)
     check.saw(probe, outcome)
     check.examples_ran(paths, passed=outcome.exit_code == 0)
     if outcome.exit_code == 0:
@@ -162,6 +162,11 @@ async def _examples_refusal(task: TaskRun, op_id: str, check: FinishCheck, call:
     # examples are code, and may have done part of what they do.
     refusal = EXAMPLES_FAIL if outcome.exit_code is not None else EXAMPLES_UNKNOWN
     return refusal.format(paths=", ".join(paths), command=command, output=outcome.text)
+
+
+def _emit_result(task: TaskRun, ref: str, text: str) -> None:
+    """The tool_result event: the first line as its text, the whole result as its detail."""
+    task.emit("tool_result", text.splitlines()[0][:200] if text else "", detail=text, ref=ref)
 
 
 class FinishCheck:
