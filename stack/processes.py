@@ -368,8 +368,24 @@ def kill_group(proc: Process, sig: int = signal.SIGKILL) -> None:
 
 def stop(proc: Process, grace: float = 5.0) -> None:
     """Stop `proc` and everything it started: SIGTERM, up to `grace` seconds, then SIGKILL."""
-    stop_group(proc.pid, grace)
-    proc.wait()
+    stop_together([proc], grace)
+
+
+def stop_together(procs: list[Process], grace: float = 5.0) -> list[Process]:
+    """Stop several processes and everything they started at once: SIGTERM every group, one
+    shared `grace` for all of them, then SIGKILL what is left. One after the other, the grace
+    would add up, and a process whose peers are already gone (a Restate node that lost its
+    quorum) can spend all of its grace waiting for them. Returns those the grace ran out on."""
+    for proc in procs:
+        signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(group_alive(proc.pid) for proc in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = [proc for proc in procs if group_alive(proc.pid)]
+    for proc in procs:
+        kill_pgid(proc.pid)
+        proc.wait()
+    return killed
 
 
 # --- logs --------------------------------------------------------------------------------------

@@ -482,12 +482,16 @@ class Supervisor:
                 self._write_pid_file(child)
 
     def _stop_all(self) -> None:
-        """Stop every child: Restate first, so that it stops sending work, then the others."""
+        """Stop every child: Restate's nodes first, all at once, so that no more work is sent and
+        none of them waits for peers already gone; then the others, all at once."""
         running = [child for child in self.children if child.proc is not None]
-        for child in running:
-            assert child.proc is not None
-            processes.stop(child.proc, grace=10.0)
-            child.proc = None
+        nodes = {node.name for node in self.nodes}
+        for phase in ([c for c in running if c.name in nodes], [c for c in running if c.name not in nodes]):
+            killed = processes.stop_together([c.proc for c in phase if c.proc is not None], grace=10.0)
+            for child in phase:
+                if child.proc in killed:
+                    self._log(f"{child.name} did not stop within 10 s of SIGTERM: killed")
+                child.proc = None
         for pool in self.pools:
             self._close(pool)
         for child in self.children:

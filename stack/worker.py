@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import signal
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from restate.server import install_shutdown_hook
 
 
 def main() -> None:
@@ -29,7 +32,24 @@ def main() -> None:
     app = getattr(importlib.import_module(module), attribute or "app")
     config = Config.from_toml(args.config) if args.config else Config()
     config.bind = [args.bind]
-    asyncio.run(serve(app, config, mode="asgi"))  # serve() stops cleanly on SIGTERM and SIGINT
+    asyncio.run(_serve(app, config))
+
+
+async def _serve(app: Any, config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then stop as hypercorn does (close the listener, give
+    open requests `graceful_timeout`).
+
+    hypercorn's own signal handling cannot be used: on its first request the Restate SDK puts
+    its SIGTERM handler on the event loop in hypercorn's place (it tells running invocations
+    the input is closing, nothing more), so SIGTERM stopped nothing and every stop waited for
+    the supervisor's grace and a SIGKILL. The SDK's hook registry chains handlers instead of
+    replacing them; stopping the server is registered there, beside the SDK's own hook.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        install_shutdown_hook(loop, stop.set, signum)
+    await serve(app, config, mode="asgi", shutdown_trigger=stop.wait)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ scripted OpenAI-compatible model server driven through the real `openai` client.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import httpx
 
 from app.once import WORKER_STOPPED
+from stack import processes
 from tests.agent_helpers import (
     history, read_file, repeated_requests, send_message, status, tool_results, try_read_file, wait_idle,
 )
@@ -73,6 +75,29 @@ def test_worker_killed_in_a_tool_call_between_steps_and_in_a_model_call(stack_fa
     rounds = [e for e in stack.llm_requests() if e["attempt"] == 0]
     assert len(rounds) == 1 + 3 + 3  # plan, step 1, step 2: each distinct request once
     assert [m["role"] for m in history(stack, "crash")] == ["user", "agent"]
+
+
+def test_worker_stopped_with_sigterm_mid_command_exits_by_itself_and_the_task_finishes(stack_factory):
+    """A stop (SIGTERM to the worker's process group, as the supervisor or any orchestrator
+    sends it) ends the worker by itself, within hypercorn's graceful_timeout (3 s): no SIGKILL
+    needed. The next worker carries the task on, with nothing done twice."""
+    stack = stack_factory(f"{SCRIPTS}:appender")
+    send_message(stack, "term", "append four lines")
+    stack.wait_until(lambda: try_read_file(stack, "term", "log.txt") == "one\n", message="first append")
+    time.sleep(1.0)  # inside `sleep 3; echo two >> log.txt`
+    worker, stack.worker = stack.worker, None
+    processes.signal_group(worker.pid, signal.SIGTERM)
+    try:
+        assert worker.wait(timeout=10) == 0
+    finally:
+        processes.kill_group(worker)  # whatever is left if it did not stop
+    stack.start_worker()
+
+    final = wait_idle(stack, "term", timeout=90)
+    assert [p["status"] for p in final["plan"]] == ["done", "done"]
+    lines = read_file(stack, "term", "log.txt").splitlines()
+    # The command cut off by the stop may or may not have appended "two"; nothing ran twice.
+    assert [line for line in lines if line != "two"] == ["one", "three", "four"] and lines.count("two") <= 1, lines
 
 
 def test_restate_server_killed_mid_task(stack_factory):
