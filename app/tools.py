@@ -35,7 +35,8 @@ class RunCommandArgs(BaseModel):
 
 class WriteFileArgs(BaseModel):
     path: str = Field(min_length=1, description="Path relative to /project")
-    content: str = Field(max_length=1_000_000)
+    # The media type marks it for structured mode: written raw after the call (app/structured_tools.py).
+    content: str = Field(max_length=1_000_000, json_schema_extra={"contentMediaType": "text/plain"})
 
 
 class ReadFileArgs(BaseModel):
