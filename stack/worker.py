@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import importlib
 import signal
+import traceback
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -44,12 +45,23 @@ async def _serve(app: Any, config: Config) -> None:
     the input is closing, nothing more), so SIGTERM stopped nothing and every stop waited for
     the supervisor's grace and a SIGKILL. The SDK's hook registry chains handlers instead of
     replacing them; stopping the server is registered there, beside the SDK's own hook.
+
+    While connections drain, hypercorn's HTTP/2 handler can trip over a frame Restate sent for
+    a stream it has already closed (a KeyError out of its task group). The stop was asked for
+    and nothing is lost by it (an invocation cut off resumes on the next worker), so it is
+    logged and the worker still exits 0; before a stop, any error ends the worker as usual.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         install_shutdown_hook(loop, stop.set, signum)
-    await serve(app, config, mode="asgi", shutdown_trigger=stop.wait)
+    try:
+        await serve(app, config, mode="asgi", shutdown_trigger=stop.wait)
+    except Exception:
+        if not stop.is_set():
+            raise
+        traceback.print_exc()
+        print("worker: the error above came while connections closed, after the stop was asked for", flush=True)
 
 
 if __name__ == "__main__":
