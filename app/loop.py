@@ -43,8 +43,8 @@ NOT_CHECKED = ("error: not finished: you changed {path} and have not run anythin
                "run_command (for example on the examples from the request), check the output, fix what is "
                "wrong, then call finish.")
 EXAMPLES_FAIL = ("error: not finished: the examples in the docstrings of {paths} were run with `{command}` "
-                 "and some fail:\n{output}\nFix the code so that every example gives the expected result, "
-                 "then call finish.")
+                 "and some fail:\n{output}\nThe examples are right and the code is wrong: fix the code (write "
+                 "the whole file again with write_file), leave the examples as they are, then call finish.")
 EXAMPLES_UNKNOWN = ("error: not finished: the examples in the docstrings of {paths} were run with `{command}`, "
                     "but no result came back:\n{output}\nCall finish again to run them again.")
 MAX_EXAMPLE_REFUSALS = 3  # per step: a model that cannot make them pass still finishes
