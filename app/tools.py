@@ -9,6 +9,7 @@ a tool error: they cost a round, never the task.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass
@@ -125,7 +126,37 @@ async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
 async def _write_file(c: Call, a: WriteFileArgs) -> ToolOutcome:
     out = await c.task.ctx.object_call(sandbox.write_file, key=c.task.session_id,
                                        arg=WriteFileIn(op_id=c.op_id, path=a.path, content=a.content))
-    return _outcome(out, out.detail, error=not out.ok)
+    notes = python_notes(a.path, a.content) if out.ok else []
+    return _outcome(out, "\n".join([out.detail, *notes]), error=not out.ok)
+
+
+def python_notes(path: str, code: str) -> list[str]:
+    """What is plainly wrong with a Python file just written, said at once rather than found
+    by running it: it does not parse, or a function is a stub (a docstring, `pass` or `...`
+    and nothing else; a small model often writes the request's signature back and stops).
+    A pure function of the call's arguments, so a replay says the same."""
+    if not path.endswith(".py"):
+        return []
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as error:
+        return [f"note: {path} is not valid Python: line {error.lineno}: {error.msg}. Fix it."]
+    stubs = [node.name for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node)]
+    if not stubs:
+        return []
+    which = f"{stubs[0]} has" if len(stubs) == 1 else f"{', '.join(stubs)} have"
+    return [f"note: in {path}, {which} no code yet (only a docstring, pass or ...). Write the code."]
+
+
+def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    decorators = {ast.unparse(d).rsplit(".", 1)[-1] for d in function.decorator_list}
+    if decorators & {"abstractmethod", "overload"}:
+        return False  # meant to have no body
+    return all(isinstance(stmt, ast.Pass)
+               or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                   and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis))
+               for stmt in function.body)
 
 
 async def _read_file(c: Call, a: ReadFileArgs) -> ToolOutcome:

@@ -141,6 +141,29 @@ def test_a_missing_program_gets_a_hint_and_pytest_is_there(stack_factory):
     assert results[2].startswith("exit code: 0") and "1 passed" in results[2], results[2]
 
 
+def test_a_stub_or_a_broken_python_file_is_pointed_out_by_its_write(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:stub_then_broken", env=AIDS)
+    send_message(stack, "s1", "write half.py")
+    wait_idle(stack, "s1", timeout=60)
+
+    stub, broken, whole = [e["detail"] for e in events(stack, "s1", "tool_result")][:3]
+    assert stub.splitlines() == ["wrote 64 bytes to half.py",
+                                 "note: in half.py, half has no code yet (only a docstring, pass or ...). "
+                                 "Write the code."]
+    assert broken.splitlines()[1].startswith("note: half.py is not valid Python: line 2:"), broken
+    assert whole == "wrote 30 bytes to half.py"  # nothing to say about it
+    assert read_file(stack, "s1", "half.py") == "def half(x):\n    return x / 2\n"
+
+
+def test_python_notes_leave_what_is_meant_to_have_no_body_alone():
+    from app.tools import python_notes
+
+    abstract = "import abc\n\n\nclass A(abc.ABC):\n    @abc.abstractmethod\n    def f(self):\n        ...\n"
+    assert python_notes("a.py", abstract) == []
+    assert python_notes("notes.txt", "def f(:\n") == []
+    assert python_notes("b.py", "def f():\n    pass\n\ndef g():\n    ...\n")[0].startswith("note: in b.py, f, g have")
+
+
 def test_two_calls_repeated_in_turn_are_refused_and_the_step_closes(stack_factory):
     stack = stack_factory("tests.fakes.planning_scripts:write_run_cycle", env=AIDS)
     send_message(stack, "s1", "make check.py pass")

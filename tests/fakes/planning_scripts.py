@@ -73,3 +73,13 @@ same_wrong_again = scripted(UNEXPECTED_PLAN, {1: [
 cut_then_short = scripted(UNEXPECTED_PLAN, {1: [
     replace(write("long.py", "x = 1\n" * 50), cut_off=True), write("long.py", "x = 1\n"), run("python3 long.py"),
 ]})
+
+
+# A small model's two plain mistakes in a Python file: the request's signature and docstring
+# written back with no code, then a line cut short. Each write's result says so at once.
+stub_then_broken = scripted(UNEXPECTED_PLAN, {1: [
+    write("half.py", 'def half(x):\n    """Half of x.\n\n    >>> half(4)\n    2.0\n    """\n'),
+    write("half.py", "def half(x):\n    return (x / 2\n"),
+    write("half.py", "def half(x):\n    return x / 2\n"),
+    finish("half.py written"),
+]})
