@@ -39,17 +39,18 @@ def grammar_for(tools: list[dict]) -> str:
 
     The JSON parts are JSON schemas inlined with `%json`: one `oneOf` branch per tool, disjoint
     by their `tool` constant (llama.cpp compiles `oneOf` and `const`). A tool with a block
-    argument has its own branch without it, then the fence: the block runs up to the first
-    line that starts with three backticks.
+    argument has its own branch without it, then the fence. The block is closed by the last
+    fence line of the answer, not the first: a file may hold fenced blocks of its own (a
+    README), and the model ends its answer after the closing fence.
     """
     plain = [tool for tool in tools if block_arg(tool) is None]
     blocky = [tool for tool in tools if block_arg(tool) is not None]
     rules = [f"call: %json {json.dumps({'oneOf': [_branch(tool) for tool in plain]})}"] if plain else []
     for i, tool in enumerate(blocky):
         rules.append(f'block_call_{i}: %json {json.dumps(_branch(tool, without=block_arg(tool)))} '
-                     '"\\n```" FENCE_INFO "\\n" block_body')
+                     '"\\n```" FENCE_INFO "\\n" BLOCK')
     if blocky:
-        rules += ["FENCE_INFO: /[A-Za-z0-9_+.-]{0,20}/", "block_body[lazy]: /(?s:.*)\\n```/"]
+        rules += ["FENCE_INFO: /[A-Za-z0-9_+.-]{0,20}/", "BLOCK: /(?s:.*)\\n```[ \\t\\n]*/"]
     starts = (["call"] if plain else []) + [f"block_call_{i}" for i in range(len(blocky))]
     return "\n".join(["%llguidance {}", "start: " + " | ".join(starts), *rules]) + "\n"
 
@@ -150,8 +151,8 @@ def to_tool_calls(content: str, call_id_prefix: str, tools: list[dict] | None = 
 
 
 # After the call's object: the fence line (an info string such as `python` allowed), the
-# block's lines, each with its newline, and the closing fence.
-_BLOCK = re.compile(r"[ \t]*\n```[^\n`]*\n(.*?)```\s*", re.DOTALL)
+# block's lines, each with its newline, and the answer's last fence.
+_BLOCK = re.compile(r"[ \t]*\n```[^\n`]*\n(.*)```\s*", re.DOTALL)
 
 
 def _block_call(content: str, tools: list[dict]) -> tuple[str, dict] | None:

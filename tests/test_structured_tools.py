@@ -40,8 +40,8 @@ def test_grammar_has_one_branch_per_tool_keyed_by_a_constant_name_and_the_block_
     assert write_branch["properties"]["tool"] == {"const": "write_file"}
     assert write_branch["properties"]["args"]["properties"] == {"path": {"type": "string"}}  # content: after it
     assert write_branch["properties"]["args"]["required"] == ["path"]
-    assert grammar.splitlines()[3].endswith('"\\n```" FENCE_INFO "\\n" block_body')
-    assert "block_body[lazy]: /(?s:.*)\\n```/" in grammar.splitlines()
+    assert grammar.splitlines()[3].endswith('"\\n```" FENCE_INFO "\\n" BLOCK')
+    assert "BLOCK: /(?s:.*)\\n```[ \\t\\n]*/" in grammar.splitlines()  # up to the answer's last fence
     assert "additionalProperties" not in TOOLS[1]["function"]["parameters"], "the caller's tools are not mutated"
     assert "content" in TOOLS[0]["function"]["parameters"]["required"]
 
@@ -75,6 +75,8 @@ def test_a_block_after_the_object_is_the_block_argument_byte_for_byte():
 
 @pytest.mark.parametrize("name, args, content", [
     ("write_file", {"path": "a.py", "content": "x = '''\n``` inside\n'''\n"}, "x = '''\n``` inside\n'''\n"),
+    ("write_file", {"path": "README.md", "content": "# A\n\n```sh\nmake\n```\n\nDone.\n"},
+     "# A\n\n```sh\nmake\n```\n\nDone.\n"),
     ("write_file", {"path": "b.txt", "content": "no newline at the end"}, "no newline at the end\n"),
     ("run", {"command": "ls"}, None),
 ])
