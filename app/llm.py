@@ -3,7 +3,7 @@
 Everything goes through the `openai` client's Chat Completions API, so OpenAI, any
 OpenAI-compatible server and the embedded offline model share one code path. Small local
 models don't emit native tool calls; for them ("structured" tool mode) the tools become a
-grammar in llama.cpp's `grammar` field and the answer is turned back into `tool_calls`, so
+JSON schema sent as `response_format` and the answer is turned back into `tool_calls`, so
 the loop above never knows the difference.
 
 Callers run `complete` inside `ctx.run_typed`: the returned `ModelTurn` is what the journal
@@ -83,7 +83,7 @@ class ModelClient:
             request["max_tokens"] = self.max_tokens
         if self.tool_mode == "structured":
             request["messages"] = _structured_messages(messages, tools)
-            request["extra_body"] = {"grammar": structured_tools.grammar_for(tools)}
+            request["response_format"] = structured_tools.response_format_for(tools)
         else:
             request["messages"] = messages
             request["tools"] = tools
@@ -98,7 +98,7 @@ class ModelClient:
             if outcome is error:
                 raise  # transient as it is: Restate retries it with the step's backoff
             raise outcome from error
-        return self._turn(response, call_id_prefix, tools)
+        return self._turn(response, call_id_prefix)
 
     async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:
         """The same request, streamed: chunks go to `live` and are assembled into the completion."""
@@ -121,7 +121,7 @@ class ModelClient:
             live.close()
         return state.get_final_completion()
 
-    def _turn(self, response: ChatCompletion, call_id_prefix: str, tools: list[dict[str, Any]]) -> ModelTurn:
+    def _turn(self, response: ChatCompletion, call_id_prefix: str) -> ModelTurn:
         choice = response.choices[0].message
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
@@ -136,7 +136,7 @@ class ModelClient:
             return ModelTurn(message=message, usage=usage, format_error=CUT_OFF.format(tokens=usage.completion_tokens))
         if self.tool_mode == "structured":
             try:
-                message["tool_calls"] = structured_tools.to_tool_calls(choice.content or "", call_id_prefix, tools)
+                message["tool_calls"] = structured_tools.to_tool_calls(choice.content or "", call_id_prefix)
             except structured_tools.StructuredAnswerError as error:
                 return ModelTurn(message=message, usage=usage, format_error=str(error))
         elif choice.tool_calls:
@@ -240,12 +240,7 @@ def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, A
             calls = [{"tool": c["function"]["name"], "args": _loads(c["function"]["arguments"])}
                      for c in m["tool_calls"]]
             raw = m.get("content") or ""
-            if _says(raw, calls, tools):
-                text = raw
-            elif len(calls) == 1:
-                text = structured_tools.render_call(calls[0]["tool"], calls[0]["args"], tools)
-            else:
-                text = json.dumps(calls)
+            text = raw if _says(raw, calls) else json.dumps(calls[0] if len(calls) == 1 else calls)
             out.append({"role": "assistant", "content": text})
         elif m["role"] == "tool":
             out.append({"role": "user", "content": f"Tool result:\n{m['content']}"})
@@ -254,10 +249,10 @@ def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, A
     return out
 
 
-def _says(raw: str, calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
+def _says(raw: str, calls: list[dict[str, Any]]) -> bool:
     """Whether the model's text `raw` holds exactly `calls`."""
     try:
-        parsed = structured_tools.to_tool_calls(raw, "check", tools)
+        parsed = structured_tools.to_tool_calls(raw, "check")
     except structured_tools.StructuredAnswerError:
         return False
     return [{"tool": c["function"]["name"], "args": _loads(c["function"]["arguments"])} for c in parsed] == calls

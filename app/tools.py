@@ -36,8 +36,7 @@ class RunCommandArgs(BaseModel):
 
 class WriteFileArgs(BaseModel):
     path: str = Field(min_length=1, description="Path relative to /project")
-    # The media type marks it for structured mode: written raw after the call (app/structured_tools.py).
-    content: str = Field(max_length=1_000_000, json_schema_extra={"contentMediaType": "text/plain"})
+    content: str = Field(max_length=1_000_000)
 
 
 class ReadFileArgs(BaseModel):

@@ -20,11 +20,16 @@ from pathlib import Path
 from openai import OpenAI
 
 from app.config import settings
-from app.structured_tools import grammar_for, to_tool_calls, tool_prompt
-from app.tools import SCHEMAS
+from app.structured_tools import response_format_for, to_tool_calls, tool_prompt
 from stack import model_server
 
-TOOLS = SCHEMAS  # the product's own tools, as the agent offers them
+TOOLS = [
+    {"type": "function", "function": {"name": "write_file", "description": "Write a file.", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+        "required": ["path", "content"]}}},
+    {"type": "function", "function": {"name": "run", "description": "Run a shell command.", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}},
+]
 SYSTEM = "You are a coding agent working in a sandbox. Be brief."
 TASK = "Write a Python function fib(n) returning the n-th Fibonacci number, with a docstring and two tests."
 
@@ -47,14 +52,14 @@ def measure(client: OpenAI, first_line: str, max_tokens: int = 128) -> dict[str,
 
 
 def tool_round(client: OpenAI) -> tuple[float, int]:
-    """One structured agent round, the grammar-constrained call for hello.py: (seconds, tokens)."""
+    """One structured agent round, the schema-constrained call for hello.py: (seconds, tokens)."""
     started = time.monotonic()
     answer = client.chat.completions.create(
-        model="local", temperature=0, max_tokens=200, extra_body={"grammar": grammar_for(TOOLS)},
+        model="local", temperature=0, max_tokens=200, response_format=response_format_for(TOOLS),
         messages=[{"role": "system", "content": f"{SYSTEM}\n{tool_prompt(TOOLS)}"},
                   {"role": "user", "content": "Create hello.py that prints hello."}],
     )
-    to_tool_calls(answer.choices[0].message.content or "", "bench", TOOLS)
+    to_tool_calls(answer.choices[0].message.content or "", "bench")
     return time.monotonic() - started, answer.usage.completion_tokens
 
 

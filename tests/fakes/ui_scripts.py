@@ -40,7 +40,7 @@ workspace_maker = scripted(
 
 def structured(request: dict[str, Any]) -> Reply:
     """Answers like a small local model in structured mode: a tool call as JSON text."""
-    if "make_plan" in (request.get("grammar") or ""):
+    if "make_plan" in json.dumps(request.get("response_format") or {}):
         return text(json.dumps({"tool": "make_plan", "args": {"steps": [{"title": "Say hi", "instructions": ""}]}}))
     last = message_text(request["messages"][-1])
     return text(json.dumps({"tool": "finish", "args": {"result": f"saw {len(last)} characters"}}))
