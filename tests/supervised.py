@@ -85,8 +85,8 @@ class Supervised:
         return self.proc.wait(timeout=30)
 
     def close(self) -> None:
-        """Stop the supervisor (it stops its children one after the other, Restate's shutdown
-        first, so give it time), then whatever it could not stop: a supervisor that was killed,
+        """Stop the supervisor (it stops Restate's nodes, then the others, each group with a
+        grace of its own, so give it time), then whatever it could not stop: a supervisor that was killed,
         by the test or by the grace running out, leaves the processes its pid files name."""
         if self.proc is not None and self.proc.poll() is None:
             processes.stop(self.proc, grace=40)
