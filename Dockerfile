@@ -3,7 +3,7 @@
 #
 #   docker build -t durable-coding-agent .
 #   worker:  docker run -p 9080:9080 -e OPENAI_API_KEY=... -e WORKER_IDENTITY_KEYS=publickeyv1_... durable-coding-agent
-#   web UI:  docker run -p 3000:3000 -e RESTATE_INGRESS_URL=http://restate:8080 durable-coding-agent python -m ui
+#   web UI:  docker run -p 3000:3000 -e RESTATE_INGRESS_URL=http://restate:8080 -e UI_HOST=0.0.0.0 -e UI_TOKENS=... durable-coding-agent python -m ui
 #
 # Built from the repo's files and the package registries only (Debian, PyPI), like scripts/setup.sh.
 FROM python:3.11-slim-bookworm
