@@ -216,3 +216,22 @@ def test_the_model_is_told_when_a_suspension_stopped_its_background_server(stack
     assert "Connection refused" in told[0]
     assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
     assert sandbox_info(stack, "idle")["restores"] >= 1
+
+
+def test_the_model_is_told_when_a_ttl_restart_stopped_its_background_server(stack_factory):
+    """A restart before the TTL (every 3 s here) falls in the slow fetch round: the sandbox comes
+    back from its snapshot without the server, and the fetch's result says why."""
+    from tests.fakes.live_scripts import PAGE, STOPPED
+    from tests.fakes.scripts import last_tool_result
+
+    stack = stack_factory(LIVE, env={"SANDBOX_TTL_S": "4", "SANDBOX_RESTART_MARGIN_S": "1", "SANDBOX_IDLE_S": "600"})
+    send_message(stack, "ttl-bg", "serve the page and fetch it")
+
+    final = wait_idle(stack, "ttl-bg", timeout=120)
+    lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
+    told = [r for r in lasts if STOPPED in r]
+    assert [p["status"] for p in final["plan"]] == ["done"], final
+    assert told and told[0].startswith("[sandbox] The sandbox was restarted before its time limit"), told
+    assert "Connection refused" in told[0]
+    assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
+    assert sandbox_info(stack, "ttl-bg")["restarts"] >= 1
