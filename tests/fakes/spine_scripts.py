@@ -133,7 +133,7 @@ def late_steer(request: dict[str, Any]):
 # Two commands back to back, the first longer than the idle period in the idle test.
 long_then_short = scripted(
     plan=[("Work", "A long command, then a short one")],
-    step_actions={1: [run("sleep 2; echo long > long.txt"), run("echo short > short.txt"), finish("both ran")]},
+    step_actions={1: [run("sleep 6; echo long > long.txt"), run("echo short > short.txt"), finish("both ran")]},
 )
 
 
