@@ -139,7 +139,10 @@ def python_notes(path: str, code: str) -> list[str]:
     try:
         tree = ast.parse(code)
     except SyntaxError as error:
-        return [f"note: {path} is not valid Python: line {error.lineno}: {error.msg}. Fix it."]
+        where = f"line {error.lineno}: " if error.lineno else ""
+        return [f"note: {path} is not valid Python: {where}{error.msg}. Fix it."]
+    except (ValueError, RecursionError):  # a NUL byte (3.11 says ValueError), nesting too deep
+        return []  # nothing to say at once; running it will tell
     stubs = [node.name for node in ast.walk(tree)
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node)]
     if not stubs:

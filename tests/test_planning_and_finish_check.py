@@ -162,6 +162,11 @@ def test_python_notes_leave_what_is_meant_to_have_no_body_alone():
     assert python_notes("a.py", abstract) == []
     assert python_notes("notes.txt", "def f(:\n") == []
     assert python_notes("b.py", "def f():\n    pass\n\ndef g():\n    ...\n")[0].startswith("note: in b.py, f, g have")
+    # What the parser cannot take in (a NUL byte, nesting deeper than it recurses) raises nothing
+    # here: an exception in the tool would fail the step and be retried forever.
+    for code in ("x = 1\0\n", "x = " + "(" * 5000 + ")" * 5000 + "\n"):
+        notes = python_notes("c.py", code)
+        assert notes == [] or notes[0].startswith("note: c.py is not valid Python"), notes
 
 
 def test_two_calls_repeated_in_turn_are_refused_and_the_step_closes(stack_factory):
