@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.agent_helpers import read_file, sandbox_info, send_message, tool_results, wait_idle
 
 SCRIPTS = "tests.fakes.spine_scripts"
@@ -201,39 +203,27 @@ def test_a_background_server_answers_the_next_command_even_across_a_worker_kill(
     assert any(PAGE in r for r in after_told)  # and then the server answered again
 
 
-def test_the_model_is_told_when_a_suspension_stopped_its_background_server(stack_factory):
-    """The fetch round's model call outlasts SANDBOX_IDLE_S: the sandbox is suspended (snapshot,
-    terminate) between the two commands, and restored for the fetch, without the server."""
+@pytest.mark.parametrize("env, notice, count", [
+    # The fetch round's model call outlasts SANDBOX_IDLE_S: the sandbox is suspended (snapshot,
+    # terminate) between the two commands, and restored for the fetch, without the server.
+    ({"SANDBOX_IDLE_S": "1"}, "suspended after being idle", "restores"),
+    # A restart before the TTL (every 3 s here) falls in the slow fetch round: the sandbox comes
+    # back from its snapshot without the server.
+    ({"SANDBOX_TTL_S": "4", "SANDBOX_RESTART_MARGIN_S": "1", "SANDBOX_IDLE_S": "600"},
+     "restarted before its time limit", "restarts"),
+], ids=["suspension", "ttl-restart"])
+def test_the_model_is_told_when_the_sandbox_stopped_its_background_server(stack_factory, env, notice, count):
     from tests.fakes.live_scripts import PAGE, STOPPED
     from tests.fakes.scripts import last_tool_result
 
-    stack = stack_factory(LIVE, env={"SANDBOX_IDLE_S": "1"})
-    send_message(stack, "idle", "serve the page and fetch it")
+    stack = stack_factory(LIVE, env=env)
+    send_message(stack, "bg", "serve the page and fetch it")
 
-    final = wait_idle(stack, "idle", timeout=120)
+    final = wait_idle(stack, "bg", timeout=120)
     lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
     told = [r for r in lasts if STOPPED in r]
     assert [p["status"] for p in final["plan"]] == ["done"], final
-    assert told and told[0].startswith("[sandbox] The sandbox was suspended after being idle"), told
+    assert told and told[0].startswith(f"[sandbox] The sandbox was {notice}"), told
     assert "Connection refused" in told[0]
     assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
-    assert sandbox_info(stack, "idle")["restores"] >= 1
-
-
-def test_the_model_is_told_when_a_ttl_restart_stopped_its_background_server(stack_factory):
-    """A restart before the TTL (every 3 s here) falls in the slow fetch round: the sandbox comes
-    back from its snapshot without the server, and the fetch's result says why."""
-    from tests.fakes.live_scripts import PAGE, STOPPED
-    from tests.fakes.scripts import last_tool_result
-
-    stack = stack_factory(LIVE, env={"SANDBOX_TTL_S": "4", "SANDBOX_RESTART_MARGIN_S": "1", "SANDBOX_IDLE_S": "600"})
-    send_message(stack, "ttl-bg", "serve the page and fetch it")
-
-    final = wait_idle(stack, "ttl-bg", timeout=120)
-    lasts = [last_tool_result(q["request"]) or "" for q in stack.llm_requests()]
-    told = [r for r in lasts if STOPPED in r]
-    assert [p["status"] for p in final["plan"]] == ["done"], final
-    assert told and told[0].startswith("[sandbox] The sandbox was restarted before its time limit"), told
-    assert "Connection refused" in told[0]
-    assert any(PAGE in r for r in lasts[lasts.index(told[0]):])
-    assert sandbox_info(stack, "ttl-bg")["restarts"] >= 1
+    assert sandbox_info(stack, "bg")[count] >= 1
