@@ -68,20 +68,27 @@ class ModelClient:
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        call_id_prefix: str, *, session_id: str | None = None,
-                       task_id: str | None = None, label: str | None = None) -> ModelTurn:
+                       task_id: str | None = None, label: str | None = None,
+                       temperature: float | None = None) -> ModelTurn:
         """One model round. Raises RetryableError, TerminalError, or a transient error.
 
         `session_id`, `task_id` and `label` (the journal step's name) only address the live
-        text; they never change the request or the result.
+        text; they never change the request or the result. `temperature`: this round's, in
+        place of the configured one (a second rewrite samples; app/finish_check.py). No `tools`:
+        a plain answer, with no tool schema or grammar.
         """
         import openai
 
         request: dict[str, Any] = {"model": self.model}
-        if self.temperature is not None:
-            request["temperature"] = self.temperature
+        if temperature is None:
+            temperature = self.temperature
+        if temperature is not None:
+            request["temperature"] = temperature
         if self.max_tokens is not None:
             request["max_tokens"] = self.max_tokens
-        if self.tool_mode == "structured":
+        if not tools:
+            request["messages"] = messages
+        elif self.tool_mode == "structured":
             request["messages"] = _structured_messages(messages, tools)
             request["response_format"] = structured_tools.response_format_for(tools)
         else:
@@ -98,7 +105,7 @@ class ModelClient:
             if outcome is error:
                 raise  # transient as it is: Restate retries it with the step's backoff
             raise outcome from error
-        return self._turn(response, call_id_prefix)
+        return self._turn(response, call_id_prefix, plain=not tools)
 
     async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:
         """The same request, streamed: chunks go to `live` and are assembled into the completion."""
@@ -121,7 +128,7 @@ class ModelClient:
             live.close()
         return state.get_final_completion()
 
-    def _turn(self, response: ChatCompletion, call_id_prefix: str) -> ModelTurn:
+    def _turn(self, response: ChatCompletion, call_id_prefix: str, plain: bool) -> ModelTurn:
         choice = response.choices[0].message
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
@@ -134,6 +141,8 @@ class ModelClient:
             # would pass for a whole one in native mode), nor fill the next prompt.
             message["content"] = message["content"][:CUT_OFF_KEPT] + " … [cut off]"
             return ModelTurn(message=message, usage=usage, format_error=CUT_OFF.format(tokens=usage.completion_tokens))
+        if plain:
+            return ModelTurn(message=message, usage=usage)
         if self.tool_mode == "structured":
             try:
                 message["tool_calls"] = structured_tools.to_tool_calls(choice.content or "", call_id_prefix)

@@ -53,6 +53,8 @@ def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error.get("loc", ())) or "input"
     if error.get("type") == "json_invalid":
         return f"malformed JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return f"{where}: {error['ctx']['error']}"  # our own validator's words, without pydantic's "Value error, "
     return f"{where}: {error.get('msg', 'invalid')}"
 
 

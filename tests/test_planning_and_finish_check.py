@@ -4,16 +4,19 @@ With AGENT_PLANNING=auto (the offline model's default) a short request with no l
 runs as one step without asking the model for a plan; a request that lists several tasks is
 still planned by the model. With AGENT_FINISH_CHECK=on a step that says to run or test, or that
 changed a Python file, has its first unchecked `finish` refused with a message saying what to do;
-a Python file with docstring examples has them run before its step may finish.
+a Python file with docstring examples has them run before its step may finish, and when they
+fail in a file the step wrote, the model is asked for the file again, whole (at most twice).
 """
 
 from __future__ import annotations
 
+import json
 import time
 
-from app import loop
+from app import finish_check, loop
 from app.planner import one_step
 from tests.agent_helpers import events, read_file, send_message, status, wait_idle
+from tests.fakes.planning_scripts import DOUBLE_RIGHT, DOUBLE_WRONG
 from tests.fakes.scripts import is_planning
 
 AIDS = {"AGENT_PLANNING": "auto", "AGENT_FINISH_CHECK": "on"}
@@ -43,7 +46,7 @@ def test_a_short_request_runs_as_one_step_and_finishes_only_after_running(stack_
     assert [(p["title"], p["status"]) for p in final["plan"]] == [(HELLO, "done")]
     assert final["last_usage"]["rounds"] == 4  # write, refused finish, run, finish
     results = _tool_messages(stack)
-    assert results[1] == loop.NOT_RUN
+    assert results[1] == finish_check.NOT_RUN
     assert results[2].startswith("exit code: 0") and "hello" in results[2]
     assert events(stack, "s1", "final_answer")[-1]["text"] == "hello.py prints hello"
 
@@ -65,7 +68,7 @@ def test_a_finish_right_after_writing_python_is_refused_once_and_a_missing_file_
     # A command that fails for a missing file says how to recover.
     assert results[0].startswith("exit code: 2") and "hint: a file this command needs does not exist" in results[0]
     # Running add.py before writing it does not count: the finish after the write is refused.
-    assert results[2] == loop.NOT_CHECKED.format(path="add.py")
+    assert results[2] == finish_check.NOT_CHECKED.format(path="add.py")
     # Insisting works: the same finish again is accepted, not refused as a repeated call.
     assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
 
@@ -82,7 +85,7 @@ def test_the_finish_check_survives_a_worker_kill(stack_factory):
 
     assert [p["status"] for p in final["plan"]] == ["done"]
     results = _tool_messages(stack)
-    assert results.count(loop.NOT_CHECKED.format(path="add.py")) == 1  # refused once, replayed, not again
+    assert results.count(finish_check.NOT_CHECKED.format(path="add.py")) == 1  # refused once, replayed, not again
     assert read_file(stack, "s1", "checks.txt") == "checked\n"  # the check ran once
     assert "5" in results[-1]
     assert status(stack, "s1")["state"] == "idle"
@@ -92,21 +95,37 @@ def _finish_checks(stack, session: str) -> list[dict]:
     return [e for e in events(stack, session, "tool_call") if e["text"].startswith("finish check:")]
 
 
-def test_a_finish_runs_the_docstring_examples_and_is_refused_while_one_fails(stack_factory):
-    stack = stack_factory("tests.fakes.planning_scripts:double_fixed_after_examples", env=AIDS)
+def test_failing_examples_get_the_file_rewritten_whole_and_a_worker_kill_mid_rewrite_loses_nothing(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:double_fixed_by_rewrite", env=AIDS)
     send_message(stack, "s1", "write double.py with a function double(x)")
-    final = wait_idle(stack, "s1", timeout=60)
+    # The second rewrite (a slow round) is in flight: kill the worker, then bring it back.
+    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
+    stack.kill_worker()
+    time.sleep(0.5)
+    stack.start_worker()
+    final = wait_idle(stack, "s1", timeout=90)
 
-    results = _tool_messages(stack)
-    refusal = results[1]
-    assert refusal.startswith("error: not finished: the examples in the docstrings of double.py were run")
-    assert "Failed example:" in refusal and "Expected:\n    6\nGot:\n    5" in refusal
-    # The fixed file's examples ran again at the second finish, passed, and the step is done.
+    # Each rewrite is a plain request (no tools) with the step's prompt and doctest's report,
+    # not the wrong code; the second says the first failed too, and is sampled.
+    step_prompt = stack.llm_requests()[0]["request"]["messages"][1]["content"]
+    asks = [e["request"] for e in stack.llm_requests() if e["request"]["messages"][0]["content"] == finish_check.REWRITE_SYSTEM]
+    assert len({json.dumps(r, sort_keys=True) for r in asks}) == 2  # the killed one was asked again, the same
+    first, second = asks[0], asks[-1]
+    assert "tools" not in first and "response_format" not in first
+    assert first["messages"][1]["content"].startswith(f"The request:\n{step_prompt}\n\ndouble.py was written")
+    assert "Expected:\n    6\nGot:\n    5" in first["messages"][1]["content"] and "x + 2" not in first["messages"][1]["content"]
+    assert "temperature" not in first and second["temperature"] == finish_check.REWRITE_TEMPERATURES[1]
+    assert "Expected:\n    6\nGot:\n    9" in second["messages"][1]["content"]
+    assert second["messages"][1]["content"].endswith("(Rewrite 2: the rewrite before this one failed its examples too.)")
+    # Each rewrite was written once (the replay after the kill wrote nothing again), its examples
+    # were run, and the second passed: the model's own finish went through.
+    writes = [e for e in events(stack, "s1", "tool_call") if e["text"].startswith("rewrite: ")]
+    assert [e["ref"].rsplit("/", 3)[1] for e in writes] == ["rewrite1", "rewrite2"]
+    checks = [e["text"].split(":")[0] for e in events(stack, "s1", "tool_call") if "python3 -m doctest double.py" in e["text"]]
+    assert checks == ["finish check", "rewrite check", "rewrite check"]
+    assert read_file(stack, "s1", "double.py") == DOUBLE_RIGHT
     assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
-    assert events(stack, "s1", "final_answer")[-1]["text"] == "double.py fixed"
-    checks = _finish_checks(stack, "s1")
-    assert len(checks) == 2 and all('"command": "python3 -m doctest double.py"' in c["text"] for c in checks)
-    assert read_file(stack, "s1", "double.py").endswith("return x * 2\n")
+    assert events(stack, "s1", "final_answer")[-1]["text"] == "double.py written"
 
 
 def test_examples_cut_off_by_a_worker_kill_are_reported_and_run_again_only_when_asked(stack_factory):
@@ -188,13 +207,17 @@ def test_a_finish_is_judged_by_its_examples_even_after_the_same_write_and_at_mos
     send_message(stack, "s1", "write double.py with a function double(x)")
     final = wait_idle(stack, "s1", timeout=60)
 
-    results = [e["detail"] for e in events(stack, "s1", "tool_result") if not e["ref"].endswith("/examples")]
+    results = [e["detail"] for e in events(stack, "s1", "tool_result") if "/rewrite" not in e["ref"]
+               and not e["ref"].endswith("/examples")]
     fails = "error: not finished: the examples in the docstrings of double.py were run"
-    # write, finish (refused), the same write, the same finish: refused by its examples again,
-    # not as a repeat; then the script's own finish, refused a third time; the fourth goes through.
+    # write, finish (refused after the rewrites), the same write, the same finish: refused by its
+    # examples again, with no more rewrites; a finish refused a third time; the next goes through.
     assert [r.startswith(fails) for r in results] == [False, True, False, True, True, False], results
-    assert len(_finish_checks(stack, "s1")) == 3
-    assert final["last_usage"]["rounds"] == 6 and events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"
+    assert results[1].endswith("(Before this, double.py was written again from the request, once, "
+                               "and the examples failed each time.)")  # the second rewrite had no code
+    assert len(_finish_checks(stack, "s1")) == 3 and len(events(stack, "s1", "rewrite")) == 2
+    assert read_file(stack, "s1", "double.py") == DOUBLE_WRONG
+    assert final["last_usage"]["rounds"] == 8 and events(stack, "s1", "final_answer")[-1]["text"] == "step 1 done"
 
 
 def test_an_answer_cut_off_at_max_tokens_does_nothing_and_the_model_is_told(stack_factory):
@@ -208,3 +231,29 @@ def test_an_answer_cut_off_at_max_tokens_does_nothing_and_the_model_is_told(stac
     told = [m["content"] for m in requests[1]["messages"] if m["role"] == "user"][-1]
     assert told.startswith("error: your answer was cut off after") and "nothing in it was done" in told
     assert read_file(stack, "s1", "long.py") == "x = 1\n"  # only the whole answer's write happened
+
+
+def test_a_step_sees_the_workspace_and_a_failing_call_made_again_and_again_is_refused(stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:dead_ends", env=AIDS)
+    send_message(stack, "s1", "write solution.py")
+    final = wait_idle(stack, "s1", timeout=60)
+
+    results = [e["detail"] for e in events(stack, "s1", "tool_result")]
+    assert results[1] == ("error: invalid arguments for edit_file: input: old and new are the same text, "
+                          "so the edit would change nothing")
+    # The missing file's error says how to make it; the same failing edit may be made once more,
+    # then it is refused; two rounds of refusals close the step.
+    assert results[2].startswith("error: ") and "write_file creates a new file" in results[2]
+    assert results[3] == results[2]
+    assert results[4:] == [loop.REPEATED_CALL, loop.REPEATED_CALL], results
+    assert final["last_usage"]["rounds"] == 6
+    assert "closed: the model kept repeating" in events(stack, "s1", "step_finished")[-1]["text"]
+
+    # Each step's first prompt says what the workspace holds (nothing at first; then notes.txt).
+    send_message(stack, "s1", "write solution.py again")
+    wait_idle(stack, "s1", timeout=60)
+    firsts = [e["request"]["messages"][1]["content"] for e in stack.llm_requests()
+              if len(e["request"]["messages"]) == 2]
+    assert len(firsts) == 2
+    assert "\nFiles in /project: none yet.\n" in firsts[0]
+    assert "\nFiles in /project: notes.txt.\n" in firsts[1]

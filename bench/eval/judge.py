@@ -33,8 +33,9 @@ class Verdict:
     detail: str  # the last lines of the test's output, or why it did not run
 
 
-def judge(files: dict[str, str], hidden_test: str, timeout_s: float = TIMEOUT_S) -> Verdict:
-    """Run `hidden_test` in a directory holding `files` (relative paths); pass = exit code 0."""
+def judge(files: dict[str, str], hidden_test: str, timeout_s: float = TIMEOUT_S, lines: int = 6) -> Verdict:
+    """Run `hidden_test` in a directory holding `files` (relative paths); pass = exit code 0.
+    A failure's detail is the last `lines` lines of its output."""
     with tempfile.TemporaryDirectory(prefix="eval-judge-") as root:
         workspace = Path(root) / "project"
         workspace.mkdir()
@@ -59,7 +60,7 @@ def judge(files: dict[str, str], hidden_test: str, timeout_s: float = TIMEOUT_S)
             os.killpg(proc.pid, signal.SIGKILL)  # bwrap --die-with-parent takes its tree along
             proc.communicate()
             return Verdict(False, f"timed out after {timeout_s:.0f} s")
-        tail = "\n".join(output.decode("utf-8", "replace").strip().splitlines()[-6:])
+        tail = "\n".join(output.decode("utf-8", "replace").strip().splitlines()[-lines:])
         return Verdict(proc.returncode == 0, tail if proc.returncode else "")
 
 

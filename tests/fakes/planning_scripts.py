@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.fakes.scripts import edit, finish, run, scripted, slow, write
+from tests.fakes.scripted_llm import Reply
+from tests.fakes.scripts import edit, finish, run, scripted, slow, text, write
 
 UNEXPECTED_PLAN = [("planned by the model", "")]
 
@@ -32,13 +33,21 @@ add_checked_slowly = scripted(UNEXPECTED_PLAN, {1: [
     finish("add(2, 3) is 5"),
 ]})
 
-# "write double.py": the first version gets its own example wrong. Its finish runs the examples
-# and is refused with doctest's report; after the fix, the finish runs them again and is accepted.
+# "write double.py": the first version gets its own example wrong. Its finish runs the examples,
+# which fail, so the file is rewritten: the first rewrite's answer is still wrong, the second's
+# is right (slowly enough to SIGKILL the worker mid-round), and the finish goes through.
 DOUBLE_WRONG = 'def double(x):\n    """Twice x.\n\n    >>> double(3)\n    6\n    """\n    return x + 2\n'
-double_fixed_after_examples = scripted(UNEXPECTED_PLAN, {1: [
-    write("double.py", DOUBLE_WRONG), finish("double.py written"),
-    edit("double.py", "x + 2", "x * 2"), finish("double.py fixed"),
-]})
+DOUBLE_RIGHT = DOUBLE_WRONG.replace("x + 2", "x * 2")
+DOUBLE_SQUARE = DOUBLE_WRONG.replace("x + 2", "x * x")
+
+
+def answer(code: str) -> Reply:
+    """A plain answer holding `code` in a python block, as a rewrite asks for."""
+    return text(f"Here is the whole file:\n```python\n{code}```\n")
+
+
+double_fixed_by_rewrite = scripted(UNEXPECTED_PLAN, {1: [write("double.py", DOUBLE_WRONG), finish("double.py written")]},
+                                   rewrites={1: [answer(DOUBLE_SQUARE), slow(answer(DOUBLE_RIGHT), 3.0)]})
 
 # An example that takes 4 s and records each run of it, so a test can SIGKILL the worker while
 # the finish check runs it.
@@ -63,11 +72,12 @@ write_run_cycle = scripted(UNEXPECTED_PLAN, {1: [
     run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
 ]})
 
-# A model that cannot fix its example: it writes the same wrong file again after the report.
+# A model that cannot fix its example: its rewrites are wrong too (the second has no code at
+# all), it writes the same wrong file again and then only insists on finishing.
 same_wrong_again = scripted(UNEXPECTED_PLAN, {1: [
     write("double.py", DOUBLE_WRONG), finish("double.py written"),
-    write("double.py", DOUBLE_WRONG), finish("double.py written"),
-]})
+    write("double.py", DOUBLE_WRONG), finish("double.py written"), finish("step 1 done"), finish("step 1 done"),
+]}, rewrites={1: [answer(DOUBLE_SQUARE), text("I cannot see what is wrong.")]})
 
 # An answer cut off at max_tokens (a write_file of a long file), then a short one.
 cut_then_short = scripted(UNEXPECTED_PLAN, {1: [
@@ -82,4 +92,12 @@ stub_then_broken = scripted(UNEXPECTED_PLAN, {1: [
     write("half.py", "def half(x):\n    return (x / 2\n"),
     write("half.py", "def half(x):\n    return x / 2\n"),
     finish("half.py written"),
+]})
+
+# A small model's dead ends: an edit that changes nothing, then an edit of a file that does not
+# exist, made again and again (the 0.5B's HumanEval answer). One retry of a failed call passes.
+dead_ends = scripted(UNEXPECTED_PLAN, {1: [
+    write("notes.txt", "n\n"),
+    edit("solution.py", "x", "x"),
+    *[edit("solution.py", "def f", "def g")] * 4,
 ]})

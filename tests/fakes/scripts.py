@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from app.finish_check import REWRITE_SYSTEM
 from tests.fakes.scripted_llm import Reply, Script
 
 # An action answers one model round. A sequence stands for successive attempts of the same
@@ -31,6 +32,7 @@ Action = Reply | Sequence[Reply]
 
 _STEP_LINE = re.compile(r"^\s*Current step (\d+):", re.MULTILINE)
 _SUMMARISED = re.compile(r"^Summary of this step's rounds 1-(\d+):")
+_REWRITE_LINE = re.compile(r"^\(Rewrite (\d+):", re.MULTILINE)  # app/finish_check.py: REWRITE_AGAIN
 
 
 # --- replies -------------------------------------------------------------------------------------
@@ -136,6 +138,16 @@ def current_step(request: Mapping[str, Any]) -> int | None:
     return None if marker is None else marker[1]
 
 
+def rewrite_number(request: Mapping[str, Any]) -> int | None:
+    """Which rewrite this request asks for (app/finish_check.py: a plain-chat request, no tools,
+    for a file whose examples fail), or None if it is no rewrite request."""
+    systems = [message_text(m) for m in request.get("messages", []) if m.get("role") == "system"]
+    if offered_tools(request) or REWRITE_SYSTEM not in systems:
+        return None
+    numbers = _REWRITE_LINE.findall(last_user_text(request))
+    return int(numbers[-1]) if numbers else 1
+
+
 def rounds_in_step(request: Mapping[str, Any]) -> int:
     """How many model rounds of the current step already came back: assistant messages since,
     and the rounds a summary stands in for (app/window.py: "Summary of this step's rounds 1-K")."""
@@ -167,13 +179,16 @@ def scripted(
     step_actions: Mapping[int, Sequence[Action]] | None = None,
     otherwise: Action = text("Done."),
     plan_errors: Sequence[Reply] = (),
+    rewrites: Mapping[int, Sequence[Action]] | None = None,
 ) -> Script:
     """A script that plans `plan` and then plays `step_actions[N]` round by round in step N.
 
     Step numbers are the N of the prompt's `Current step N:` line. When a step's actions run
     out (or it has none), the step answers `finish("step N done")`. Any other call (neither
     planning nor a step round) gets `otherwise`. `plan_errors` answer the first attempts of the
-    planning call, before the plan itself, e.g. `[error(429, retry_after=1)]`.
+    planning call, before the plan itself, e.g. `[error(429, retry_after=1)]`. `rewrites[N]`
+    answer step N's rewrite requests in turn (app/finish_check.py); without them a rewrite
+    request gets `otherwise`.
     """
     actions = {step: list(items) for step, items in (step_actions or {}).items()}
 
@@ -183,6 +198,9 @@ def scripted(
         step = current_step(request)
         if step is None:
             return otherwise
+        if (number := rewrite_number(request)) is not None:
+            answers = (rewrites or {}).get(step, [])
+            return answers[number - 1] if number <= len(answers) else otherwise
         round_index = rounds_in_step(request)
         step_list = actions.get(step, [])
         if round_index < len(step_list):

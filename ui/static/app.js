@@ -13,7 +13,7 @@
 
 const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
   "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-  "final_answer", "error", "sandbox", "rewound", "forked"];
+  "final_answer", "error", "sandbox", "rewound", "forked", "rewrite"];
 const FINISHING = ["final_answer", "error", "interrupted"];
 const STORE = "agent.sessions";
 const $ = (id) => document.getElementById(id);
