@@ -42,8 +42,13 @@ MAX_LISTED_FILES = 40  # of the workspace, in a step's first prompt
 _UNLISTED = (SAVED_DIR.split("/")[0], ".git", "__pycache__")
 
 
-def step_prompt(context: str, number: int, step: PlanStep, files: list[FileEntryOut]) -> str:
-    return f"{context}\n\n{workspace_line(files)}\n\nCurrent step {number}: {step.title}\n{step.instructions}".strip()
+def step_prompt(context: str, number: int, step: PlanStep, files: list[FileEntryOut],
+                notice: str | None = None) -> str:
+    """The step's first user message. `notice`: what the sandbox says happened to the workspace
+    (a snapshot that could not be found, a rollback), told before the model acts on it."""
+    sandbox_line = f"[sandbox] {notice}\n\n" if notice else ""
+    return (f"{context}\n\n{sandbox_line}{workspace_line(files)}\n\n"
+            f"Current step {number}: {step.title}\n{step.instructions}").strip()
 
 
 def workspace_line(files: list[FileEntryOut]) -> str:
@@ -58,11 +63,12 @@ def workspace_line(files: list[FileEntryOut]) -> str:
 
 
 async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str) -> StepResult:
-    # A durable call like any tool's: a replay reads the same listing from the journal.
+    # A durable call like any tool's: a replay reads the same listing from the journal. It is
+    # the step's first sandbox call, so it carries any pending notice, which the prompt tells.
     listing = await task.ctx.object_call(sandbox.list_for_task, key=task.session_id, arg=PathIn(path="."))
     first: list[dict[str, Any]] = [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": step_prompt(step_context, number, step, listing.entries)},
+        {"role": "user", "content": step_prompt(step_context, number, step, listing.entries, listing.notice)},
     ]
     messages = list(first)
     window = StepWindow(task, number, tools.SCHEMAS)

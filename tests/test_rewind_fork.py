@@ -198,6 +198,8 @@ def test_a_rewind_to_a_snapshot_deleted_by_hand_says_so_to_the_user_and_the_mode
 
     send_message(stack, "gone", "try again")
     wait_idle(stack, "gone")
-    results = [m["content"] for e in stack.llm_requests() for m in e["request"]["messages"] if m.get("role") == "tool"]
-    told = {r for r in results if r.startswith("[sandbox] The sandbox's saved workspace could not be found")}
-    assert len(told) == 1, results  # told once, with the next task's first tool result
+    said = [m["content"] for e in stack.llm_requests() for m in e["request"]["messages"] if m.get("role") != "system"]
+    told = {s for s in said if "[sandbox] The sandbox's saved workspace could not be found" in s}
+    # Told once, in the next task's first step prompt, before the model acts on the workspace.
+    assert len(told) == 1, said
+    assert "Current step 1:" in told.pop()
