@@ -95,6 +95,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     server = None
     load_start, context = Path("/proc/loadavg").read_text().strip(), machine()
+    commit = _commit()  # the code that runs: a commit made while the eval runs is not it
     # Counts the whole run's processes, model server included (they are started inside it).
     with CpuShare() as cpu:
         started = time.monotonic()
@@ -138,7 +139,7 @@ def main() -> int:
         f"## Eval: {about}", "",
         *( [f"**{args.label}**", ""] if args.label else []),
         context,
-        f"- commit {_commit()}; cases `{args.cases}` ({len(cases)}); worker settings {json.dumps(env)}",
+        f"- commit {commit}; cases `{args.cases}` ({len(cases)}); worker settings {json.dumps(env)}",
         f"- /proc/loadavg at start `{load_start}`, at the end `{Path('/proc/loadavg').read_text().strip()}`; "
         f"{cpu.summary}",
         f"- judged {'under bubblewrap' if isolated() else 'in a plain subprocess (no bwrap)'}; whole run {elapsed:.0f} s",
