@@ -45,9 +45,9 @@ REWRITTEN = "\n(Before this, {paths} was written again from the request, {times}
 MAX_EXAMPLE_REFUSALS = 3  # per step: a model that cannot make them pass still finishes
 
 # The rewrite. The first is greedy (the configured temperature): asked afresh, without its
-# wrong code in view, the 1.5B wrote a passing file for 6 of 12 HumanEval cases whose examples
-# its own first write failed (bench/results/first-write-2026-12-03.md). The second is sampled,
-# so that it can differ from the first.
+# wrong code in view, the 1.5B wrote a passing file for 7 of the 13 HumanEval/0-39 cases whose
+# examples its own first write failed, and the second rewrite, sampled so that it can differ from
+# the first, for 2 more (bench/results/eval-2026-12-03.md, "The rewrite alone").
 MAX_REWRITES = 2
 REWRITE_TEMPERATURES: tuple[float | None, ...] = (None, 0.7)
 REWRITE_SYSTEM = "You are a careful Python programmer. You answer with code only."
