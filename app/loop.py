@@ -46,7 +46,7 @@ def step_prompt(context: str, number: int, step: PlanStep, files: list[FileEntry
                 notice: str | None = None) -> str:
     """The step's first user message. `notice`: what the sandbox says happened to the workspace
     (a snapshot that could not be found, a rollback), told before the model acts on it."""
-    sandbox_line = f"[sandbox] {notice}\n\n" if notice else ""
+    sandbox_line = f"{sandbox.sandbox_says(notice)}\n\n" if notice else ""
     return (f"{context}\n\n{sandbox_line}{workspace_line(files)}\n\n"
             f"Current step {number}: {step.title}\n{step.instructions}").strip()
 

@@ -143,6 +143,12 @@ async def _ensure_running(ctx: ObjectContext, state: SandboxState, *, restart: b
     return running
 
 
+def sandbox_says(notice: str) -> str:
+    """A notice (a rollback, a snapshot that could not be found) as the model reads it, wherever
+    it is told: after an operation's error or result, in a step's first prompt, on its own."""
+    return f"[sandbox] {notice}"
+
+
 def _join(*notices: str | None) -> str | None:
     return " ".join(n for n in notices if n) or None
 
@@ -237,7 +243,7 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
                 notice = _take_notice(ctx, state, rollback)
                 await _active_until(ctx, state, await ctx.time())
                 if notice:  # the operation failed on the replacement: the rollback is still news
-                    raise TerminalError(f"{error.message}\n[sandbox] {notice}", status_code=error.status_code) from error
+                    raise TerminalError(f"{error.message}\n{sandbox_says(notice)}", status_code=error.status_code) from error
                 raise
             rollback = await _abandon(ctx, state, running)
             continue

@@ -102,7 +102,7 @@ def _outcome(out: SandboxNotice, text: str, error: bool = False, exit_code: int 
     """The tool's text, after the sandbox's notice (a rollback) if there is one: the model must
     not go on believing in files that are gone."""
     if out.notice:
-        text = f"[sandbox] {out.notice}\n\n{text}"
+        text = f"{sandbox.sandbox_says(out.notice)}\n\n{text}"
     return ToolOutcome(text, error=error, exit_code=exit_code)
 
 

@@ -171,7 +171,7 @@ class StepWindow:
         if out.notice:
             # The sandbox was replaced under this save: the model must not go on believing
             # in files that are gone (the same notice a tool result would carry).
-            messages.append({"role": "user", "content": f"[sandbox] {out.notice}"})
+            messages.append({"role": "user", "content": sandbox.sandbox_says(out.notice)})
         self.saved[index] = path if out.ok else None
         return self.saved[index], out.detail
 
