@@ -76,6 +76,21 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
+def port_taken(port: int) -> bool:
+    """Whether a listener could not bind 127.0.0.1:`port` now, with SO_REUSEADDR as ours do.
+
+    Wider than `port_in_use`: a port nothing accepts on may still be held, e.g. as the local
+    end of an outgoing connection (any port in the kernel's ephemeral range can be), and a
+    server started on it fails with "Address already in use"."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return True
+        return False
+
+
 def wait_port(port: int, timeout: float = 30.0, proc: Process | None = None) -> None:
     """Wait until 127.0.0.1:`port` accepts connections; fail early if `proc` exits meanwhile."""
     wait_for(lambda: port_in_use(port), timeout, f"port {port} to accept connections", proc)

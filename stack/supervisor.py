@@ -395,7 +395,7 @@ class Supervisor:
         """WORKER_PORT, or the next port up that no version of ours and nothing else uses."""
         taken = {v.port for v in self.registry.versions}
         port = self.config.worker_port
-        while port in taken or (self.registry.versions and processes.port_in_use(port)):
+        while port in taken or (self.registry.versions and processes.port_taken(port)):
             port += 1
         return port
 
@@ -543,7 +543,7 @@ class Supervisor:
         if self.local_model:
             ports.append((c.local_model_port, "offline model", "LOCAL_MODEL_PORT"))
         for port, what, variable in ports:
-            if processes.port_in_use(port):
+            if processes.port_taken(port):
                 choose = variable if variable.startswith("(") else f"{variable}=<port> make run"
                 raise StackError(
                     f"port {port} ({what}) is already in use on 127.0.0.1. Stop whatever listens "

@@ -5,9 +5,12 @@ the new code; the old version is retired once nothing is pinned to it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import httpx
 
@@ -34,11 +37,14 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     [v1] = sup.registry()["versions"]
 
     log = tmp_path / "upgrade.log"
-    upgrading = sup.upgrade(v2_source(tmp_path), log)
-    stack.wait_until(lambda: "serves new invocations" in log.read_text(), timeout=90, message="v2 registered")
+    # The next port up is held the way the local end of an outgoing connection holds one: bound,
+    # nothing accepting on it. v2 goes elsewhere (a worker put there could not bind).
+    with _hold_a_port_after(v1["port"]) as held:
+        upgrading = sup.upgrade(v2_source(tmp_path), log)
+        stack.wait_until(lambda: "serves new invocations" in log.read_text(), timeout=90, message="v2 registered")
     v1_now, v2 = sup.registry()["versions"]
     assert v1_now["version"] == v1["version"] and v1_now["draining"] and not v2["draining"]
-    assert v2["deployment_id"] != v1["deployment_id"]
+    assert v2["deployment_id"] != v1["deployment_id"] and v2["port"] != held
     old_worker = sup.child_pid(f"worker-{v1['version']}")
     assert alive(old_worker) and alive(sup.child_pid("worker"))
     # Each worker answers only its own version's path.
@@ -86,6 +92,20 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     deployments = processes.http_client().get(f"http://127.0.0.1:{sup.admin}/deployments").json()["deployments"]
     assert v1["deployment_id"] not in [d["id"] for d in deployments]
     assert not (sup.data_dir / "run" / f"worker-{v1['version']}.pid").exists()
+
+
+@contextlib.contextmanager
+def _hold_a_port_after(port: int) -> Iterator[int]:
+    """Bind (without listening) the first port above `port` that can be bound, while inside."""
+    for candidate in range(port + 1, port + 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            yield candidate
+            return
+    raise AssertionError(f"no free port above {port}")
 
 
 def test_upgrade_without_a_running_stack_says_so(tmp_path):
