@@ -33,10 +33,8 @@ class Settings(BaseSettings):
     openai_base_url: str | None = env("OPENAI_BASE_URL", None)
     agent_model: str = env("AGENT_MODEL", "gpt-4.1-mini")
     # "native": the server understands `tools`. "structured": it gets a JSON schema as
-    # `response_format` instead (small local models). "blocks": structured, and a file's content
-    # may come as a code block after the call's JSON (a llama.cpp server built with llguidance,
-    # like the embedded one; app/structured_tools.py). Empty means: pick by endpoint.
-    tool_mode: Literal["native", "structured", "blocks", ""] = env("AGENT_TOOL_MODE", "")
+    # `response_format` instead (small local models). Empty means: pick by endpoint.
+    tool_mode: Literal["native", "structured", ""] = env("AGENT_TOOL_MODE", "")
     # Sampling temperature; unset leaves the provider's default.
     temperature: float | None = env("AGENT_TEMPERATURE", None)
     # The model's context window in tokens; unset: see `model_context_tokens()`.
@@ -158,7 +156,7 @@ class Settings(BaseSettings):
     def sandbox_root(self) -> Path:
         return self.data_dir / "sandboxes"
 
-    def llm_endpoint(self) -> tuple[str | None, str, str, Literal["native", "structured", "blocks"]]:
+    def llm_endpoint(self) -> tuple[str | None, str, str, Literal["native", "structured"]]:
         """(base_url, api_key, model, tool_mode) by the selection rules in the README."""
         if self.openai_base_url:
             return (self.openai_base_url, self.openai_api_key or "unused", self.agent_model,

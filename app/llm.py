@@ -88,9 +88,6 @@ class ModelClient:
             request["max_tokens"] = self.max_tokens
         if not tools:
             request["messages"] = messages
-        elif self.tool_mode == "blocks":
-            request["messages"] = _structured_messages(messages, tools, blocks=True)
-            request["extra_body"] = {"grammar": structured_tools.grammar_for(tools)}
         elif self.tool_mode == "structured":
             request["messages"] = _structured_messages(messages, tools)
             request["response_format"] = structured_tools.response_format_for(tools)
@@ -146,7 +143,7 @@ class ModelClient:
             return ModelTurn(message=message, usage=usage, format_error=CUT_OFF.format(tokens=usage.completion_tokens))
         if plain:
             return ModelTurn(message=message, usage=usage)
-        if self.tool_mode in ("structured", "blocks"):
+        if self.tool_mode == "structured":
             try:
                 message["tool_calls"] = structured_tools.to_tool_calls(choice.content or "", call_id_prefix)
             except structured_tools.StructuredAnswerError as error:
@@ -169,8 +166,8 @@ class ModelClient:
         if self._tokenizer_root is None:
             return None
         body: dict[str, Any] = {"messages": messages}
-        if self.tool_mode in ("structured", "blocks"):
-            body["messages"] = _structured_messages(messages, tools, blocks=self.tool_mode == "blocks")
+        if self.tool_mode == "structured":
+            body["messages"] = _structured_messages(messages, tools)
         else:
             body["tools"] = tools
         template = await self._tokenizer.post(f"{self._tokenizer_root}/apply-template", json=body)
@@ -234,8 +231,7 @@ class LiveText:
                 pass  # best effort: the journaled model_round event carries the text anyway
 
 
-def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                         blocks: bool = False) -> list[dict[str, Any]]:
+def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rewrite a tool-calling transcript as plain chat for a model that answers in JSON.
 
     The tool list goes into the system prompt, earlier calls become the JSON the model wrote,
@@ -248,12 +244,12 @@ def _structured_messages(messages: list[dict[str, Any]], tools: list[dict[str, A
     out: list[dict[str, Any]] = []
     for m in messages:
         if m["role"] == "system":
-            out.append({"role": "system", "content": m["content"] + "\n\n" + structured_tools.tool_prompt(tools, blocks)})
+            out.append({"role": "system", "content": m["content"] + "\n\n" + structured_tools.tool_prompt(tools)})
         elif m["role"] == "assistant" and m.get("tool_calls"):
             calls = [{"tool": c["function"]["name"], "args": _loads(c["function"]["arguments"])}
                      for c in m["tool_calls"]]
             raw = m.get("content") or ""
-            text = raw if _says(raw, calls) else structured_tools.render(calls, blocks)
+            text = raw if _says(raw, calls) else json.dumps(calls[0] if len(calls) == 1 else calls)
             out.append({"role": "assistant", "content": text})
         elif m["role"] == "tool":
             out.append({"role": "user", "content": f"Tool result:\n{m['content']}"})

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from app.config import settings
-from app.structured_tools import grammar_for, response_format_for, to_tool_calls, tool_prompt
+from app.structured_tools import response_format_for, to_tool_calls, tool_prompt
 from stack import model, model_server
 from stack.model_server import ModelServerError
 from tests.client import free_port
@@ -92,33 +92,6 @@ def test_the_real_model_answers_the_tool_schema_with_a_parseable_call(client):
     [call] = to_tool_calls(answer.choices[0].message.content, "slow")
     assert call["function"]["name"] == "write_file"
     assert json.loads(call["function"]["arguments"])["path"] == "hello.py"
-
-
-@pytest.mark.slow
-def test_the_real_model_writes_a_file_as_a_code_block_and_runs_it_as_json_under_the_blocks_grammar(client):
-    """The product's tools in blocks mode (the offline default): the grammar compiles in the
-    embedded llama.cpp, a write comes as JSON and a code block, and a command as JSON."""
-    from app import tools
-    from app.llm import _structured_messages
-
-    def ask(messages: list[dict]) -> dict:
-        answer = client.chat.completions.create(
-            model="local", temperature=0, max_tokens=200, extra_body={"grammar": grammar_for(tools.SCHEMAS)},
-            messages=_structured_messages(messages, tools.SCHEMAS, blocks=True))
-        [call] = to_tool_calls(answer.choices[0].message.content, "slow")
-        return {"tool": call["function"]["name"], "args": json.loads(call["function"]["arguments"]),
-                "raw": answer.choices[0].message.content}
-
-    messages = [{"role": "system", "content": "You are a coding agent."},
-                {"role": "user", "content": "Create hello.py that prints hello, then run it with python3."}]
-    write = ask(messages)
-    assert write["tool"] == "write_file" and write["args"]["path"] == "hello.py"
-    assert "print(" in write["args"]["content"] and "\n```" in write["raw"]  # in a block, not in the JSON
-
-    messages += [{"role": "assistant", "content": write["raw"], "tool_calls": to_tool_calls(write["raw"], "w")},
-                 {"role": "tool", "tool_call_id": "w-0", "content": "wrote 15 bytes to hello.py"}]
-    run = ask(messages)
-    assert run["tool"] == "run_command" and "hello.py" in run["args"]["command"]
 
 
 @pytest.mark.slow

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from app.structured_tools import (StructuredAnswerError, grammar_for, render, response_format_for, to_tool_calls,
-                                  tool_prompt)
+from app.structured_tools import StructuredAnswerError, response_format_for, to_tool_calls, tool_prompt
 
 TOOLS = [
     {"type": "function", "function": {
@@ -105,49 +104,3 @@ def test_an_earlier_call_is_resent_as_the_models_own_text_unless_it_was_shortene
     fitted = [*messages[:2], {**messages[2], "tool_calls": [shorter_call(c) for c in call]}, *messages[3:]]
     shortened = _structured_messages(fitted, [])[2]["content"]
     assert "x = 1" not in shortened and "removed to fit" in shortened
-
-
-# --- blocks mode: a file's content as a code block after the call's JSON ---------------------
-
-
-def test_a_code_block_after_the_calls_json_is_its_content():
-    answer = '{"tool": "write_file", "args": {"path": "hello.py"}}\n```python\nprint("hello")\n\n```'
-
-    [call] = to_tool_calls(answer, "p")
-
-    assert call["function"]["name"] == "write_file"
-    assert json.loads(call["function"]["arguments"]) == {"path": "hello.py", "content": 'print("hello")\n\n'}
-
-
-@pytest.mark.parametrize("content", ["print(1)\n", "# Notes\n```python\nx = 1\n```\n", "a\n  ```b\n", "\n"])
-def test_an_earlier_write_is_resent_as_a_block_that_reads_back_as_the_same_call(content):
-    calls = [{"tool": "write_file", "args": {"path": "f", "content": content}}]
-
-    text = render(calls, blocks=True)
-
-    head, block = text.split("\n", 1)
-    assert json.loads(head) == {"tool": "write_file", "args": {"path": "f"}} and content in block
-    assert [json.loads(c["function"]["arguments"]) for c in to_tool_calls(text, "p")] == [calls[0]["args"]]
-
-
-@pytest.mark.parametrize("content", ["no newline at the end", "```\n````\n"])
-def test_content_a_block_cannot_hold_is_resent_as_json(content):
-    calls = [{"tool": "write_file", "args": {"path": "f", "content": content}}]
-
-    text = render(calls, blocks=True)
-
-    assert json.loads(text) == calls[0]
-    assert render(calls, blocks=False) == text
-
-
-def test_the_blocks_prompt_says_where_the_content_goes_and_the_grammar_admits_only_that():
-    prompt = tool_prompt(TOOLS, blocks=True)
-    grammar = grammar_for(TOOLS)
-
-    assert "write_file: give content after the JSON, not in it, as a code block" in prompt
-    assert "content after the JSON" not in tool_prompt(TOOLS)
-    # write_file's JSON (its head) has no content; run keeps its whole JSON form.
-    head = json.loads(grammar.split("head: %json ", 1)[1].split("\n", 1)[0])
-    call = json.loads(grammar.split("call: %json ", 1)[1].split("\n", 1)[0])
-    assert [b["properties"]["args"]["required"] for b in head["oneOf"]] == [["path"]]
-    assert [b["properties"]["tool"]["const"] for b in call["oneOf"]] == ["run"]

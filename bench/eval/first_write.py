@@ -36,7 +36,7 @@ from app.finish_check import (MAX_REPORT_CHARS, MAX_REWRITES, REWRITE_AGAIN, REW
                               REWRITE_TEMPERATURES, code_in)
 from app.loop import SYSTEM_PROMPT, step_prompt
 from app.models import PlanStep
-from app.structured_tools import StructuredAnswerError, grammar_for, response_format_for, to_tool_calls
+from app.structured_tools import StructuredAnswerError, response_format_for, to_tool_calls
 from app.task import step_context
 from app.validation import workspace_relative
 from bench.eval.cases import SOLUTION_FILE, parse_selection
@@ -62,8 +62,6 @@ def main() -> int:
     parser.add_argument("--base-url", required=True, help="a llama.cpp server that is already running")
     parser.add_argument("--model-name", default="local")
     parser.add_argument("--cases", default="humaneval:0-39")
-    parser.add_argument("--tool-mode", choices=("blocks", "structured"), default="blocks",
-                        help="how the call is asked for (app/structured_tools.py); blocks: the offline default")
     parser.add_argument("--rewrites", type=int, default=0,
                         help=f"rewrites per case while the examples fail (the product makes up to {MAX_REWRITES})")
     args = parser.parse_args()
@@ -72,7 +70,7 @@ def main() -> int:
     for case in parse_selection(args.cases, OWN_CASES):
         started = time.monotonic()
         first = first_round(case.message)
-        written, tokens = ask(client, args.model_name, first, args.tool_mode)
+        written, tokens = ask(client, args.model_name, first)
         verdicts: list[str] = []
         for rewrite in range(args.rewrites + 1):
             if written is None:
@@ -100,15 +98,13 @@ def main() -> int:
     return 0
 
 
-def ask(client: openai.OpenAI, model: str, messages: list[dict], mode: str) -> tuple[str | None, int]:
-    """One round at temperature 0 in `mode`, as app/llm.py asks it: the content of its write of
-    solution.py (None: no such write), and the tokens it took."""
-    blocks = mode == "blocks"
+def ask(client: openai.OpenAI, model: str, messages: list[dict]) -> tuple[str | None, int]:
+    """One structured-mode round at temperature 0: the content of its write of solution.py
+    (None: no such write), and the tokens it took."""
     answer = client.chat.completions.create(
         model=model, temperature=0, max_tokens=MAX_TOKENS,
-        messages=_structured_messages(messages, tools.SCHEMAS, blocks=blocks),
-        **({"extra_body": {"grammar": grammar_for(tools.SCHEMAS)}} if blocks
-           else {"response_format": response_format_for(tools.SCHEMAS)}),
+        messages=_structured_messages(messages, tools.SCHEMAS),
+        response_format=response_format_for(tools.SCHEMAS),
     )
     tokens = answer.usage.completion_tokens if answer.usage else 0
     try:
