@@ -13,6 +13,11 @@ block is written with a write_file call of its own and the examples run again; i
 finish goes through, and after MAX_REWRITES failed rewrites the model is told, in its own
 conversation, that they fail (at most MAX_EXAMPLE_REFUSALS times a step).
 
+A Python file the step writes whole that does not parse is rewritten the same way at once, from
+the parser's error, without waiting for a `finish`: a small model that wrote broken code into a
+JSON string patches it with edits for many rounds. A rewrite counts as good when it parses and
+its examples, if it has any, pass. The rewrites happen once a step, for whichever comes first.
+
 Everything here is decided from journaled calls and results only (tool outcomes, model turns),
 so a replay refuses the same calls and makes the same rewrites.
 """
@@ -42,6 +47,10 @@ EXAMPLES_FAIL = ("error: not finished: the examples in the docstrings of {paths}
 EXAMPLES_UNKNOWN = ("error: not finished: the examples in the docstrings of {paths} were run with `{command}`, "
                     "but no result came back:\n{output}\nCall finish again to run them again.")
 REWRITTEN = "\n(Before this, {paths} was written again from the request, {times}, and the examples failed each time.)"
+BROKEN_REWRITTEN = ("\n{path} did not parse, so it was written again from the request ({times}) and now parses"
+                    "{examples}. Call read_file to see it before changing it.")
+BROKEN_STILL = ("\n{path} did not parse; it was written again from the request ({times}), and the last version "
+                "is still wrong:\n{report}\nCall read_file to see it, then fix it.")
 MAX_EXAMPLE_REFUSALS = 3  # per step: a model that cannot make them pass still finishes
 
 # The rewrite. The first is greedy (the configured temperature): asked afresh, without its
@@ -51,11 +60,13 @@ MAX_EXAMPLE_REFUSALS = 3  # per step: a model that cannot make them pass still f
 MAX_REWRITES = 2
 REWRITE_TEMPERATURES: tuple[float | None, ...] = (None, 0.7)
 REWRITE_SYSTEM = "You are a careful Python programmer. You answer with code only."
-REWRITE_PROMPT = ("The request:\n{request}\n\n{path} was written for this request, and the examples in its "
-                  "docstrings fail when run with `{command}`:\n{report}\n\nThe examples are right. Write {path} "
-                  "again, whole: every function complete, so that the examples pass. Answer with the whole "
-                  "file in one ```python code block.")
-REWRITE_AGAIN = "\n\n(Rewrite {number}: the rewrite before this one failed its examples too.)"
+REWRITE_PROMPT = ("The request:\n{request}\n\n{path} was written for this request, and {problem}:\n{report}\n\n"
+                  "{advice}Write {path} again, whole: every function complete, so that {goal}. Answer with "
+                  "the whole file in one ```python code block.")
+EXAMPLES_PROBLEM = ("the examples in its docstrings fail when run with `{command}`", "The examples are right. ",
+                    "the examples pass")
+SYNTAX_PROBLEM = ("it is not valid Python", "", "it is valid Python and does what the request asks")
+REWRITE_AGAIN = "\n\n(Rewrite {number}: the rewrite before this one was wrong too.)"
 MAX_REPORT_CHARS = 3_000  # of doctest's report, in a rewrite request
 _BLOCK = re.compile(r"```(?:python|py)?[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -133,14 +144,38 @@ class FinishCheck:
             return ExamplesRefusal(EXAMPLES_UNKNOWN.format(paths=", ".join(paths), command=command, output=outcome.text))
         ours = [p for p in paths if p in self.written_whole]
         note = ""
+        report = outcome.text
         if ours and not self.rewrote:
             self.rewrote = True
-            outcome, made = await self._rewrite(op_id, ours, outcome)
-            if outcome.exit_code == 0:
+            good, report, made = await self._rewrite(op_id, ours, report, syntax=False)
+            if good:
                 return None
-            note = REWRITTEN.format(paths=", ".join(ours), times="once" if made == 1 else f"{made} times") if made else ""
+            note = REWRITTEN.format(paths=", ".join(ours), times=_times(made)) if made else ""
         self.example_refusals += 1
-        return ExamplesRefusal(EXAMPLES_FAIL.format(paths=", ".join(paths), command=command, output=outcome.text) + note)
+        return ExamplesRefusal(EXAMPLES_FAIL.format(paths=", ".join(paths), command=command, output=report) + note)
+
+    async def rewrite_if_broken(self, op_id: str, call: dict[str, Any],
+                                outcome: tools.ToolOutcome) -> tools.ToolOutcome | None:
+        """After a tool call: if it wrote a whole Python file that does not parse, rewrite the
+        file at once (the step's rewrites, unless it had them). The outcome to answer the call
+        with instead of its own, or None."""
+        name, args = _name_and_args(call)
+        if not self.enabled or self.rewrote or name != "write_file" or outcome.error:
+            return None
+        path = str(args.get("path", ""))
+        broken = tools.syntax_error(path, str(args.get("content", "")))
+        if broken is None:
+            return None
+        self.rewrote = True
+        good, report, made = await self._rewrite(op_id, [path], broken, syntax=True)
+        if not made:
+            return None
+        if good:
+            examples = ", and its examples pass" if path in self.with_examples else ""
+            note = BROKEN_REWRITTEN.format(path=path, times=_times(made), examples=examples)
+        else:
+            note = BROKEN_STILL.format(path=path, times=_times(made), report=report)
+        return tools.ToolOutcome(outcome.text + note, exit_code=outcome.exit_code)
 
     async def _run_examples(self, ref: str, why: str, paths: list[str]) -> tools.ToolOutcome:
         probe = {"id": ref, "type": "function",
@@ -153,15 +188,17 @@ class FinishCheck:
             self.examples_stale = [p for p in self.examples_stale if p not in paths]
         return outcome
 
-    async def _rewrite(self, op_id: str, paths: list[str],
-                       failed: tools.ToolOutcome) -> tuple[tools.ToolOutcome, int]:
-        """Rewrite `paths` until their examples pass, at most MAX_REWRITES times. Returns the
-        last examples run and how many rewrites were written."""
+    async def _rewrite(self, op_id: str, paths: list[str], report: str, syntax: bool) -> tuple[bool, str, int]:
+        """Rewrite `paths` until a rewrite is good (it parses, and its examples, if any, pass), at
+        most MAX_REWRITES times; `report` says what is wrong with them now (`syntax`: that they
+        do not parse). Returns whether the last rewrite is good, what is wrong with it if not,
+        and how many rewrites were written."""
         made = 0
         for number in range(1, MAX_REWRITES + 1):
-            wrote = False
+            written: list[tuple[str, str]] = []
             for index, path in enumerate(paths):
-                code = await self._ask_rewrite(path, failed.text, number, made, f"{op_id}/rewrite{number}/f{index}")
+                code = await self._ask_rewrite(path, report, syntax, number, made,
+                                               f"{op_id}/rewrite{number}/f{index}")
                 if code is None:
                     continue
                 ref = f"{op_id}/rewrite{number}/f{index}/write"
@@ -171,27 +208,36 @@ class FinishCheck:
                 outcome = await tools.dispatch(self.task, ref, write)
                 tools.emit_result(self.task, ref, outcome.text)
                 self.saw(write, outcome)
-                wrote = wrote or not outcome.error
-            if not wrote:
-                continue  # nothing new to run
+                if not outcome.error:
+                    written.append((path, code))
+            if not written:
+                continue  # nothing new to judge
             made += 1
-            failed = await self._run_examples(f"{op_id}/rewrite{number}/examples", "rewrite check", paths)
-            if failed.exit_code != 0:
+            broken = [note for path, code in written if (note := tools.syntax_error(path, code)) is not None]
+            if broken:
+                report, syntax = "\n".join(broken), True
                 continue
-            return failed, made
-        return failed, made
+            with_examples = [p for p in paths if p in self.with_examples]
+            if with_examples:
+                run = await self._run_examples(f"{op_id}/rewrite{number}/examples", "rewrite check", with_examples)
+                if run.exit_code != 0:
+                    report, syntax = run.text, False
+                    continue
+            return True, report, made
+        return False, report, made
 
-    async def _ask_rewrite(self, path: str, report: str, number: int, made: int, call_id: str) -> str | None:
+    async def _ask_rewrite(self, path: str, report: str, syntax: bool, number: int, made: int,
+                           call_id: str) -> str | None:
         """One journaled plain-chat round asking for `path` whole; its code, or None if the
         answer holds none."""
         task = self.task
-        prompt = REWRITE_PROMPT.format(request=self.request, path=path, command=_doctest([path]),
-                                       report=context.clip(report, MAX_REPORT_CHARS))
+        prompt = rewrite_prompt(self.request, path, report, syntax)
         if made:
             prompt += REWRITE_AGAIN.format(number=number)
         messages = [{"role": "system", "content": REWRITE_SYSTEM}, {"role": "user", "content": prompt}]
         label = f"step {self.number}: rewrite {path[:60]}, {number}"
-        task.emit("rewrite", f"step {self.number}: the examples of {path} fail; asking the model for it whole "
+        why = f"{path} is not valid Python" if syntax else f"the examples of {path} fail"
+        task.emit("rewrite", f"step {self.number}: {why}; asking the model for it whole "
                   f"(rewrite {number} of {MAX_REWRITES})", ref=label)
         turn = await task.ctx.run_typed(
             label, model_client().complete, retry.model_step(ModelTurn), messages, [], call_id,
@@ -204,6 +250,18 @@ class FinishCheck:
         task.emit("model_round", f"rewrite {number} of {path}: " + ("a whole file" if code else "no code in the answer"),
                   detail=turn.message.get("content") or "", ref=label)
         return code
+
+
+def rewrite_prompt(request: str, path: str, report: str, syntax: bool) -> str:
+    """The rewrite request's text, before REWRITE_AGAIN: what `path` is for and what is wrong
+    with it (`syntax`: it does not parse; else its examples fail, `report` being doctest's)."""
+    problem, advice, goal = SYNTAX_PROBLEM if syntax else EXAMPLES_PROBLEM
+    return REWRITE_PROMPT.format(request=request, path=path, problem=problem.format(command=_doctest([path])),
+                                 report=context.clip(report, MAX_REPORT_CHARS), advice=advice, goal=goal)
+
+
+def _times(made: int) -> str:
+    return "once" if made == 1 else f"{made} times"
 
 
 def code_in(answer: str) -> str | None:

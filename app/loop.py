@@ -132,6 +132,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
             else:
                 outcome = await tools.dispatch(task, op_id, call)
                 check.saw(call, outcome)
+                outcome = await check.rewrite_if_broken(op_id, call, outcome) or outcome
                 failed = failed or outcome.error
                 if outcome.finished:
                     finished = outcome.text

@@ -146,8 +146,7 @@ def python_notes(path: str, code: str) -> list[str]:
     try:
         tree = ast.parse(code)
     except SyntaxError as error:
-        where = f"line {error.lineno}: " if error.lineno else ""
-        return [f"note: {path} is not valid Python: {where}{error.msg}. Fix it."]
+        return [_not_valid(path, error)]
     except (ValueError, RecursionError):  # a NUL byte (3.11 says ValueError), nesting too deep
         return []  # nothing to say at once; running it will tell
     stubs = [node.name for node in ast.walk(tree)
@@ -156,6 +155,25 @@ def python_notes(path: str, code: str) -> list[str]:
         return []
     which = f"{stubs[0]} has" if len(stubs) == 1 else f"{', '.join(stubs)} have"
     return [f"note: in {path}, {which} no code yet (only a docstring, pass or ...). Write the code."]
+
+
+def syntax_error(path: str, code: str) -> str | None:
+    """The note saying that the Python file `path` does not parse, or None if it does (or is
+    no Python file, or is one the parser gives up on for other reasons)."""
+    if not path.endswith(".py"):
+        return None
+    try:
+        ast.parse(code)
+    except SyntaxError as error:
+        return _not_valid(path, error)
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _not_valid(path: str, error: SyntaxError) -> str:
+    where = f"line {error.lineno}: " if error.lineno else ""
+    return f"note: {path} is not valid Python: {where}{error.msg}. Fix it."
 
 
 def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

@@ -116,7 +116,7 @@ def test_failing_examples_get_the_file_rewritten_whole_and_a_worker_kill_mid_rew
     assert "Expected:\n    6\nGot:\n    5" in first["messages"][1]["content"] and "x + 2" not in first["messages"][1]["content"]
     assert "temperature" not in first and second["temperature"] == finish_check.REWRITE_TEMPERATURES[1]
     assert "Expected:\n    6\nGot:\n    9" in second["messages"][1]["content"]
-    assert second["messages"][1]["content"].endswith("(Rewrite 2: the rewrite before this one failed its examples too.)")
+    assert second["messages"][1]["content"].endswith("(Rewrite 2: the rewrite before this one was wrong too.)")
     # Each rewrite was written once (the replay after the kill wrote nothing again), its examples
     # were run, and the second passed: the model's own finish went through.
     writes = [e for e in events(stack, "s1", "tool_call") if e["text"].startswith("rewrite: ")]
@@ -124,6 +124,40 @@ def test_failing_examples_get_the_file_rewritten_whole_and_a_worker_kill_mid_rew
     checks = [e["text"].split(":")[0] for e in events(stack, "s1", "tool_call") if "python3 -m doctest double.py" in e["text"]]
     assert checks == ["finish check", "rewrite check", "rewrite check"]
     assert read_file(stack, "s1", "double.py") == DOUBLE_RIGHT
+    assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
+    assert events(stack, "s1", "final_answer")[-1]["text"] == "double.py written"
+
+
+def test_a_written_file_that_does_not_parse_is_rewritten_at_once_and_a_worker_kill_mid_rewrite_loses_nothing(
+        stack_factory):
+    stack = stack_factory("tests.fakes.planning_scripts:double_broken_then_rewritten", env=AIDS)
+    send_message(stack, "s1", "write double.py with a function double(x)")
+    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
+    stack.kill_worker()
+    time.sleep(0.5)
+    stack.start_worker()
+    final = wait_idle(stack, "s1", timeout=90)
+
+    # Right after the write, before any finish: a plain request with the parser's error, not the
+    # broken code; the second rewrite is told the first was wrong too, with its own error.
+    asks = [e["request"] for e in stack.llm_requests() if e["request"]["messages"][0]["content"] == finish_check.REWRITE_SYSTEM]
+    assert len({json.dumps(r, sort_keys=True) for r in asks}) == 2  # the killed one was asked again, the same
+    first, second = asks[0]["messages"][1]["content"], asks[-1]["messages"][1]["content"]
+    assert "double.py was written for this request, and it is not valid Python:\nnote: double.py is not valid " \
+           "Python: line 7: unexpected character after line continuation character" in first
+    assert "x * 2\\n" not in first and "The examples are right" not in first
+    assert "line 7: '(' was never closed" in second and second.endswith("(Rewrite 2: the rewrite before this one was wrong too.)")
+    # Each rewrite was written once; only the one that parses had its examples run; the model was
+    # told that in the write's own result, and its finish went through with no more checks.
+    writes = [e for e in events(stack, "s1", "tool_call") if e["text"].startswith("rewrite: ")]
+    assert [e["ref"].rsplit("/", 3)[1] for e in writes] == ["rewrite1", "rewrite2"]
+    checks = [e["text"].split(":")[0] for e in events(stack, "s1", "tool_call") if "python3 -m doctest double.py" in e["text"]]
+    assert checks == ["rewrite check"]
+    assert read_file(stack, "s1", "double.py") == DOUBLE_RIGHT
+    write_result = _tool_messages(stack)[0]
+    assert write_result.startswith("wrote ") and write_result.endswith(
+        "double.py did not parse, so it was written again from the request (2 times) and now parses, and its "
+        "examples pass. Call read_file to see it before changing it."), write_result
     assert [p["status"] for p in final["plan"]] == ["done"] and final["last_usage"]["rounds"] == 4
     assert events(stack, "s1", "final_answer")[-1]["text"] == "double.py written"
 

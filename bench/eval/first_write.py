@@ -31,9 +31,7 @@ import openai
 
 from app import tools
 from app.llm import _structured_messages
-from app.context import clip
-from app.finish_check import (MAX_REPORT_CHARS, MAX_REWRITES, REWRITE_AGAIN, REWRITE_PROMPT, REWRITE_SYSTEM,
-                              REWRITE_TEMPERATURES, code_in)
+from app.finish_check import MAX_REWRITES, REWRITE_AGAIN, REWRITE_SYSTEM, REWRITE_TEMPERATURES, code_in, rewrite_prompt
 from app.loop import SYSTEM_PROMPT, step_prompt
 from app.models import PlanStep
 from app.structured_tools import StructuredAnswerError, response_format_for, to_tool_calls
@@ -122,8 +120,7 @@ def ask(client: openai.OpenAI, model: str, messages: list[dict]) -> tuple[str | 
 
 def rewritten(client: openai.OpenAI, model: str, request: str, report: str, number: int) -> tuple[str | None, int]:
     """The finish check's rewrite request number `number` (app/finish_check.py): its code, if any."""
-    prompt = REWRITE_PROMPT.format(request=request, path=SOLUTION_FILE, command=EXAMPLES_COMMAND,
-                                   report=clip(report, MAX_REPORT_CHARS))
+    prompt = rewrite_prompt(request, SOLUTION_FILE, report, syntax=False)
     if number > 1:
         prompt += REWRITE_AGAIN.format(number=number)
     temperature = REWRITE_TEMPERATURES[number - 1]

@@ -49,6 +49,14 @@ def answer(code: str) -> Reply:
 double_fixed_by_rewrite = scripted(UNEXPECTED_PLAN, {1: [write("double.py", DOUBLE_WRONG), finish("double.py written")]},
                                    rewrites={1: [answer(DOUBLE_SQUARE), slow(answer(DOUBLE_RIGHT), 3.0)]})
 
+# "write double.py": the first version does not parse (a JSON-escaped line, as a small model
+# writes them), so it is rewritten at once; the first rewrite does not parse either, the second
+# is right (slowly enough to SIGKILL the worker mid-round); then the model finishes.
+DOUBLE_BROKEN = DOUBLE_RIGHT.replace("return x * 2", "return x * 2\\n")
+double_broken_then_rewritten = scripted(
+    UNEXPECTED_PLAN, {1: [write("double.py", DOUBLE_BROKEN), finish("double.py written")]},
+    rewrites={1: [answer(DOUBLE_RIGHT.replace("x * 2", "(x * 2")), slow(answer(DOUBLE_RIGHT), 3.0)]})
+
 # An example that takes 4 s and records each run of it, so a test can SIGKILL the worker while
 # the finish check runs it.
 SLOW_EXAMPLE = ('import time\n\n\ndef mark():\n    """Record a run.\n\n    >>> mark()\n    \'marked\'\n    """\n'
