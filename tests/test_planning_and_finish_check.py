@@ -29,6 +29,22 @@ def _tool_messages(stack) -> list[str]:
     return [m["content"] for m in last if m.get("role") == "tool"]
 
 
+def _kill_the_worker_during_the_slow_round(stack, session: str) -> dict:
+    """SIGKILL the worker while the script's slow round is in flight, start it again, and
+    return the session's status once it is idle."""
+    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
+    stack.kill_worker()
+    time.sleep(0.5)
+    stack.start_worker()
+    return wait_idle(stack, session, timeout=90)
+
+
+def _rewrite_requests(stack) -> list[dict]:
+    """The finish check's rewrite requests the model server got, in order."""
+    return [e["request"] for e in stack.llm_requests()
+            if e["request"]["messages"][0]["content"] == finish_check.REWRITE_SYSTEM]
+
+
 def test_which_requests_are_one_step():
     assert one_step(HELLO)
     assert one_step("Write this function in solution.py:\n\n```python\n" + "x = 1\n" * 400 + "```")
@@ -77,11 +93,7 @@ def test_the_finish_check_survives_a_worker_kill(stack_factory):
     stack = stack_factory("tests.fakes.planning_scripts:add_checked_slowly", env=AIDS)
     send_message(stack, "s1", "write add.py with a function add(a, b)")
     # The slow round (the check command's) is in flight: kill the worker, then bring it back.
-    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
-    stack.kill_worker()
-    time.sleep(0.5)
-    stack.start_worker()
-    final = wait_idle(stack, "s1", timeout=90)
+    final = _kill_the_worker_during_the_slow_round(stack, "s1")
 
     assert [p["status"] for p in final["plan"]] == ["done"]
     results = _tool_messages(stack)
@@ -99,16 +111,12 @@ def test_failing_examples_get_the_file_rewritten_whole_and_a_worker_kill_mid_rew
     stack = stack_factory("tests.fakes.planning_scripts:double_fixed_by_rewrite", env=AIDS)
     send_message(stack, "s1", "write double.py with a function double(x)")
     # The second rewrite (a slow round) is in flight: kill the worker, then bring it back.
-    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
-    stack.kill_worker()
-    time.sleep(0.5)
-    stack.start_worker()
-    final = wait_idle(stack, "s1", timeout=90)
+    final = _kill_the_worker_during_the_slow_round(stack, "s1")
 
     # Each rewrite is a plain request (no tools) with the step's prompt and doctest's report,
     # not the wrong code; the second says the first failed too, and is sampled.
     step_prompt = stack.llm_requests()[0]["request"]["messages"][1]["content"]
-    asks = [e["request"] for e in stack.llm_requests() if e["request"]["messages"][0]["content"] == finish_check.REWRITE_SYSTEM]
+    asks = _rewrite_requests(stack)
     assert len({json.dumps(r, sort_keys=True) for r in asks}) == 2  # the killed one was asked again, the same
     first, second = asks[0], asks[-1]
     assert "tools" not in first and "response_format" not in first
@@ -132,15 +140,11 @@ def test_a_written_file_that_does_not_parse_is_rewritten_at_once_and_a_worker_ki
         stack_factory):
     stack = stack_factory("tests.fakes.planning_scripts:double_broken_then_rewritten", env=AIDS)
     send_message(stack, "s1", "write double.py with a function double(x)")
-    stack.wait_until(lambda: any(e["reply"].get("delay_s") for e in stack.llm_requests()), timeout=60)
-    stack.kill_worker()
-    time.sleep(0.5)
-    stack.start_worker()
-    final = wait_idle(stack, "s1", timeout=90)
+    final = _kill_the_worker_during_the_slow_round(stack, "s1")
 
     # Right after the write, before any finish: a plain request with the parser's error, not the
     # broken code; the second rewrite is told the first was wrong too, with its own error.
-    asks = [e["request"] for e in stack.llm_requests() if e["request"]["messages"][0]["content"] == finish_check.REWRITE_SYSTEM]
+    asks = _rewrite_requests(stack)
     assert len({json.dumps(r, sort_keys=True) for r in asks}) == 2  # the killed one was asked again, the same
     first, second = asks[0]["messages"][1]["content"], asks[-1]["messages"][1]["content"]
     assert "double.py was written for this request, and it is not valid Python:\nnote: double.py is not valid " \
