@@ -25,7 +25,7 @@ from app.models import (
     ConversationTurn, ForkIn, ForkOut, History, HistoryEntry, HoldIn, RestoreIn, RewindIn, RewindOut,
     HistoryOut, InterruptOut, LastTask, MessageIn, MessageOut, PendingApprovals, PlanItem,
     ProgressReport, ResolveApprovalIn, RunningTask, StatusOut, SteerIn, SteerMessage, SteerOut,
-    TaskInput, TaskOutcome,
+    TaskInput, TaskOutcome, Verdict,
 )
 from app.validation import check_key, no_input, parse
 
@@ -40,9 +40,10 @@ async def _history(ctx: ObjectContext | ObjectSharedContext) -> list[HistoryEntr
 
 
 def _append(ctx: ObjectContext, history: list[HistoryEntry], role: str, text: str,
-            task_id: str | None) -> None:
+            task_id: str | None, verdict: Verdict | None = None) -> None:
     seq = history[-1].seq + 1 if history else 1
-    history.append(HistoryEntry(seq=seq, role=role, text=text, task_id=task_id))  # type: ignore[arg-type]
+    history.append(HistoryEntry(seq=seq, role=role, text=text, task_id=task_id,  # type: ignore[arg-type]
+                                verdict=verdict))
     del history[:-MAX_HISTORY]
     ctx.set("history", History(entries=history))
 
@@ -53,10 +54,11 @@ async def _record_outcome(ctx: ObjectContext, history: list[HistoryEntry], outco
     Its pending approvals go too: nobody is waiting for those answers any more.
     """
     role = "agent" if outcome.status == "done" else "event"
-    _append(ctx, history, role, outcome.text, outcome.task_id)
+    _append(ctx, history, role, outcome.text, outcome.task_id, outcome.verdict)
     kind = {"done": "final_answer", "failed": "error"}.get(outcome.status, "interrupted")
-    emit(ctx, ctx.key(), kind, outcome.text, outcome.task_id)  # type: ignore[arg-type]
-    ctx.set("last", LastTask(plan=outcome.plan, usage=outcome.usage))
+    emit(ctx, ctx.key(), kind, outcome.text, outcome.task_id,  # type: ignore[arg-type]
+         detail=outcome.verdict.model_dump_json() if outcome.verdict else None)
+    ctx.set("last", LastTask(plan=outcome.plan, usage=outcome.usage, verdict=outcome.verdict))
     ctx.clear("current")
     await _drop_approvals(ctx, outcome.task_id)
 
@@ -189,9 +191,12 @@ async def status(ctx: ObjectSharedContext, raw: bytes) -> StatusOut:
     current = await ctx.get("current", type_hint=RunningTask)
     last = await ctx.get("last", type_hint=LastTask)
     last_usage = last.usage if last else None
+    last_verdict = last.verdict if last else None
     if current is None:
-        return StatusOut(state="idle", plan=last.plan if last else [], last_usage=last_usage)
-    return StatusOut(state="running", task_id=current.task_id, plan=current.plan, last_usage=last_usage)
+        return StatusOut(state="idle", plan=last.plan if last else [], last_usage=last_usage,
+                         last_verdict=last_verdict)
+    return StatusOut(state="running", task_id=current.task_id, plan=current.plan, last_usage=last_usage,
+                     last_verdict=last_verdict)
 
 
 @agent_object.handler(ingress_private=True)

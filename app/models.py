@@ -23,11 +23,38 @@ class MessageOut(BaseModel):
     task_id: str
 
 
+class CheckRun(BaseModel):
+    """One check the harness ran (never the model's say-so): the exact command, how it ended,
+    and the tool call in the session's event log (`ref`) that shows its whole output."""
+
+    kind: Literal["tests", "examples", "command", "syntax"]
+    command: str
+    exit_code: int | None  # None: no result came back (cut off, refused)
+    summary: str  # e.g. "3 tests, 3 passed" or "exit code 1"
+    ref: str
+    step: int = 0
+
+
+VerdictKind = Literal["verified", "failed", "unverified"]
+
+
+class Verdict(BaseModel):
+    """What the harness can vouch for about a task's result, from the checks it ran itself.
+
+    verified: every check of the last state of the files passed, and at least one ran;
+    failed: a check failed (or a step ended failed); unverified: nothing was there to run."""
+
+    verdict: VerdictKind = "unverified"
+    checks: list[CheckRun] = []
+    note: str = ""  # the harness's words, e.g. a claim in the answer that nothing backs
+
+
 class HistoryEntry(BaseModel):
     seq: int
     role: Literal["user", "agent", "event"]
     text: str
     task_id: str | None = None
+    verdict: Verdict | None = None  # a finished task's entry
     # Undone by a rewind: kept and shown, but no longer part of what the model sees.
     rewound: bool = False
 
@@ -62,6 +89,7 @@ class StatusOut(BaseModel):
     task_id: str | None = None
     plan: list[PlanItem] = []
     last_usage: Usage | None = None
+    last_verdict: Verdict | None = None
 
 
 class InterruptOut(BaseModel):
@@ -81,6 +109,7 @@ class LastTask(BaseModel):
 
     plan: list[PlanItem] = []
     usage: Usage = Usage()
+    verdict: Verdict | None = None
 
 
 class RunningTask(BaseModel):
@@ -118,6 +147,7 @@ class TaskOutcome(BaseModel):
     plan: list[PlanItem] = []
     usage: Usage = Usage()
     steering_read: int = 0  # how many steering messages the task took in
+    verdict: Verdict | None = None
 
 
 # ---------------------------------------------------------------- Plan and loop
@@ -145,6 +175,7 @@ class StepResult(BaseModel):
     status: Literal["done", "failed"]
     summary: str
     usage: Usage
+    checks: list[CheckRun] = []  # the harness's checks of the step's last state of the files
 
 
 # ---------------------------------------------------------------- Sandbox (state)
