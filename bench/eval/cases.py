@@ -32,6 +32,9 @@ class Case:
     # HumanEval only: the function's prompt (signature and docstring) and its name.
     prompt: str = ""
     entry_point: str = ""
+    # Own cases only: "change" (the case writes code first and asks to change it: fix, extend,
+    # refactor) or "new" (the code is written from nothing, perhaps beside data files).
+    kind: str = ""
 
     @property
     def slug(self) -> str:
