@@ -25,7 +25,7 @@ from bench.common import CpuShare, log, machine
 from bench.eval.cases import parse_selection
 from bench.eval.judge import isolated
 from bench.eval.own_cases import OWN_CASES
-from bench.eval.report import case_table, totals_table
+from bench.eval.report import DEFINITIONS, case_table, totals_table
 from bench.eval.runner import Outcome, Runner, single_shot
 from stack import model, model_server
 from tests.client import free_port
@@ -36,13 +36,13 @@ BENCH_APP = "bench.bench_app:app"
 
 def evaluate(stack: Stack, cases: list, *, baseline: openai.OpenAI | None, model_name: str,
              case_timeout_s: float = 900.0, keep: Path | None = None) -> list[Outcome]:
-    """Every case through the product on `stack`; HumanEval cases also single-shot on `baseline`.
+    """Every case through the product on `stack`, and single-shot on `baseline` unless it is None.
     With `keep`, each outcome is appended there as a JSON line as soon as it is known."""
     runner = Runner(stack, case_timeout_s=case_timeout_s)
     outcomes = []
     for number, case in enumerate(cases, 1):
         outcome = runner.run_case(case)
-        if baseline is not None and case.group == "humaneval":
+        if baseline is not None:
             outcome.baseline = single_shot(baseline, model_name, case)
         outcomes.append(outcome)
         if keep is not None:
@@ -51,7 +51,8 @@ def evaluate(stack: Stack, cases: list, *, baseline: openai.OpenAI | None, model
         base = "" if outcome.baseline is None else f"; single-shot {'pass' if outcome.baseline.passed else 'fail'} " \
                                                    f"in {outcome.baseline.wall_s:.1f} s"
         log(f"[{number}/{len(cases)}] {case.name}: {'PASS' if outcome.passed else 'FAIL'} in {outcome.wall_s:.1f} s, "
-            f"{outcome.rounds} rounds, {outcome.tokens} tokens ({outcome.status}){base}")
+            f"{outcome.rounds} rounds, {outcome.tokens} tokens ({outcome.status}, verdict {outcome.verdict}"
+            f"{', FALSE SUCCESS' if outcome.false_success else ''}){base}")
     return outcomes
 
 
@@ -143,6 +144,8 @@ def main() -> int:
         f"- /proc/loadavg at start `{load_start}`, at the end `{Path('/proc/loadavg').read_text().strip()}`; "
         f"{cpu.summary}",
         f"- judged {'under bubblewrap' if isolated() else 'in a plain subprocess (no bwrap)'}; whole run {elapsed:.0f} s",
+        f"- single-shot baseline: {'none (--no-baseline)' if args.no_baseline else 'every case'}",
+        "", DEFINITIONS,
         "", "### Totals", "", totals_table(outcomes), "", "### Per case", "", case_table(outcomes), "",
     ])
     print(report)

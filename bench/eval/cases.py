@@ -95,23 +95,33 @@ def humaneval_cases(numbers: list[int], *, held_out_ok: bool = False) -> list[Ca
 
 
 def parse_selection(spec: str, own: list[Case], *, held_out_ok: bool = False) -> list[Case]:
-    """`humaneval:0-39,own` / `humaneval:0,3,7` / `own:fix-failing-test,cli-flag` / `all`."""
+    """`humaneval:0-39,own` / `humaneval:0,3,7` / `own:fix-failing-test,cli-flag` / `all`, the parts
+    separated by spaces, ';' or ','; a name without a `group:` belongs to the group before it."""
     chosen: list[Case] = []
-    for part in filter(None, (p.strip() for p in re.split(r"[;\s]+", spec))):
-        group, _, rest = part.partition(":")
+    for group, items in _parts(spec):
         if group == "all":
             chosen += humaneval_cases(list(TUNING_RANGE)) + own
         elif group == "humaneval":
-            chosen += humaneval_cases(_numbers(rest or "0-39"), held_out_ok=held_out_ok)
+            chosen += humaneval_cases(_numbers(",".join(items) or "0-39"), held_out_ok=held_out_ok)
         elif group == "own":
-            wanted = [w for w in rest.split(",") if w]
-            unknown = [w for w in wanted if w not in {c.name for c in own}]
+            unknown = [w for w in items if w not in {c.name for c in own}]
             if unknown:
                 raise ValueError(f"unknown own case(s) {unknown}; known: {[c.name for c in own]}")
-            chosen += [c for c in own if not wanted or c.name in wanted]
+            chosen += [c for c in own if not items or c.name in items]
         else:
             raise ValueError(f"unknown case group {group!r}: use humaneval:..., own[:...] or all")
     return chosen
+
+
+def _parts(spec: str) -> list[tuple[str, list[str]]]:
+    parts: list[tuple[str, list[str]]] = []
+    for token in filter(None, re.split(r"[;,\s]+", spec.strip())):
+        group, colon, rest = token.partition(":")
+        if colon or group in ("all", "humaneval", "own") or not parts:
+            parts.append((group, [rest] if rest else []))
+        else:
+            parts[-1][1].append(token)
+    return parts
 
 
 def _numbers(spec: str) -> list[int]:

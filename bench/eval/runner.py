@@ -6,6 +6,18 @@ starting files through the Sandbox object, send its message, wait until the sess
 read the workspace back through the public Sandbox API (list_files, read_file), and judge it
 with the hidden test (bench/eval/judge.py). Wall time is message → idle; rounds and tokens are
 the task's own usage as the Agent reports it.
+
+Besides pass or fail, each case records what the product says about its own result: the verdict
+of the harness's checks (`Agent/status.last_verdict`, "none" when it reports none), the final
+answer's text (the task's last history entry) and whether it claims success, hence whether it
+is a false success (bench/eval/claims.py), and the longest model round: for each `model_round`
+event of the task (loop rounds, rewrites, summaries) and its `plan` event (the planning round),
+its time minus the time of the event before it in the task's log; the longest of those.
+
+The single-shot baseline asks the same model once, at temperature 0, with no tools: for a
+HumanEval case the function in a code block, for an own case every file it creates or changes
+as a fenced block under its path (bench/eval/answer_files.py), overlaid on the starting files.
+Both are judged by the same hidden test.
 """
 
 from __future__ import annotations
@@ -17,9 +29,11 @@ from typing import Any
 
 import openai
 
+from bench.eval import answer_files
 from bench.eval.cases import SOLUTION_FILE, Case
+from bench.eval.claims import claims_success, false_success
 from bench.eval.judge import judge
-from tests.agent_helpers import events, send_message, status, wait_idle
+from tests.agent_helpers import events, history, send_message, wait_idle
 from tests.harness import Stack
 
 MAX_READ_BYTES = 256_000
@@ -27,6 +41,9 @@ SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache"}
 BASELINE_PROMPT = ("Complete the following Python function. Answer with the whole function, "
                    "including its imports, in one ```python code block.\n\n```python\n{prompt}\n```")
 BASELINE_MAX_TOKENS = 1024
+OWN_BASELINE_MAX_TOKENS = 2048  # an own case's answer holds whole files, some of them two or three
+ANSWER_CLIP = 1500  # characters of an answer kept in the results
+ROUND_EVENTS = ("model_round", "plan")
 
 
 @dataclass
@@ -45,6 +62,14 @@ class Outcome:
     status: str = ""  # the task's end: done, failed, stopped, interrupted, timeout
     detail: str = ""  # the judge's output tail when it failed
     baseline: Baseline | None = None
+    kind: str = ""  # own cases: "change" or "new"
+    verdict: str = "none"  # the harness's: verified | failed | unverified, or none when it gave none
+    checks: list[str] = field(default_factory=list)  # "kind: command → exit code (summary)"
+    verdict_note: str = ""
+    claims_success: bool = False  # the final answer's text says it passed / works (bench/eval/claims.py)
+    false_success: bool = False
+    longest_round_s: float | None = None
+    answer: str = ""  # the final answer's text, clipped
 
     @property
     def tokens(self) -> int:
@@ -56,13 +81,21 @@ class Outcome:
 
 @dataclass
 class Baseline:
-    """The same model asked once, directly, with no tools (HumanEval cases only)."""
+    """The same model asked once, directly, with no tools; one round."""
 
     passed: bool
     wall_s: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
     detail: str = ""
+    files: list[str] = field(default_factory=list)  # own cases: the paths read from the answer
+    claims_success: bool = False
+    false_success: bool = False
+    answer: str = ""  # clipped
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass
@@ -92,15 +125,24 @@ class Runner:
         if end != "timeout":
             end = _task_end(log)
         files = self.workspace(session)
-        verdict = judge(files, case.hidden_test)
+        judged = judge(files, case.hidden_test)
+        entry = _final_entry(history(self.stack, session), task_id)
+        said = (final.get("last_verdict") or (entry or {}).get("verdict") or {})
+        answer = (entry or {}).get("text", "")
+        claims = claims_success(answer)
+        verdict = said.get("verdict") or "none"
         return Outcome(
-            case=case.name, group=case.group, passed=verdict.passed, wall_s=wall,
+            case=case.name, group=case.group, kind=case.kind, passed=judged.passed, wall_s=wall,
             # A task stopped by the timeout reports no usage: count its rounds from the event log.
-            rounds=usage.get("rounds") or sum(e["kind"] in ("plan", "model_round") for e in log),
+            rounds=usage.get("rounds") or sum(e["kind"] in ROUND_EVENTS for e in log),
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
             plan_s=(plans[0] - started_wall) if plans else None,
-            steps=sum(1 for e in log if e["kind"] == "step_started"), status=end, detail=verdict.detail,
+            steps=sum(1 for e in log if e["kind"] == "step_started"), status=end, detail=judged.detail,
+            verdict=verdict, checks=[_check_line(c) for c in said.get("checks") or []],
+            verdict_note=said.get("note") or "", claims_success=claims,
+            false_success=false_success(judged.passed, verdict, end == "done", claims),
+            longest_round_s=longest_round(log), answer=answer[:ANSWER_CLIP],
         )
 
     def workspace(self, session: str) -> dict[str, str]:
@@ -125,31 +167,63 @@ class Runner:
         return answer
 
 
+def longest_round(log: list[dict[str, Any]]) -> float | None:
+    """The longest model round of a task's event log, in seconds: for each model_round or plan
+    event, its time minus the time of the event before it; None when there was none."""
+    gaps = [event["time"] - log[index - 1]["time"] for index, event in enumerate(log)
+            if index > 0 and event["kind"] in ROUND_EVENTS]
+    return max(gaps) if gaps else None
+
+
+def _final_entry(entries: list[dict[str, Any]], task_id: str) -> dict[str, Any] | None:
+    """The task's final answer in the history: its last agent entry, or event (failed, stopped)."""
+    mine = [e for e in entries if e.get("task_id") == task_id and e["role"] in ("agent", "event")]
+    return mine[-1] if mine else None
+
+
+def _check_line(check: dict[str, Any]) -> str:
+    return f"{check.get('kind')}: {check.get('command')} → {check.get('exit_code')} ({check.get('summary')})"
+
+
 def _task_end(log: list[dict[str, Any]]) -> str:
     """How the task ended, from its session's events: the last step's status, or the error."""
     if any(e["kind"] == "error" for e in log):
         return "failed"
+    if any(e["kind"] == "interrupted" for e in log):
+        return "interrupted"  # stopped by a budget, or interrupted
     finished = [e["text"] for e in log if e["kind"] == "step_finished"]
     failed = [t for t in finished if re.match(r"step \d+ failed", t)]
     return f"{len(failed)} step(s) failed" if failed else "done"
 
 
 def single_shot(client: openai.OpenAI, model: str, case: Case) -> Baseline:
-    """Ask the model once for the function (temperature 0) and judge its code block."""
+    """Ask the model once (temperature 0, no tools) and judge what it wrote with the hidden test:
+    a HumanEval case's function from its code block, an own case's files over its starting files."""
+    if case.group == "humaneval":
+        question, max_tokens = BASELINE_PROMPT.format(prompt=case.prompt.strip()), BASELINE_MAX_TOKENS
+    else:
+        question, max_tokens = answer_files.prompt(case), OWN_BASELINE_MAX_TOKENS
     started = time.monotonic()
     response = client.chat.completions.create(
-        model=model, temperature=0, max_tokens=BASELINE_MAX_TOKENS,
-        messages=[{"role": "user", "content": BASELINE_PROMPT.format(prompt=case.prompt.strip())}],
-    )
+        model=model, temperature=0, max_tokens=max_tokens, messages=[{"role": "user", "content": question}])
     wall = time.monotonic() - started
-    code = extract_code(response.choices[0].message.content or "")
-    # The prompt's imports are given to both the agent and this baseline (cases.humaneval_test),
-    # so the file holds only what the model wrote.
-    verdict = judge({SOLUTION_FILE: code}, case.hidden_test)
+    answer = response.choices[0].message.content or ""
+    if case.group == "humaneval":
+        # The prompt's imports are given to both the agent and this baseline (cases.humaneval_test),
+        # so the file holds only what the model wrote.
+        written = {SOLUTION_FILE: extract_code(answer)}
+        workspace = written
+    else:
+        written = answer_files.parse(answer, case)
+        workspace = answer_files.overlay(case, written)
+    judged = judge(workspace, case.hidden_test)
     usage = response.usage
-    return Baseline(passed=verdict.passed, wall_s=wall, detail=verdict.detail,
+    claims = claims_success(answer)
+    return Baseline(passed=judged.passed, wall_s=wall, detail=judged.detail,
                     prompt_tokens=usage.prompt_tokens if usage else 0,
-                    completion_tokens=usage.completion_tokens if usage else 0)
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    files=sorted(written), claims_success=claims,
+                    false_success=false_success(judged.passed, "none", True, claims), answer=answer[:ANSWER_CLIP])
 
 
 _BLOCK = re.compile(r"```(?:python|py)?[^\n]*\n(.*?)```", re.DOTALL)
