@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     # "on": a step's finish is refused (once) until a command has run when the step says to run
     # or test, or after it changed a Python file. Empty: "on" for the offline model, else "off".
     finish_check: Literal["on", "off", ""] = env("AGENT_FINISH_CHECK", "")
+    # "loop": the model chooses each action (tool calls) until the step's checks pass.
+    # "pipeline": a fixed path for the smallest model: request and named files → whole files
+    # as text → the harness's checks → repair or resample. Empty: "pipeline" for the embedded
+    # 0.5B, else "loop".
+    agent_mode: Literal["loop", "pipeline", ""] = env("AGENT_MODE", "")
+    # How long a step tries to make its checks pass: failed finishes before it ends failed, and
+    # fresh samples of the failing file (after AGENT_RESAMPLE_AFTER failed finishes).
+    check_failures: int = env("AGENT_CHECK_FAILURES", 6, ge=1)
+    resample_after: int = env("AGENT_RESAMPLE_AFTER", 2, ge=1)
+    resamples: int = env("AGENT_RESAMPLES", 2, ge=0)
 
     # Per-task budgets; reaching one pauses the task and asks the user to extend it.
     budget_rounds: int = env("AGENT_BUDGET_ROUNDS", 60, ge=1)
@@ -192,6 +202,9 @@ class Settings(BaseSettings):
     def finish_check_mode(self) -> Literal["on", "off"]:
         return self.finish_check or ("on" if self.offline() else "off")
 
+    def mode(self) -> Literal["loop", "pipeline"]:
+        return self.agent_mode or ("pipeline" if self.offline() and self.local_model == "0.5b" else "loop")
+
     def sampling_temperature(self) -> float | None:
         """AGENT_TEMPERATURE if set; else 0 for the offline model (a small model sampling at
         llama.cpp's default strays: it once wrote a file's name as its content); else the
@@ -222,11 +235,17 @@ class TaskSettings(BaseModel):
     # Defaults for tasks journaled before these existed: what those tasks did.
     planning: Literal["auto", "model"] = "model"
     finish_check: Literal["on", "off"] = "off"
+    tool_mode: Literal["native", "structured"] = "native"
+    agent_mode: Literal["loop", "pipeline"] = "loop"
+    check_failures: int = 6
+    resample_after: int = 2
+    resamples: int = 2
 
     @classmethod
     def of(cls, config: Settings) -> TaskSettings:
         derived = {"context_tokens": config.model_context_tokens(), "planning": config.planning_mode(),
-                   "finish_check": config.finish_check_mode()}
+                   "finish_check": config.finish_check_mode(), "tool_mode": config.llm_endpoint()[3],
+                   "agent_mode": config.mode()}
         return cls.model_validate(
             {name: getattr(config, name) for name in cls.model_fields if name not in derived} | derived)
 

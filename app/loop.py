@@ -1,10 +1,18 @@
-"""The agent loop for one plan step: model round, tool calls, repeat, until `finish`.
+"""The agent loop for one plan step: model round, tool calls, repeat, until the checks let it finish.
 
 Each model round is one journaled `ctx.run_typed` step and each tool call is a durable call,
 so the message list is rebuilt identically on replay from journaled results alone. What the
 model is sent is that list fitted to its context window (app/window.py).
-The loop is bounded by `max_rounds_per_step`; a step that runs out of rounds fails, the task
-goes on.
+
+The step's policies live in one object (app/brain/gate.py: repeats, finishing); this module
+does what it says, durably. Three things happen here beside the model's own calls:
+- a write's content is asked for as plain text (app/brain/prompts.py) when the call has none,
+  which is always the case in structured mode; writing over a file the task never read is
+  refused, with the file's content;
+- a finish (or a plain answer) runs the harness's checks first (app/harness.py); a failure
+  goes back to the model, a failure that does not converge gets a fresh sample of the failing
+  file, and past the bound the step ends failed with the failing output;
+- the step's result carries the checks' last runs: the answer's evidence (app/brain/evidence.py).
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app import retry, tools
+from app import harness, retry, tools
 from app import sandbox_service as sandbox
-from app.finish_check import FinishCheck
-from app.llm import model_client
+from app.brain import checks, prompts
+from app.brain.checks import TEST_NAME
+from app.brain.evidence import ok
+from app.brain.gate import Bounds, StepGate
 from app.models import FileEntryOut, ModelTurn, PathIn, PlanStep, StepResult, Usage
 from app.taskrun import TaskRun
 from app.window import SAVED_DIR, StepWindow
@@ -24,22 +34,17 @@ SYSTEM_PROMPT = (
     "You are a coding agent. You work in a Linux sandbox; /project is the working directory, "
     "python3 is installed and there is no network. Use the tools to do the current step: write "
     "complete code to files (never a stub), then run it to check it, for example on the examples "
-    "given in the request, and fix what is wrong. Use edit_file for small changes. When done, call "
-    "finish with a one-line result. Be brief."
+    "given in the request, and fix what is wrong. When done, call finish with a one-line result: "
+    "the agent then runs the tests it finds itself. Be brief."
 )
 MAX_SUMMARY = 500
-REPEATED_PAIR = (
-    "error: you are repeating the same two calls in turn, with the same arguments, and their results "
-    "are above: nothing will change. Do something different (read the error, fix the code or the "
-    "command), or call finish if the step is done."
-)
-REPEATED_CALL = (
-    "error: this is exactly the call you made in the previous round, and its result is above. "
-    "Do something different (write or fix a file, run another command), or call finish if the "
-    "step is done."
-)
+MAX_SHOWN_WRITE = 4_000  # of a file written from text, shown back to the model in the tool result
 MAX_LISTED_FILES = 40  # of the workspace, in a step's first prompt
+MAX_TESTS_READ = 3  # test files read to show beside code being written
 _UNLISTED = (SAVED_DIR.split("/")[0], ".git", "__pycache__")
+BLIND_WRITE = ("error: {path} already exists and this task has not read it, so writing it whole would lose what "
+               "it holds. Its current content:\n{shown}\nWrite it again with that in view (keep what is right), "
+               "or change a part of it with edit_file.")
 
 
 def step_prompt(context: str, number: int, step: PlanStep, files: list[FileEntryOut],
@@ -62,126 +67,251 @@ def workspace_line(files: list[FileEntryOut]) -> str:
     return f"Files in /project: {', '.join(names)}{more}."
 
 
-async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str) -> StepResult:
+class Step:
+    """One step's run: its messages, its gate, and the durable actions the gate asks for."""
+
+    def __init__(self, task: TaskRun, number: int, step: PlanStep, prompt: str, request: str,
+                 workspace: list[str]) -> None:
+        self.task, self.number, self.step, self.prompt = task, number, step, prompt
+        self.workspace = workspace  # the files, as the latest listing showed them
+        config = task.config
+        self.schemas = tools.schemas(config.tool_mode)
+        self.gate = StepGate(step_text=f"{step.title}\n{step.instructions}", request=request,
+                             enabled=config.finish_check == "on",
+                             bounds=Bounds(config.check_failures, config.resample_after, config.resamples))
+        self.usage = Usage()
+        self.report = ""  # the latest failing check's output: shown when a file is written
+        self.messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT},
+                                               {"role": "user", "content": prompt}]
+
+    async def run(self) -> StepResult:
+        task = self.task
+        window = StepWindow(task, self.number, self.schemas)
+        for round_no in range(1, task.config.max_rounds_per_step + 1):
+            # The model boundary: the budget is checked and new steering joins the conversation.
+            for text in await task.controls.at_model_boundary():
+                self.messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
+            label = f"step {self.number}: {self.step.title[:60]}, round {round_no}"
+            prompt = await window.fit(self.messages, label)
+            turn = await task.ctx.run_typed(
+                label, task.model().complete, retry.model_step(ModelTurn),
+                prompt, self.schemas, f"{task.task_id}-s{self.number}-r{round_no}",
+                session_id=task.session_id, task_id=task.task_id, label=label,  # addresses live text for the web UI
+            )
+            self._charge(turn)
+            self.messages.append(turn.message)
+            calls = [] if turn.format_error else turn.message.get("tool_calls") or []
+            task.emit("model_round", _round_text(turn), ref=label, hold=bool(calls))  # goes with the first tool_call
+            if turn.format_error:
+                self.messages.append({"role": "user", "content": f"error: {turn.format_error}"})
+                continue
+            if not calls:
+                # A plain answer with no tool call is the model saying it is done.
+                op_id = f"{task.task_id}/s{self.number}/r{round_no}/answer"
+                ended = await self._finish(op_id, turn.message.get("content") or "(no result)")
+                if isinstance(ended, StepResult):
+                    return ended
+                self.messages.append({"role": "user", "content": ended})
+                continue
+            result = await self._calls(round_no, calls)
+            if result is not None:
+                return result
+        return await self._close(f"gave up after {task.config.max_rounds_per_step} model rounds")
+
+    async def _calls(self, round_no: int, calls: list[dict[str, Any]]) -> StepResult | None:
+        task, gate = self.task, self.gate
+        refused, failed = 0, False
+        for index, call in enumerate(calls):
+            op_id = f"{task.task_id}/s{self.number}/r{round_no}/c{index}"
+            task.emit("tool_call", tools.describe_call(call, limit=400), ref=op_id)
+            name = call.get("function", {}).get("name")
+            refusal = gate.refusal(call)
+            if refusal is not None:
+                outcome, content = tools.ToolOutcome(refusal, error=True), None
+                refused += 1
+            elif name == tools.FINISH:
+                summary = str(harness.call_args(call).get("result") or "(no result)")
+                ended = await self._finish(op_id, summary)
+                if isinstance(ended, StepResult):
+                    tools.emit_result(task, op_id, ended.summary)
+                    return ended
+                outcome, content = tools.ToolOutcome(ended, error=True), None
+            elif name == "write_file":
+                outcome, content = await self._write(op_id, call, round_no)
+            else:
+                outcome, content = await tools.dispatch(task, op_id, call), None
+                self._remember(call, outcome)
+            gate.ran(call, outcome.text, outcome.error, content)
+            failed = failed or outcome.error
+            tools.emit_result(task, op_id, outcome.text)
+            self.messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
+        if gate.end_round(calls, refused, failed):
+            # Told twice that its call already worked, the model keeps making it: for a small
+            # model that is how "done" comes out. The checks decide what that is worth.
+            return await self._close("closed: the model kept repeating this call",
+                                     summary=gate.last_success[:MAX_SUMMARY], done=True)
+        return None
+
+    # ------------------------------------------------------------------ writes
+
+    async def _write(self, op_id: str, call: dict[str, Any], round_no: int) -> tuple[tools.ToolOutcome, str | None]:
+        """A write_file call: its content from the call or, when it has none, from a plain-text
+        round; never over an existing file the task has not seen."""
+        task = self.task
+        checked = tools.validate(call)
+        if isinstance(checked, tools.ToolOutcome):
+            return checked, None
+        _, args = checked
+        path, content = args.path, getattr(args, "content", None)
+        now = None
+        if path not in task.memory.known:
+            now = await harness.read_now(task, path)
+            if now.content is not None and content is not None:
+                return tools.ToolOutcome(BLIND_WRITE.format(path=path, shown=prompts.fenced(path, now.content)),
+                                         error=True), None
+            if now.content is None:
+                task.memory.created.add(path)
+        if content is None:
+            now = now or await harness.read_now(task, path)
+            content, problem = await self._content(op_id, path, now.content, args.change, round_no)
+            if content is None:
+                return tools.ToolOutcome(f"error: {problem}. Call write_file again.", error=True), None
+        outcome = await tools.dispatch(task, op_id, _write_call(op_id, path, content))
+        if outcome.error:
+            return outcome, None
+        task.memory.saw(path, content)
+        shown = f"\n{prompts.fenced(path, content, MAX_SHOWN_WRITE)}" if getattr(args, "content", None) is None else ""
+        return tools.ToolOutcome(outcome.text + shown, exit_code=outcome.exit_code), content
+
+    async def _content(self, op_id: str, path: str, current: str | None, change: str, round_no: int,
+                       temperature: float | None = None, fresh: bool = False) -> tuple[str | None, str]:
+        """The file's content, asked for in plain chat; a Python answer that does not parse is
+        asked for once more, with what was written and the parser's error in view."""
+        request = prompts.WriteRequest(request=self.prompt, path=path, current=None if fresh else current,
+                                       change=change, report=self.report, others=await self._others(path))
+        label = f"step {self.number}: write {path[:60]}, round {round_no}"
+        answer, turn = await harness.ask_for_code(self.task, label, f"{op_id}/text", prompts.write_prompt(request),
+                                                  temperature)
+        self._charge(turn)
+        self.task.emit("model_round", f"{path}: " + ("the file as text" if answer else "no answer"),
+                       detail=answer, ref=label)
+        content, problem = harness.content_from(answer, request)
+        broken = tools.syntax_error(path, content) if content is not None else None
+        if broken is None:
+            return content, problem
+        again = prompts.WriteRequest(request=self.prompt, path=path, current=content, change=change,
+                                     report=broken, others=request.others)
+        label = f"step {self.number}: write {path[:60]} again, round {round_no}"
+        answer, turn = await harness.ask_for_code(self.task, label, f"{op_id}/text2", prompts.write_prompt(again), 0.7)
+        self._charge(turn)
+        self.task.emit("model_round", f"{path} did not parse; written again", detail=answer, ref=label)
+        fixed, _ = harness.content_from(answer, again)
+        return (fixed, "") if fixed is not None and tools.syntax_error(path, fixed) is None else (content, "")
+
+    async def _others(self, path: str) -> tuple[tuple[str, str], ...]:
+        """Files worth seeing beside `path`: for code, the tests it must pass (read if the task
+        has not yet); for a test, the code it tests, as the task last read or wrote it."""
+        is_test = bool(TEST_NAME.search(path))
+        if not is_test and path.endswith(".py"):
+            for test in [t for t in checks.test_files(self.workspace) if t not in self.task.memory.seen][:MAX_TESTS_READ]:
+                await harness.read_now(self.task, test)
+        return tuple((p, c) for p, c in self.task.memory.seen.items()
+                     if p != path and p.endswith(".py") and bool(TEST_NAME.search(p)) != is_test)
+
+    def _remember(self, call: dict[str, Any], outcome: tools.ToolOutcome) -> None:
+        name, args = call.get("function", {}).get("name"), harness.call_args(call)
+        path = str(args.get("path", ""))
+        if outcome.error or not path:
+            return
+        if name == "read_file":
+            self.task.memory.saw(path, outcome.text)
+        elif name == "edit_file":
+            self.task.memory.saw(path, None)  # changed; its content is read again when needed
+
+    # ------------------------------------------------------------------ finishing
+
+    async def _finish(self, op_id: str, summary: str) -> StepResult | str:
+        """The model says the step is done: the checks decide. The StepResult that ends the
+        step, or the error the model is answered with."""
+        gate = self.gate
+        self.workspace = workspace = await harness.workspace_files(self.task)
+        planned = gate.plan_checks(workspace)
+        if not planned:
+            refusal = gate.without_checks(workspace)
+            return refusal if refusal is not None else self._result("done", summary)
+        if not gate.need_run():
+            return self._result("done", summary)
+        runs = await harness.run_checks(self.task, op_id, self.number, planned)
+        decision = gate.after_checks(runs)
+        self.report = decision.report
+        if decision.action == "resample" and decision.path is not None:
+            # A fresh sample of the failing file, checked at once; a failure goes back to the
+            # model as any other would (samples are never chained).
+            op_id = f"{op_id}/resample{gate.resampled}"
+            if await self._resample(op_id, decision.path):
+                runs = await harness.run_checks(self.task, op_id, self.number, planned)
+                decision = gate.after_checks(runs, may_resample=False)
+        self.report = decision.report
+        if decision.action == "finish":
+            return self._result("done", summary)
+        if decision.action == "fail":
+            return self._result("failed", f"{summary[:MAX_SUMMARY]}\n(step failed: {decision.report})")
+        return decision.text
+
+    async def _resample(self, op_id: str, path: str) -> bool:
+        """Write `path` afresh (fresh: without its failing code, if the task created it) from
+        the request and the failing output. Whether a new version was written."""
+        now = await harness.read_now(self.task, path)
+        fresh = path in self.task.memory.created
+        self.task.emit("rewrite", f"step {self.number}: the checks keep failing; asking for {path} afresh "
+                       f"(sample {self.gate.resampled} of {self.gate.bounds.resamples})", ref=op_id)
+        content, _ = await self._content(op_id, path, now.content, "", self.gate.failures,
+                                         harness.resample_temperature(self.gate.resampled), fresh=fresh)
+        if content is None or content == now.content:
+            return False
+        written = await harness.write(self.task, f"{op_id}/write", path, content, "resample")
+        if written.error:
+            return False
+        self.gate.ran(_write_call(op_id, path, content), written.text, False, content)
+        return True
+
+    async def _close(self, why: str, summary: str = "", done: bool = False) -> StepResult:
+        """The step ends without the model's finish: the checks (if there are any to run) say
+        whether its work stands; with none, `done` says."""
+        workspace = await harness.workspace_files(self.task)
+        planned = self.gate.plan_checks(workspace)
+        op_id = f"{self.task.task_id}/s{self.number}/close"
+        if planned and self.gate.need_run():
+            self.gate.checked([r.run for r in await harness.run_checks(self.task, op_id, self.number, planned)])
+        last = self.gate.latest_runs() if planned else []
+        text = f"{summary} ({why})" if summary else why
+        if last:
+            passing = all(ok(r) for r in last)
+            return self._result("done" if passing else "failed",
+                                f"{text}; the checks {'pass' if passing else 'fail'}")
+        return self._result("done" if done else "failed", text)
+
+    def _result(self, status: str, summary: str) -> StepResult:
+        return StepResult(status=status, summary=summary, usage=self.usage,  # type: ignore[arg-type]
+                          checks=self.gate.latest_runs())
+
+    def _charge(self, turn: ModelTurn) -> None:
+        self.usage = self.usage.plus(turn.usage)
+        self.task.controls.charge(turn.usage)
+
+
+async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str, request: str = "") -> StepResult:
     # A durable call like any tool's: a replay reads the same listing from the journal. It is
     # the step's first sandbox call, so it carries any pending notice, which the prompt tells.
     listing = await task.ctx.object_call(sandbox.list_for_task, key=task.session_id, arg=PathIn(path="."))
-    first: list[dict[str, Any]] = [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": step_prompt(step_context, number, step, listing.entries, listing.notice)},
-    ]
-    messages = list(first)
-    window = StepWindow(task, number, tools.SCHEMAS)
-    usage = Usage()
-    # The previous round's calls, and whether any of them failed: repeating a call that
-    # worked is a loop; repeating one that failed may be a deliberate retry.
-    previous_calls: list[dict[str, Any]] = []
-    previous_failed = False
-    earlier: list[list[dict[str, Any]]] = []  # every round's calls, oldest first
-    insisted = 0  # consecutive rounds made only of refused repeats
-    last_success = ""  # the latest successful tool result, for a step closed on repeats
-    check = FinishCheck(task, number, first[1]["content"], f"{step.title}\n{step.instructions}")
-    max_rounds = task.config.max_rounds_per_step
-    for round_no in range(1, max_rounds + 1):
-        # The model boundary: the budget is checked and new steering joins the conversation.
-        for text in await task.controls.at_model_boundary():
-            messages.append({"role": "user", "content": f"Guidance from the user: {text}"})
-        label = f"step {number}: {step.title[:60]}, round {round_no}"
-        prompt = await window.fit(messages, label)
-        turn = await task.ctx.run_typed(
-            label,
-            model_client().complete, retry.model_step(ModelTurn),
-            prompt, tools.SCHEMAS, f"{task.task_id}-s{number}-r{round_no}",
-            session_id=task.session_id, task_id=task.task_id, label=label,  # addresses live text for the web UI
-        )
-        usage = usage.plus(turn.usage)
-        task.controls.charge(turn.usage)
-        messages.append(turn.message)
-        calls = [] if turn.format_error else turn.message.get("tool_calls") or []
-        task.emit("model_round", _round_text(turn), ref=label, hold=bool(calls))  # goes with the first tool_call
-        if turn.format_error:
-            messages.append({"role": "user", "content": f"error: {turn.format_error}"})
-            continue
-        if not calls:
-            # A plain answer with no tool call is the model saying it is done.
-            return StepResult(status="done", summary=turn.message.get("content") or "(no result)",
-                              usage=usage.plus(check.usage))
-        finished: str | None = None
-        failed = False
-        refused = 0
-        for index, call in enumerate(calls):
-            op_id = f"{task.task_id}/s{number}/r{round_no}/c{index}"
-            task.emit("tool_call", tools.describe_call(call, limit=400), ref=op_id)
-            finishing = call.get("function", {}).get("name") == tools.FINISH  # the finish check judges those
-            if not finishing and _same_call(call, previous_calls) and (
-                    not previous_failed or (len(earlier) > 1 and _same_call(call, earlier[-2]))):
-                # Small models loop on a call that just worked, or keep making one that fails the
-                # same way; re-running it helps nobody. (One retry of a failed call may be deliberate.)
-                outcome = tools.ToolOutcome(REPEATED_CALL, error=True)
-                refused += 1
-            elif not finishing and _in_a_cycle(call, earlier):
-                # ... or on two calls in turn (write the same file, run the same failing command).
-                outcome = tools.ToolOutcome(REPEATED_PAIR, error=True)
-                refused += 1
-            elif (examples := await check.examples_refusal(op_id, call)) is not None:
-                outcome = tools.ToolOutcome(examples.text, error=True)
-                failed = True  # so the same finish, made again, is not refused as a repeat
-            elif (refusal := check.refusal(call)) is not None:
-                outcome = tools.ToolOutcome(refusal, error=True)
-                failed = True
-            else:
-                outcome = await tools.dispatch(task, op_id, call)
-                check.saw(call, outcome)
-                outcome = await check.rewrite_if_broken(op_id, call, outcome) or outcome
-                failed = failed or outcome.error
-                if outcome.finished:
-                    finished = outcome.text
-                elif not outcome.error:
-                    last_success = outcome.text
-            text = outcome.text
-            tools.emit_result(task, op_id, text)
-            messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": text})
-        if finished is not None:
-            return StepResult(status="done", summary=finished, usage=usage.plus(check.usage))
-        insisted = insisted + 1 if refused == len(calls) else 0
-        if insisted >= 2:
-            # Told twice that its call already worked, the model keeps making it: for a small
-            # model that is how "done" comes out. Close the step on the call's own result.
-            return StepResult(status="done", usage=usage.plus(check.usage),
-                              summary=f"{last_success[:MAX_SUMMARY]} (closed: the model kept repeating this call)")
-        previous_calls, previous_failed = calls, failed
-        earlier.append(calls)
-    return StepResult(status="failed", summary=f"gave up after {max_rounds} model rounds",
-                      usage=usage.plus(check.usage))
+    prompt = step_prompt(step_context, number, step, listing.entries, listing.notice)
+    files = [e.path for e in listing.entries if e.kind == "file"]
+    return await Step(task, number, step, prompt, request or f"{step.title}\n{step.instructions}", files).run()
 
 
-def _same_call(call: dict[str, Any], previous: list[dict[str, Any]]) -> bool:
-    """Whether the previous round made exactly this call (same tool, same arguments)."""
-    fn = call.get("function", {})
-    return any(p.get("function", {}).get("name") == fn.get("name")
-               and _canonical(p.get("function", {}).get("arguments")) == _canonical(fn.get("arguments"))
-               for p in previous)
-
-
-def _in_a_cycle(call: dict[str, Any], earlier: list[list[dict[str, Any]]]) -> bool:
-    """Whether `call` repeats the round before last while the last round repeated the one
-    before it (A, B, A, and now B again, with the same arguments each time), and one of the
-    two writes a file: writing the same text again changes nothing, so neither will the other
-    call. (Two commands in turn may be polling something that changes, like a server starting.)"""
-    if len(earlier) < 3 or not _same_call(call, earlier[-2]):
-        return False
-    pair = [call, *earlier[-1]]
-    return (len(earlier[-1]) == len(earlier[-3])
-            and all(_same_call(c, earlier[-3]) for c in earlier[-1])
-            and not all(_same_call(c, earlier[-2]) for c in earlier[-1])
-            and any(c.get("function", {}).get("name") in ("write_file", "edit_file") for c in pair))
-
-
-def _canonical(arguments: object) -> str:
-    try:
-        return json.dumps(json.loads(arguments), sort_keys=True) if isinstance(arguments, str) else str(arguments)
-    except ValueError:
-        return str(arguments)
+def _write_call(op_id: str, path: str, content: str) -> dict[str, Any]:
+    return {"id": op_id, "type": "function",
+            "function": {"name": "write_file", "arguments": json.dumps({"path": path, "content": content})}}
 
 
 def _round_text(turn: ModelTurn) -> str:

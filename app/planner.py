@@ -1,9 +1,9 @@
 """Planning: one journaled model call that must return a valid `Plan`, or none at all.
 
-With `planning = "auto"` a request that is plainly one piece of work (short, no list of tasks
-in it) becomes a single step without asking the model: on the offline model the planning round
-cost more time than the work, and its split plans made the result worse. The rule reads only
-the request, so a replay takes the same path.
+With `planning = "auto"` the request is split by rule, without asking the model: one step per
+part of it (app/brain/planning.py). On the offline model the planning round cost more time than
+the work, and its split plans made the result worse. The rule reads only the request, so a
+replay takes the same path.
 Otherwise the model answers through a `make_plan` tool whose arguments are validated with
 pydantic. An invalid answer is fed back and asked again (a new journaled round, bounded); if
 the model never produces a valid plan the task still runs, as a single step.
@@ -12,12 +12,12 @@ the model never produces a valid plan the task still runs, as a single step.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from app import retry
+from app.brain import planning
 from app.llm import model_client
 from app.models import ModelTurn, Plan, PlanStep, Usage
 from app.taskrun import TaskRun
@@ -31,10 +31,6 @@ PLAN_PROMPT = (
     "unless the request has clearly separate parts."
 )
 PLAN_ATTEMPTS = 3
-# "auto" planning: a request up to this long (code blocks aside) with no list in it is one step.
-ONE_STEP_MAX_CHARS = 600
-_CODE_BLOCK = re.compile(r"```.*?(```|$)", re.DOTALL)
-_LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 
 @functools.cache  # building the schema was ~10% of a busy worker's samples at 500 sessions
@@ -46,21 +42,15 @@ def plan_tool(max_steps: int) -> dict[str, Any]:
         "name": "make_plan", "description": "Submit the plan.", "parameters": schema}}
 
 
-def one_step(request: str) -> bool:
-    """Whether `request` (the user's latest message) is plainly a single piece of work."""
-    prose = _CODE_BLOCK.sub("", request).strip()
-    return len(prose) <= ONE_STEP_MAX_CHARS and not _LIST_ITEM.search(prose)
-
-
 def single_step(request: str) -> Plan:
     """The request as one step, titled by its first line; the step sees the whole conversation."""
-    return Plan(steps=[PlanStep(title=request.strip().splitlines()[0][:120] if request.strip() else "Do the request")])
+    return Plan(steps=[PlanStep(title=planning.title_of(request))])
 
 
 async def make_plan(task: TaskRun, request: str, latest: str | None = None) -> tuple[Plan, Usage]:
     """The plan for `request` (the conversation); `latest` is the user's newest message."""
-    if task.config.planning == "auto" and latest is not None and one_step(latest):
-        return single_step(latest), Usage()
+    if task.config.planning == "auto" and latest is not None:
+        return planning.split(latest, task.config.max_steps), Usage()
     max_steps = task.config.max_steps
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": PLAN_PROMPT.format(max_steps=max_steps)},

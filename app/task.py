@@ -19,7 +19,8 @@ from typing import Awaitable, Callable
 import restate
 from restate import TerminalError, WorkflowContext, WorkflowSharedContext
 
-from app import loop, report, retry
+from app import loop, pipeline, report, retry
+from app.brain import evidence
 from app import sandbox_service as sandbox
 from app.config import TaskSettings, settings
 from app.controls import BudgetStopped
@@ -81,7 +82,11 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
             plan[number - 1].status = "running"
             task.emit("step_started", f"step {number}: {step.title}", ref=f"step {number}")
             progress()
-            result = await loop.run_step(task, number, step, step_context(conversation, the_plan.steps, results))
+            context = step_context(conversation, the_plan.steps, results)
+            # A one-step plan checks against the whole request; a step of several, its own part.
+            request = (latest or "") if len(the_plan.steps) == 1 else f"{step.title}\n{step.instructions}"
+            run_step = pipeline.run_step if config.agent_mode == "pipeline" else loop.run_step
+            result = await run_step(task, number, step, context, request)
             results.append(result)
             plan[number - 1].status = result.status
             task.emit("step_finished", f"step {number} {result.status}: {result.summary}", ref=f"step {number}")
@@ -90,8 +95,12 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
 
         await release_sandbox()
         compensations.clear()
-        outcome = TaskOutcome(task_id=inp.task_id, status="done", text=final_answer(plan, results),
-                              plan=plan, usage=controls.used, steering_read=controls.steering_read)
+        answer = final_answer(plan, results)
+        verdict = evidence.judge(answer, [c for r in results for c in r.checks],
+                                 step_failed=any(r.status == "failed" for r in results))
+        task.emit("check", f"verdict: {verdict.verdict}", detail=evidence.evidence_text(verdict), ref="verdict")
+        outcome = TaskOutcome(task_id=inp.task_id, status="done", text=f"{answer}\n\n{evidence.evidence_text(verdict)}",
+                              plan=plan, usage=controls.used, steering_read=controls.steering_read, verdict=verdict)
     except TerminalError as error:
         if isinstance(error, BudgetStopped):
             status, text = "stopped", error.message

@@ -9,12 +9,37 @@ current environment, so a replay takes the same path as the original run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from restate import WorkflowContext
 
 from app.config import TaskSettings
 from app.controls import Controls
 from app.events import EventIn, EventKind, emit_all, event
+from app.llm import model_client
+from app.models import CheckRun
+
+
+@dataclass
+class TaskMemory:
+    """What the task has seen, rebuilt on replay from journaled results alone.
+
+    `known`: files it read or wrote (writing over any other existing file is refused: a blind
+    overwrite); `created`: files it made that did not exist before (written afresh on a
+    resample); `checks`: every check the harness ran, in order (the answer's evidence);
+    `seen`: what it last read or wrote in each file (shown beside a file being written)."""
+
+    known: set[str] = field(default_factory=set)
+    created: set[str] = field(default_factory=set)
+    checks: list[CheckRun] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # the content of files it read or wrote, as then
+
+    def saw(self, path: str, content: str | None) -> None:
+        self.known.add(path)
+        if content is None:
+            self.seen.pop(path, None)
+        else:
+            self.seen[path] = content
 
 
 @dataclass
@@ -24,10 +49,15 @@ class TaskRun:
     task_id: str
     config: TaskSettings
     controls: Controls = field(init=False)
+    memory: TaskMemory = field(init=False, default_factory=TaskMemory)
     _held: list[EventIn] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.controls = Controls(self.ctx, self.session_id, self.task_id, self.config)
+
+    def model(self) -> Any:
+        """The model client (app/llm.py); in-process tests give a task a scripted one."""
+        return model_client()
 
     def emit(self, kind: EventKind, text: str, detail: str | None = None, ref: str | None = None,
              hold: bool = False) -> None:

@@ -36,7 +36,17 @@ class RunCommandArgs(BaseModel):
 
 class WriteFileArgs(BaseModel):
     path: str = Field(min_length=1, description="Path relative to /project")
-    content: str = Field(max_length=1_000_000)
+    content: str | None = Field(default=None, max_length=1_000_000,
+                                description="The whole file; omit it to be asked for the file as plain text")
+    change: str = Field(default="", max_length=2_000, description="What to write or change in it, briefly")
+
+
+class WriteAsTextArgs(BaseModel):
+    """write_file for a model that answers in JSON: the content comes as text, in a round of
+    its own (app/loop.py), never through the JSON grammar."""
+
+    path: str = Field(min_length=1, description="Path relative to /project")
+    change: str = Field(default="", max_length=2_000, description="What to write or change in it, briefly")
 
 
 class ReadFileArgs(BaseModel):
@@ -130,6 +140,8 @@ async def _run_command(c: Call, a: RunCommandArgs) -> ToolOutcome:
 
 
 async def _write_file(c: Call, a: WriteFileArgs) -> ToolOutcome:
+    if a.content is None:  # the loop asks for the content as text before it gets here
+        return ToolOutcome("error: write_file needs the file's content", error=True)
     out = await c.task.ctx.object_call(sandbox.write_file, key=c.task.session_id,
                                        arg=WriteFileIn(op_id=c.op_id, path=a.path, content=a.content))
     notes = python_notes(a.path, a.content) if out.ok else []
@@ -225,6 +237,18 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
 ]}
 
 SCHEMAS: list[dict[str, Any]] = [t.schema() for t in TOOLS.values()]
+# For a model that answers in JSON: a write names the file and the content comes as text;
+# there is no edit_file (its old and new texts would be code inside JSON strings).
+AS_TEXT: dict[str, Tool] = {**{n: t for n, t in TOOLS.items() if n != "edit_file"},
+                            "write_file": Tool("write_file", "Write a file: you are then asked for its content as "
+                                               "text, with its current content in view.", WriteAsTextArgs,
+                                               _write_file)}
+AS_TEXT_SCHEMAS: list[dict[str, Any]] = [t.schema() for t in AS_TEXT.values()]
+
+
+def schemas(tool_mode: str) -> list[dict[str, Any]]:
+    """The tools as the model is shown them: in structured mode, writes as text."""
+    return AS_TEXT_SCHEMAS if tool_mode == "structured" else SCHEMAS
 
 
 def validate(call: dict[str, Any]) -> tuple[Tool, BaseModel] | ToolOutcome:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from app.finish_check import REWRITE_SYSTEM
+from app.brain.prompts import SYSTEM as TEXT_SYSTEM
 from tests.fakes.scripted_llm import Reply, Script
 
 # An action answers one model round. A sequence stands for successive attempts of the same
@@ -32,7 +32,6 @@ Action = Reply | Sequence[Reply]
 
 _STEP_LINE = re.compile(r"^\s*Current step (\d+):", re.MULTILINE)
 _SUMMARISED = re.compile(r"^Summary of this step's rounds 1-(\d+):")
-_REWRITE_LINE = re.compile(r"^\(Rewrite (\d+):", re.MULTILINE)  # app/finish_check.py: REWRITE_AGAIN
 
 
 # --- replies -------------------------------------------------------------------------------------
@@ -139,13 +138,12 @@ def current_step(request: Mapping[str, Any]) -> int | None:
 
 
 def rewrite_number(request: Mapping[str, Any]) -> int | None:
-    """Which rewrite this request asks for (app/finish_check.py: a plain-chat request, no tools,
-    for a file whose examples fail), or None if it is no rewrite request."""
+    """Which request for code as text this is (app/brain/prompts.py: plain chat, no tools): 1
+    for a first write, 2 for one with a failing check in view; None if it is no such request."""
     systems = [message_text(m) for m in request.get("messages", []) if m.get("role") == "system"]
-    if offered_tools(request) or REWRITE_SYSTEM not in systems:
+    if offered_tools(request) or TEXT_SYSTEM not in systems:
         return None
-    numbers = _REWRITE_LINE.findall(last_user_text(request))
-    return int(numbers[-1]) if numbers else 1
+    return 2 if "The latest check failed:" in last_user_text(request) else 1
 
 
 def rounds_in_step(request: Mapping[str, Any]) -> int:
@@ -187,8 +185,8 @@ def scripted(
     out (or it has none), the step answers `finish("step N done")`. Any other call (neither
     planning nor a step round) gets `otherwise`. `plan_errors` answer the first attempts of the
     planning call, before the plan itself, e.g. `[error(429, retry_after=1)]`. `rewrites[N]`
-    answer step N's rewrite requests in turn (app/finish_check.py); without them a rewrite
-    request gets `otherwise`.
+    answer step N's requests for code as text (app/brain/prompts.py), by `rewrite_number`;
+    without them such a request gets `otherwise`.
     """
     actions = {step: list(items) for step, items in (step_actions or {}).items()}
 

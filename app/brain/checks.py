@@ -1,0 +1,136 @@
+"""The checks the harness runs before a step may finish, and what their output says.
+
+The model's word that something works is not evidence; a command the harness ran is. Before
+a step finishes, the harness runs what the workspace and the request provide:
+
+- **tests**: files named `test_*.py` or `*_test.py`, by pytest where the sandbox has it (it
+  runs unittest cases too, and finds both names), else by `python3 -m unittest`;
+- **examples**: the docstring examples (`>>>`) of the Python files the step wrote, by doctest;
+- **commands** the request quotes (`` `python3 cli.py --top 3 words.txt` ``), as written.
+
+Each check is one shell command, run as a tool call of its own (journaled, shown in the
+event log, approved like any other). Pure functions here: which checks, and what an output
+says (counts); running them is app/loop.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+CheckKind = Literal["tests", "examples", "command", "syntax"]
+
+TEST_NAME = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
+SKIPPED_DIRS = {".agent", ".git", "__pycache__", ".pytest_cache", "node_modules", ".venv", "venv"}
+CHECK_TIMEOUT_S = 120
+COMMAND_TIMEOUT_S = 30  # a quoted command is a quick run, not a server
+MAX_QUOTED_COMMANDS = 3
+# A quoted command is run only if it is a Python program run (not a server, not a pipeline
+# that could change things beyond the workspace) and names no placeholder.
+_QUOTED = re.compile(r"`([^`\n]{3,200})`")
+_RUNNABLE = re.compile(r"^(python3?|pytest)(\s|$)")
+_NOT_A_CHECK = re.compile(r"[;&|<>$]|\.\.\.|<\w+>|\b(http\.server|serve|runserver|pip|install|input)\b")
+
+
+@dataclass(frozen=True)
+class PlannedCheck:
+    kind: CheckKind
+    command: str
+    timeout_s: int
+    files: tuple[str, ...] = ()  # the files it checks (examples), or the test files
+
+
+def test_files(paths: list[str]) -> list[str]:
+    """The test files among the workspace's `paths`."""
+    return sorted(p for p in paths if TEST_NAME.search(p) and not SKIPPED_DIRS & set(p.split("/")[:-1]))
+
+
+def tests_check(tests: list[str]) -> PlannedCheck | None:
+    """One command that runs every test file: pytest where the sandbox has it, else unittest
+    (a module name each: unittest cannot take `*_test.py` by discovery and a path at once)."""
+    if not tests:
+        return None
+    modules = " ".join(shlex.quote(t[:-3].replace("/", ".")) for t in tests)
+    files = " ".join(shlex.quote(t) for t in tests)
+    command = (f"if python3 -c 'import pytest' 2>/dev/null; then python3 -m pytest -q -p no:cacheprovider {files}; "
+               f"else python3 -m unittest -v {modules}; fi")
+    return PlannedCheck("tests", command, CHECK_TIMEOUT_S, tuple(tests))
+
+
+def examples_check(with_examples: list[str]) -> PlannedCheck | None:
+    if not with_examples:
+        return None
+    command = "python3 -m doctest " + " ".join(shlex.quote(p) for p in with_examples)
+    return PlannedCheck("examples", command, CHECK_TIMEOUT_S, tuple(with_examples))
+
+
+def quoted_commands(request: str) -> list[PlannedCheck]:
+    """Commands the request quotes in backticks that run a Python program: what the user said
+    to run is run, exactly as written."""
+    found: list[PlannedCheck] = []
+    for text in _QUOTED.findall(request):
+        command = text.strip()
+        if _RUNNABLE.match(command) and not _NOT_A_CHECK.search(command) and len(command.split()) > 1:
+            if all(c.command != command for c in found):
+                found.append(PlannedCheck("command", command, COMMAND_TIMEOUT_S))
+    return found[:MAX_QUOTED_COMMANDS]
+
+
+def has_examples(code: str) -> bool:
+    """Whether Python `code` holds docstring examples doctest would run."""
+    return any(line.lstrip().startswith(">>> ") for line in code.splitlines())
+
+
+_PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+_PYTEST_LINE = re.compile(r"\d+ (passed|failed|errors?)\b.* in [\d.]+s")
+_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests?", re.MULTILINE)
+_UNITTEST_FAILED = re.compile(r"^FAILED \(([^)]*)\)", re.MULTILINE)
+_DOCTEST_FAILED = re.compile(r"\*\*\*Test Failed\*\*\* (\d+) failures?")
+
+
+def summarize(kind: CheckKind, exit_code: int | None, output: str) -> str:
+    """The counts an output shows, in a few words ("3 tests, 3 passed"), from the runner's own
+    summary lines; the exit code when there are none."""
+    if exit_code is None:
+        return "no result came back"
+    if kind == "tests":
+        return _tests_summary(exit_code, output)
+    if kind == "examples":
+        failed = sum(int(n) for n in _DOCTEST_FAILED.findall(output))
+        return "the examples pass" if exit_code == 0 else (
+            f"{failed} example{'s' if failed != 1 else ''} failed" if failed else f"exit code {exit_code}")
+    return f"exit code {exit_code}"
+
+
+def _tests_summary(exit_code: int, output: str) -> str:
+    tail = output[-3000:]
+    line = next((l for l in reversed(tail.splitlines()) if _PYTEST_LINE.search(l)), "")
+    counts = {word.rstrip("s"): int(n) for n, word in _PYTEST_COUNT.findall(line)}
+    if counts:
+        total = sum(v for k, v in counts.items() if k in ("passed", "failed", "error"))
+        parts = [f"{v} {k}{'s' if k == 'error' and v != 1 else ''}" for k, v in counts.items()]
+        return f"{total} test{'s' if total != 1 else ''}, " + ", ".join(parts)
+    if exit_code == 5 and "no tests ran" in tail:
+        return "no tests were collected"
+    ran = _UNITTEST_RAN.findall(output)
+    if ran:
+        total = sum(int(n) for n in ran)
+        failed = _UNITTEST_FAILED.search(output)
+        if exit_code == 0:
+            return f"{total} test{'s' if total != 1 else ''}, {total} passed"
+        detail = failed.group(1).replace("=", " ") if failed else f"exit code {exit_code}"
+        return f"{total} test{'s' if total != 1 else ''}, {detail}"
+    return f"exit code {exit_code}"
+
+
+def passed(kind: CheckKind, exit_code: int | None, output: str) -> bool:
+    """A check passes on exit code 0, and for tests only if at least one test ran (a test file
+    with no tests in it proves nothing)."""
+    if exit_code != 0:
+        return False
+    if kind == "tests":
+        summary = _tests_summary(0, output)
+        return not summary.startswith(("0 tests", "no tests"))
+    return True

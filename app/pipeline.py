@@ -1,0 +1,114 @@
+"""A fixed path for the smallest model (`AGENT_MODE=pipeline`): no tool choice at all.
+
+The 0.5B choosing actions passed 4 of 40 HumanEval problems, against 32 asked once, so it is
+asked what it is good at and the harness does the rest:
+
+1. the request, with the files it names (and the workspace's tests) shown;
+2. every file to create or change, whole, as text (app/brain/prompts.py: files);
+3. the harness's checks (app/brain/checks.py), as for any step;
+4. on a failure: a repair (the same request with the files as they are and the failing output),
+   then fresh samples at a higher temperature (without the failing code of files the task
+   created), up to the step's bound; after it, the step ends failed with the failing output.
+
+Every round and write is journaled like the loop's, with ids from the step and attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from app import harness
+from app import sandbox_service as sandbox
+from app.brain import checks, prompts, text_edits
+from app.brain.gate import Bounds, StepGate
+from app.loop import step_prompt
+from app.models import PathIn, PlanStep, StepResult, Usage
+from app.taskrun import TaskRun
+
+REPAIRS = 1  # attempts with the failing files in view, before fresh samples
+SAMPLE_TEMPERATURE = 0.7
+MAX_SHOWN_FILES = 6
+_NAMED = re.compile(r"(?<![\w/.-])([\w][\w/.-]*\.(?:py|txt|md|json|csv|toml|cfg|ini|sh))\b")
+
+
+async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str, request: str) -> StepResult:
+    listing = await task.ctx.object_call(sandbox.list_for_task, key=task.session_id, arg=PathIn(path="."))
+    prompt = step_prompt(step_context, number, step, listing.entries, listing.notice)
+    workspace = [e.path for e in listing.entries if e.kind == "file"]
+    gate = StepGate(step_text=f"{step.title}\n{step.instructions}", request=request,
+                    bounds=Bounds(check_failures=1 + REPAIRS + task.config.resamples, resamples=0))
+    named = named_files(f"{request}\n{step.title}\n{step.instructions}")
+    usage = Usage()
+    report = ""
+    attempts = 1 + REPAIRS + task.config.resamples
+    for attempt in range(1, attempts + 1):
+        sampled = attempt > 1 + REPAIRS
+        shown = await _shown(task, named, workspace, fresh=sampled)
+        label = f"step {number}: files, attempt {attempt}"
+        op_id = f"{task.task_id}/s{number}/a{attempt}"
+        task.emit("model_round", f"step {number}: asking for the files whole (attempt {attempt} of {attempts})",
+                  ref=label)
+        answer, turn = await harness.ask_for_code(task, label, f"{op_id}/text", prompts.files_prompt(prompt, shown, report),
+                                                  SAMPLE_TEMPERATURE if sampled else None)
+        usage = usage.plus(turn.usage)
+        task.controls.charge(turn.usage)
+        files = answer_files(answer, named, workspace)
+        if not files:
+            report = "The answer held no file: name each file on the line before its code block."
+            continue
+        for index, (path, content) in enumerate(files.items()):
+            if path not in workspace:
+                task.memory.created.add(path)
+            written = await harness.write(task, f"{op_id}/w{index}", path, content, "write")
+            if not written.error:
+                gate.ran(harness_call(path), written.text, False, content)
+                workspace = sorted({*workspace, path})
+        named = list(dict.fromkeys([*named, *files]))
+        planned = gate.plan_checks(workspace)
+        if not planned:
+            return StepResult(status="done", summary=f"wrote {', '.join(files)}", usage=usage)
+        decision = gate.after_checks(await harness.run_checks(task, op_id, number, planned), may_resample=False)
+        if decision.action == "finish":
+            return StepResult(status="done", summary=f"wrote {', '.join(files)}", usage=usage,
+                              checks=gate.latest_runs())
+        report = decision.report
+    return StepResult(status="failed", summary=f"the checks still fail after {attempts} attempts: {report}"[:2_000],
+                      usage=usage, checks=gate.latest_runs())
+
+
+def named_files(text: str) -> list[str]:
+    """The files a request names (`stats.py`, `pkg/util.py`), in order."""
+    return list(dict.fromkeys(m for m in _NAMED.findall(text) if not m.startswith(("http", "www."))))
+
+
+def answer_files(answer: str, named: list[str], workspace: list[str]) -> dict[str, str]:
+    """The answer's files by name; a single unnamed block goes to the one code file the
+    request names, if it names exactly one."""
+    files = text_edits.files(answer)
+    if files:
+        return files
+    code = [p for p in named if p.endswith(".py") and not checks.TEST_NAME.search(p)]
+    whole = text_edits.whole_file(answer)
+    if whole is not None and len(code) == 1:
+        return {code[0]: whole}
+    return {}
+
+
+async def _shown(task: TaskRun, named: list[str], workspace: list[str], fresh: bool) -> list[tuple[str, str]]:
+    """The files the model sees: those the request names that exist, and the tests. A fresh
+    sample does not see the failing code of files the task created."""
+    paths = [p for p in named if p in workspace] + [p for p in checks.test_files(workspace) if p not in named]
+    shown = []
+    for path in paths[:MAX_SHOWN_FILES]:
+        if fresh and path in task.memory.created and not checks.TEST_NAME.search(path):
+            continue
+        now = await harness.read_now(task, path)
+        if now.content is not None:
+            shown.append((path, now.content))
+    return shown
+
+
+def harness_call(path: str) -> dict[str, object]:
+    """The write as the gate sees it: which file changed."""
+    return {"function": {"name": "write_file", "arguments": json.dumps({"path": path})}}
