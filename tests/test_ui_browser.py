@@ -2,8 +2,9 @@
 
 Each test starts a stack with the UI server and the scripted LLM, and uses the page the way a
 person would: send a message, watch the plan and the answer, interrupt, reload mid-task,
-approve a command, rewind to a step and fork from one. The first one also saves a screenshot
-of the page mid-task.
+approve a command, rewind to a step and fork from one, unfold an answer's checks. The first one
+also saves a screenshot of the page mid-task. The verdict's rendering is also tested without a
+stack, over a canned ingress (tests/ui_helpers.py), from an event log and history given as such.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pytest
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+from app.models import CheckRun, Verdict  # noqa: E402
 from stack.processes import REPO_ROOT  # noqa: E402
+from tests.ui_helpers import CannedSession, ui_over_canned_ingress  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -247,3 +250,139 @@ def test_the_files_panel_recovers_by_itself_when_restate_comes_back(stack_factor
     stack.start_restate()
     # No click: a failed refresh asks again until it is answered.
     expect(page.locator('#files a[data-path$=".txt"]')).to_have_text(["a.txt", "b.txt", "c.txt"])
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+
+
+def verdict_of(page: Page, task_text: str):
+    """The verdict under the chat's answer (or failure) that says `task_text`."""
+    return page.locator("#chat .msg").filter(has_text=task_text).locator(".verdict")
+
+
+def judged_session() -> CannedSession:
+    """A finished task whose two checks passed; its tool calls sit far up a long timeline."""
+    log = CannedSession()
+    log.add("user_message", "write words.py and test it")
+    log.add("plan", "1. Write words.py and its tests", "t1")
+    log.add("step_started", "step 1: Write words.py and its tests", "t1")
+    log.add("tool_call", "run_command: python3 -m py_compile words.py", "t1", ref="t1/s1/check1")
+    log.add("tool_result", "exit code: 0", "t1", detail="(no output)", ref="t1/s1/check1")
+    log.add("tool_call", "run_command: python3 -m unittest -v test_words", "t1", ref="t1/s1/r3/c0")
+    log.add("tool_result", "exit code: 0", "t1", detail="Ran 3 tests in 0.001s\n\nOK", ref="t1/s1/r3/c0")
+    log.add("check", "3 tests, 3 passed", "t1", detail="Ran 3 tests in 0.001s\n\nOK", ref="t1/s1/r3/c0")
+    for n in range(40):
+        log.add("model_round", f"round {n}: thinking", "t1", ref=f"step 1: Write words.py, round {n}")
+    verdict = Verdict(verdict="verified", checks=[
+        CheckRun(kind="syntax", command="python3 -m py_compile words.py", exit_code=0, summary="parses",
+                 ref="t1/s1/check1", step=1),
+        CheckRun(kind="tests", command="python3 -m unittest -v test_words", exit_code=0,
+                 summary="3 tests, 3 passed", ref="t1/s1/r3/c0", step=1)])
+    log.add("final_answer", "words.py counts words; its 3 tests pass", "t1", detail=verdict.model_dump_json())
+    log.history = [{"seq": 1, "role": "user", "text": "write words.py and test it"},
+                   {"seq": 2, "role": "agent", "text": "words.py counts words; its 3 tests pass", "task_id": "t1",
+                    "verdict": verdict.model_dump()}]
+    return log
+
+
+def test_an_answers_verdict_badge_unfolds_its_checks_live_and_after_a_reload(browser):
+    """Runs without the backend: the page over a canned event log and history (tests/ui_helpers.py)."""
+    log = judged_session()
+    with ui_over_canned_ingress({"judged": log}) as url:
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{url}/#judged")
+        expect(page.locator("#connection")).to_have_text("live")
+
+        # From the log: a green badge, the checks folded until asked for.
+        verified = verdict_of(page, "its 3 tests pass")
+        expect(verified.locator(".verdict-badge")).to_have_text("verified")
+        expect(verified.locator(".verdict-badge")).to_have_class(re.compile(r"\bverdict-verified\b"))
+        expect(verified.locator(".check")).to_have_count(2)
+        expect(verified.locator(".checks")).to_be_hidden()
+        expect(verified.locator(".verdict-note")).to_have_count(0)
+        verified.locator(".checks-toggle").click()
+        tests = verified.locator(".check").nth(1)
+        expect(tests).to_be_visible()
+        expect(tests.locator(".check-kind")).to_have_text("tests")
+        expect(tests.locator(".check-command")).to_have_text("python3 -m unittest -v test_words")
+        expect(tests.locator(".check-exit")).to_have_text("exit code 0")
+        expect(tests.locator(".check-summary")).to_have_text("3 tests, 3 passed")
+        # Its link scrolls the timeline back to the tool call, and unfolds the call's output.
+        call = page.locator('#timeline [data-kind="tool_call"][data-ref="t1/s1/r3/c0"]')
+        expect(call).not_to_be_in_viewport()
+        tests.locator(".check-link").click()
+        expect(call).to_be_in_viewport()
+        expect(call).to_have_class(re.compile(r"\btargeted\b"))
+        expect(page.locator('#timeline details[data-kind="tool_result"][data-ref="t1/s1/r3/c0"] pre')).to_be_visible()
+        expect(page.locator('#timeline [data-kind="final_answer"] .verdict-badge')).to_have_text("verified")
+
+        # Live: a failed task whose texts hold markup (shown as text, never run), ...
+        log.add("user_message", "now make it faster")
+        log.add("tool_call", "run_command: python3 -m unittest <img src=x onerror=window.pwned=1>", "t2",
+                ref="t2/s1/r1/c0")
+        note = "The answer says the tests pass; the last run of them failed. <b>not bold</b>"
+        failed = Verdict(verdict="failed", note=note, checks=[
+            CheckRun(kind="tests", command="python3 -m unittest <img src=x onerror=window.pwned=1>", exit_code=1,
+                     summary="3 tests, 1 failed", ref="t2/s1/r1/c0", step=1)])
+        log.add("final_answer", "faster now, and the tests pass", "t2", detail=failed.model_dump_json())
+        # ... one with no verdict (from before there were any): no badge, ...
+        log.add("final_answer", "an answer from before verdicts", "t3")
+        # ... and one whose verdict the log cut (its detail is bounded): the history has it whole.
+        unverified = Verdict(verdict="unverified", note="nothing here could be run")
+        log.add("error", "step 1 failed", "t4", detail=unverified.model_dump_json()[:30] + "\n... [90 more characters]")
+        log.history.append({"seq": 3, "role": "event", "text": "step 1 failed", "task_id": "t4",
+                            "verdict": unverified.model_dump()})
+
+        red = verdict_of(page, "faster now")
+        expect(red.locator(".verdict-badge")).to_have_text("failed")
+        expect(red.locator(".verdict-badge")).to_have_class(re.compile(r"\bverdict-failed\b"))
+        expect(red.locator(".verdict-note")).to_have_text(note)
+        red.locator(".checks-toggle").click()
+        expect(red.locator(".check-command")).to_have_text("python3 -m unittest <img src=x onerror=window.pwned=1>")
+        expect(red.locator(".check-exit")).to_have_text("exit code 1")
+        amber = verdict_of(page, "step 1 failed")
+        expect(amber.locator(".verdict-badge")).to_have_text("unverified")
+        expect(amber.locator(".checks-none")).to_have_text("nothing was run")
+        expect(amber.locator(".verdict-note")).to_have_text("nothing here could be run")
+        expect(page.locator("#connection")).to_have_text("live")  # the log's `error` event is no dropped stream
+        expect(page.locator("#chat .msg").filter(has_text="from before verdicts")).to_have_count(1)
+        expect(verdict_of(page, "from before verdicts")).to_have_count(0)
+        assert page.locator("#chat img, #chat b, #timeline img").count() == 0
+        assert page.evaluate("window.pwned") is None
+
+        # A reload rebuilds the same badges from the log (and the history).
+        page.reload()
+        expect(page.locator("#chat .verdict .verdict-badge")).to_have_text(["verified", "failed", "unverified"])
+        expect(verdict_of(page, "from before verdicts")).to_have_count(0)
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+# NEEDS THE VERDICT BACKEND (issue 20 item 4: the harness's checks and the task's verdict, being
+# written in app/loop.py and around it). Until it lands the task has no verdict and this fails,
+# as expected; once it does, the strict xfail turns into a failure: remove the mark then.
+@pytest.mark.xfail(strict=True, reason="needs issue 20 item 4's verdict backend; remove this mark when it lands")
+def test_a_tested_answer_shows_a_verified_badge_whose_checks_lead_to_their_tool_calls(stack_factory, page):
+    stack = stack_factory(f"{SCRIPTS}:checked", ui=True)
+    open_session(page, stack, "checked")
+    send(page, "Write words.py with count_words(text) and unittest tests for it, and run them")
+    expect(page.locator("#chat .msg.agent")).to_contain_text("its 3 tests pass")
+    history = httpx.get(f"{stack.ui_url}/api/sessions/checked/history", trust_env=False).json()["messages"]
+    assert history[-1].get("verdict"), "the task has no verdict: has the backend landed?"
+
+    verdict = page.locator("#chat .msg.agent .verdict")
+    expect(verdict.locator(".verdict-badge")).to_have_text("verified")
+    verdict.locator(".checks-toggle").click()
+    tests = verdict.locator(".check").filter(has=page.locator(".check-kind", has_text="tests")).first
+    expect(tests.locator(".check-command")).to_contain_text("test")
+    expect(tests.locator(".check-exit")).to_have_text("exit code 0")
+    expect(tests.locator(".check-summary")).to_contain_text("3 passed")
+    ref = tests.get_attribute("data-ref")
+    tests.locator(".check-link").click()
+    expect(page.locator(f'#timeline [data-ref="{ref}"].targeted')).to_be_in_viewport()
+
+    page.reload()  # the same badge, rebuilt from the event log
+    expect(page.locator("#chat .msg.agent .verdict .verdict-badge")).to_have_text("verified")

@@ -1,13 +1,27 @@
-"""Reading the web UI's server-sent events from a test: a small, strict SSE parser over httpx."""
+"""The web UI's tests' helpers: a small, strict SSE parser over httpx, and the UI server served
+in-process against a canned Restate ingress (a fixed event log and history, no Restate server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.client import free_ports
+from ui.server import UiConfig, build_app
 
 
 @dataclass
@@ -46,3 +60,91 @@ def logged_events(client: httpx.Client, session: str, until: str = "final_answer
             if item.event == until:
                 return seen
     raise AssertionError(f"the stream ended before {until}")
+
+
+# --- a canned Restate ingress --------------------------------------------------------------------
+
+
+@dataclass
+class CannedSession:
+    """What the ingress answers for one session: its event log (Events.read), its history
+    (Agent.history) and its status (Agent.status). Events appended while a page watches reach
+    it live, through the UI server's poller, as the real log's would."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=lambda: {"state": "idle", "task_id": None, "plan": []})
+
+    def add(self, kind: str, text: str, task_id: str | None = None, detail: str | None = None,
+            ref: str | None = None) -> dict[str, Any]:
+        """Append an event, numbered and stamped as Events.append does."""
+        event = {"seq": len(self.events) + 1, "time": time.time(), "kind": kind, "text": text,
+                 "task_id": task_id, "detail": detail, "ref": ref}
+        self.events.append(event)
+        return event
+
+
+def canned_ingress(sessions: Mapping[str, CannedSession]) -> Starlette:
+    """Restate's ingress for the handlers the page reads, answering from `sessions` (404 for
+    any other session, as the Agent does for one that never had a message)."""
+
+    async def handle(request: Request) -> JSONResponse:
+        session = sessions.get(request.path_params["key"])
+        if session is None:
+            return JSONResponse({"message": "unknown session"}, status_code=404)
+        handler = f"{request.path_params['service']}.{request.path_params['handler']}"
+        if handler == "Events.read":
+            ask = json.loads(await request.body() or b"{}")
+            after, limit = ask.get("after", 0), ask.get("limit", 200)
+            return JSONResponse({"events": [e for e in session.events if e["seq"] > after][:limit],
+                                 "next_seq": len(session.events) + 1, "compacted": {}})
+        answers = {"Agent.status": session.status, "Agent.history": {"messages": session.history},
+                   "Agent.approvals": {"approvals": []}, "Agent.checkpoints": {"checkpoints": []},
+                   "Sandbox.list_files": {"entries": []}, "Sandbox.info": {}}
+        if handler not in answers:
+            return JSONResponse({"message": f"{handler} is not canned"}, status_code=404)
+        return JSONResponse(answers[handler])
+
+    return Starlette(routes=[Route("/{service}/{key}/{handler}", handle, methods=["POST"])])
+
+
+@contextmanager
+def ui_over_canned_ingress(sessions: Mapping[str, CannedSession]) -> Iterator[str]:
+    """The real UI server (ui/server.py), in this process, over `canned_ingress(sessions)`;
+    yields its URL."""
+    ui_port, ingress_port = free_ports(2)
+    ui = build_app(UiConfig(ingress_urls=[f"http://127.0.0.1:{ingress_port}"], admin_url="http://127.0.0.1:9"))
+    stopping: asyncio.Event | None = None
+    loop = asyncio.new_event_loop()
+
+    def config(port: int) -> Config:
+        c = Config()
+        c.bind = [f"127.0.0.1:{port}"]
+        c.accesslog = None
+        c.graceful_timeout = 0.5  # a page's open event stream must not hold the shutdown up
+        return c
+
+    async def main() -> None:
+        nonlocal stopping
+        stopping = asyncio.Event()
+        await asyncio.gather(serve(ui, config(ui_port), shutdown_trigger=stopping.wait),  # type: ignore[arg-type]
+                             serve(canned_ingress(sessions), config(ingress_port),  # type: ignore[arg-type]
+                                   shutdown_trigger=stopping.wait))
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="canned ui", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{ui_port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(f"{url}/api/config", trust_env=False, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the UI server did not start"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(lambda: stopping and stopping.set())
+        thread.join(timeout=10)

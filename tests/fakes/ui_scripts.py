@@ -45,3 +45,33 @@ def structured(request: dict[str, Any]) -> Reply:
     last = message_text(request["messages"][-1])
     return text(json.dumps({"tool": "finish", "args": {"result": f"saw {len(last)} characters"}}))
 
+
+
+# A module and its unittest tests, which pass: the harness's own run of them makes the
+# task's verdict "verified" (issue 20 item 4).
+WORDS = "def count_words(text):\n    return len(text.split())\n"
+WORDS_TESTS = """import unittest
+
+from words import count_words
+
+
+class CountWords(unittest.TestCase):
+    def test_empty(self):
+        self.assertEqual(count_words(""), 0)
+
+    def test_one(self):
+        self.assertEqual(count_words("hello"), 1)
+
+    def test_spaces(self):
+        self.assertEqual(count_words("  a  b   c "), 3)
+
+
+if __name__ == "__main__":
+    unittest.main()
+"""
+checked = scripted(
+    plan=[("Write words.py and its tests", "Create words.py with count_words(text), and test_words.py "
+                                           "with unittest tests for it; run the tests.")],
+    step_actions={1: [write("words.py", WORDS), write("test_words.py", WORDS_TESTS),
+                      run("python3 -m unittest -v test_words"), finish("words.py counts words; its 3 tests pass")]},
+)

@@ -9,12 +9,16 @@
 //
 // Each finished step that left a checkpoint offers "rewind to here" and "fork from here"
 // (GET .../checkpoints says which do). What a rewind undid stays on the page, dimmed.
+//
+// A finished task's answer carries its verdict (verified, failed or unverified) as a badge,
+// with the checks the harness ran behind it, each linked to its tool call in the timeline.
 "use strict";
 
 const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
   "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-  "final_answer", "error", "sandbox", "rewound", "forked", "rewrite"];
+  "final_answer", "error", "sandbox", "rewound", "forked", "rewrite", "check"];
 const FINISHING = ["final_answer", "error", "interrupted"];
+const VERDICTS = ["verified", "failed", "unverified"];
 const STORE = "agent.sessions";
 const $ = (id) => document.getElementById(id);
 
@@ -148,7 +152,8 @@ function connect(after = 0) {
   source.addEventListener("delta", live((e) => onDelta(JSON.parse(e.data))));
   source.addEventListener("meta", live((e) => onMeta(JSON.parse(e.data))));
   source.onopen = live(() => setConnection("live"));
-  source.onerror = live(() => {
+  source.onerror = live((e) => {
+    if (typeof e.data === "string") return; // the log's `error` event (a failed task), not ours
     setConnection("reconnecting…");
     // EventSource gives up for good on an HTTP error (a 502 while Restate restarts, say):
     // then we open a new one ourselves, from the last event we have.
@@ -206,7 +211,10 @@ function addToTimeline(event) {
   const head = [el("span", { class: "seq" }, `#${event.seq}`), el("span", { class: "time" }, time),
     el("span", { class: `kind kind-${event.kind}` }, event.kind.replace("_", " ")),
     el("span", { class: "text" }, event.text.length > 160 ? event.text.slice(0, 160) + "…" : event.text)];
-  const body = [event.text.length > 160 ? event.text : null, event.detail].filter(Boolean);
+  const verdict = FINISHING.includes(event.kind) ? verdictOf(event.detail) : null;
+  if (verdict) head.push(verdictBadge(verdict));
+  const detail = verdict ? JSON.stringify(verdict, null, 2) : event.detail;
+  const body = [event.text.length > 160 ? event.text : null, detail].filter(Boolean);
   const attrs = { class: `ev ev-${event.kind}`, "data-seq": String(event.seq), "data-kind": event.kind };
   if (event.ref) attrs["data-ref"] = event.ref;
   const finished = event.kind === "step_finished" && /^step (\d+)$/.exec(event.ref || "");
@@ -237,9 +245,103 @@ function addToChat(event) {
   const style = bubbles[event.kind];
   if (!style) return;
   const chat = $("chat");
-  chat.append(el("div", { class: `msg ${style[0]}`, "data-seq": String(event.seq) },
-    el("div", { class: "who" }, style[1]), el("div", { class: "body" }, event.text)));
+  const bubble = el("div", { class: `msg ${style[0]}`, "data-seq": String(event.seq) },
+    el("div", { class: "who" }, style[1]), el("div", { class: "body" }, event.text));
+  if (FINISHING.includes(event.kind)) showVerdict(bubble, event);
+  chat.append(bubble);
   chat.scrollTop = chat.scrollHeight;
+}
+
+// --- verdicts --------------------------------------------------------------------------------
+
+// A task's verdict (app/models.py Verdict) rides on its final_answer, error or interrupted
+// event as the detail, so the live stream and a reload (which replays the log) both have it.
+// The log cuts a long detail; then the Agent's history, which keeps the whole verdict, fills
+// it in. No verdict (a task from before there were any): no badge.
+function verdictOf(detail) {
+  let verdict = detail;
+  if (typeof detail === "string") {
+    try { verdict = JSON.parse(detail); } catch (_) { return null; }
+  }
+  const valid = verdict && VERDICTS.includes(verdict.verdict) && Array.isArray(verdict.checks);
+  return valid ? verdict : null;
+}
+
+function showVerdict(bubble, event) {
+  if (!event.task_id) return;
+  bubble.dataset.task = event.task_id;
+  const verdict = verdictOf(event.detail);
+  if (verdict) bubble.append(renderVerdict(verdict));
+  else if (event.detail) later("verdicts", verdictsFromHistory);
+}
+
+async function verdictsFromHistory() {
+  const fresh = newest("verdicts");
+  let entries = [];
+  try { entries = (await api("/history")).messages; } catch (_) { return; }
+  if (!fresh()) return;
+  const byTask = new Map(entries.filter((h) => h.task_id && verdictOf(h.verdict)).map((h) => [h.task_id, h.verdict]));
+  for (const bubble of document.querySelectorAll("#chat .msg[data-task]")) {
+    const verdict = byTask.get(bubble.dataset.task);
+    if (verdict && !bubble.querySelector(".verdict")) bubble.append(renderVerdict(verdict));
+  }
+}
+
+function verdictBadge(verdict) {
+  return el("span", { class: `badge verdict-badge verdict-${verdict.verdict}` }, verdict.verdict);
+}
+
+// The badge, the harness's note under it, and the checks behind it, folded until asked for.
+function renderVerdict(verdict) {
+  const checks = verdict.checks;
+  const head = el("div", { class: "verdict-head" }, verdictBadge(verdict));
+  const list = el("ul", { class: "checks", hidden: "" }, ...checks.map(renderCheck));
+  if (checks.length) {
+    const label = `${checks.length} check${checks.length === 1 ? "" : "s"}`;
+    const toggle = el("button", { type: "button", class: "small checks-toggle", "aria-expanded": "false" },
+      `${label} ▸`);
+    toggle.addEventListener("click", () => {
+      list.hidden = !list.hidden;
+      toggle.setAttribute("aria-expanded", String(!list.hidden));
+      toggle.textContent = `${label} ${list.hidden ? "▸" : "▾"}`;
+    });
+    head.append(toggle);
+  } else head.append(el("span", { class: "checks-none" }, "nothing was run"));
+  const note = verdict.note ? el("div", { class: "verdict-note" }, verdict.note) : "";
+  return el("div", { class: "verdict", "data-verdict": verdict.verdict }, head, note, list);
+}
+
+function renderCheck(check) {
+  const exit = check.exit_code === null || check.exit_code === undefined
+    ? "no exit code" : `exit code ${check.exit_code}`;
+  const target = timelineCall(check.ref);
+  const show = (e) => { e.preventDefault(); showInTimeline(check.ref); };
+  const link = target
+    ? el("a", { href: "#", class: "check-link", onclick: show }, "tool call ↓")
+    : el("span", { class: "check-ref", title: "not in this page's event log" }, check.ref || "");
+  return el("li", { class: `check ${check.exit_code === 0 ? "check-ok" : "check-bad"}`, "data-ref": check.ref || "" },
+    el("span", { class: "check-kind" }, check.kind), el("code", { class: "check-command" }, check.command),
+    el("span", { class: "check-exit" }, exit), el("span", { class: "check-summary" }, check.summary), link);
+}
+
+// The timeline's line for a check's tool call (or, failing that, its check event).
+function timelineCall(ref) {
+  if (!ref) return null;
+  const lines = [...document.querySelectorAll(`#timeline [data-ref="${CSS.escape(ref)}"]`)];
+  return lines.findLast((l) => l.dataset.kind === "tool_call") || lines.findLast((l) => l.dataset.kind === "check")
+    || lines[lines.length - 1] || null;
+}
+
+function showInTimeline(ref) {
+  const line = timelineCall(ref);
+  if (!line) return;
+  $("timeline-box").open = true;
+  document.querySelectorAll("#timeline .targeted").forEach((l) => l.classList.remove("targeted"));
+  line.classList.add("targeted");
+  // The command's output is in its tool_result: unfold it too.
+  document.querySelectorAll(`#timeline details[data-kind="tool_result"][data-ref="${CSS.escape(ref)}"]`)
+    .forEach((result) => { result.open = true; });
+  line.scrollIntoView({ block: "center" });
 }
 
 // --- plan ------------------------------------------------------------------------------------
@@ -397,7 +499,8 @@ async function showInherited() {
   const who = { user: ["user", "you"], agent: ["agent", "agent"], event: ["event", "event"] };
   const bubbles = entries.slice(0, Math.max(at, 0)).map((h) => el("div", {
     class: `msg ${who[h.role][0]} inherited${h.rewound ? " rewound" : ""}`, "data-history-seq": String(h.seq),
-  }, el("div", { class: "who" }, `${who[h.role][1]} (before the fork)`), el("div", { class: "body" }, h.text)));
+  }, el("div", { class: "who" }, `${who[h.role][1]} (before the fork)`), el("div", { class: "body" }, h.text),
+    verdictOf(h.verdict) ? renderVerdict(h.verdict) : ""));
   const chat = $("chat");
   chat.querySelectorAll(".inherited").forEach((b) => b.remove());
   chat.prepend(...bubbles);
