@@ -361,17 +361,13 @@ def test_an_answers_verdict_badge_unfolds_its_checks_live_and_after_a_reload(bro
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-# NEEDS THE VERDICT BACKEND (issue 20 item 4: the harness's checks and the task's verdict, being
-# written in app/loop.py and around it). Until it lands the task has no verdict and this fails,
-# as expected; once it does, the strict xfail turns into a failure: remove the mark then.
-@pytest.mark.xfail(strict=True, reason="needs issue 20 item 4's verdict backend; remove this mark when it lands")
 def test_a_tested_answer_shows_a_verified_badge_whose_checks_lead_to_their_tool_calls(stack_factory, page):
     stack = stack_factory(f"{SCRIPTS}:checked", ui=True)
     open_session(page, stack, "checked")
     send(page, "Write words.py with count_words(text) and unittest tests for it, and run them")
     expect(page.locator("#chat .msg.agent")).to_contain_text("its 3 tests pass")
     history = httpx.get(f"{stack.ui_url}/api/sessions/checked/history", trust_env=False).json()["messages"]
-    assert history[-1].get("verdict"), "the task has no verdict: has the backend landed?"
+    assert history[-1].get("verdict"), "the task has no verdict"
 
     verdict = page.locator("#chat .msg.agent .verdict")
     expect(verdict.locator(".verdict-badge")).to_have_text("verified")
