@@ -173,7 +173,7 @@ class Step:
                 task.memory.created.add(path)
         if content is None:
             now = now or await harness.read_now(task, path)
-            content, problem = await self._content(op_id, path, now.content, args.change, round_no)
+            content, problem = await self._content(op_id, path, now.content, getattr(args, "change", ""), round_no)
             if content is None:
                 return tools.ToolOutcome(f"error: {problem}. Call write_file again.", error=True), None
         outcome = await tools.dispatch(task, op_id, _write_call(op_id, path, content))

@@ -43,10 +43,10 @@ class WriteFileArgs(BaseModel):
 
 class WriteAsTextArgs(BaseModel):
     """write_file for a model that answers in JSON: the content comes as text, in a round of
-    its own (app/loop.py), never through the JSON grammar."""
+    its own (app/loop.py), never through the JSON grammar. Only the path: given a free-text
+    argument, the 1.5B wrote the whole file into it, until its answer was cut off."""
 
-    path: str = Field(min_length=1, description="Path relative to /project")
-    change: str = Field(default="", max_length=2_000, description="What to write or change in it, briefly")
+    path: str = Field(min_length=1, max_length=200, description="Path relative to /project")
 
 
 class ReadFileArgs(BaseModel):
