@@ -9,10 +9,16 @@ the loop above never knows the difference.
 Callers run `complete` inside `ctx.run_typed`: the returned `ModelTurn` is what the journal
 stores, and a replay never calls the model again.
 
+Every answer streams past a `Watch` (app/brain/degeneration.py): an answer that loops, or runs
+past its bounds, is cut (the stream is closed, so the server stops generating) and the round is
+asked once more with other sampling; when that answer is cut too, the turn carries a
+`format_error` that tells the model, and the loop goes on. Either way the `ModelTurn` is what the
+journal stores, so a replay never meets a different answer.
+
 Live text: when AGENT_DELTA_URL is set (the web UI's /internal/deltas) and the caller names its
-session, the request is streamed and the text is posted there as it arrives, for watchers only.
-That is best effort and never journaled: the `ModelTurn` is assembled from the same chunks and is
-exactly what the non-streaming request returns, so the journal does not depend on it.
+session, the text is also posted there as it arrives, for watchers only. That is best effort and
+never journaled: the `ModelTurn` is assembled from the same chunks and is exactly what the
+non-streaming request returns, so the journal does not depend on it.
 """
 
 from __future__ import annotations
@@ -21,18 +27,22 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from app import structured_tools
+from app.brain.degeneration import OFFLINE_MAX_SECONDS, Bounds, Cut, Watch
 from app.config import Settings, settings
+from app.context import estimate
 from app.errors import classify_llm_error
 from app.models import ModelTurn, Usage
 
 if TYPE_CHECKING:
-    from openai.types.chat import ChatCompletion
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 # `openai` is imported where a model is called, not with this module: it is most of the worker's
 # import time, and on a host that scales to zero every request that makes no model call (state
@@ -43,13 +53,42 @@ CUT_OFF = ("your answer was cut off after {tokens} tokens, the most one answer m
            "was done. Make it shorter: write a long file in parts (write_file the first part, then "
            "edit_file to add the rest), or say less.")
 CUT_OFF_KEPT = 200  # characters of a cut-off answer kept in the transcript
+LOOPED = ("your answer degenerated and was cut: {reason}, so nothing in it was done. Answer again, "
+          "and write each thing once.")
+NO_END = ("your answer was cut: {reason}, so nothing in it was done. Make it shorter: write a long file "
+          "in parts (write_file the first part, then edit_file to add the rest), or say less.")
+
+# A cut answer is asked again with other sampling: an answer that looped at temperature 0 loops
+# again on the same prompt, so the second one samples at RETRY_TEMPERATURE. The embedded model
+# gets the rest of Qwen's recommended sampling for its small instruct models (top_p 0.8, top_k 20,
+# repetition penalty 1.1) and llama.cpp's DRY sampler, which penalises extending a sequence that
+# already occurred. Measured on the 1.5B with its answer prefilled deep in a run of backslashes:
+# greedy, and the sampling above without DRY, kept writing backslashes; with DRY it closed the
+# regex and the file within the 40 tokens asked, at allowed lengths 4 and 8 alike, so 8 (a row of
+# a few zeros is left alone). The breakers are llama.cpp's own plus the JSON escape `\n`, so that
+# in structured mode repeated lines of code (similar assertions) are not penalised, only a run
+# within a line.
+RETRY_TEMPERATURE = 0.7
+OFFLINE_RETRY: dict[str, Any] = {
+    "top_p": 0.8,
+    "extra_body": {"top_k": 20, "repeat_penalty": 1.1,
+                   "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 8,
+                   "dry_penalty_last_n": 1024,  # this server refuses -1 ("the whole context")
+                   "dry_sequence_breakers": ["\n", "\\n", ":", "\"", "*"]},
+}
 
 
 class ModelClient:
-    def __init__(self, config: Settings) -> None:
+    def __init__(self, config: Settings, bounds: Bounds | None = None) -> None:
         base_url, api_key, self.model, self.tool_mode = config.llm_endpoint()
         self.temperature = config.sampling_temperature()
         self.max_tokens = config.answer_token_limit()
+        # The embedded model gets llama.cpp's sampling parameters on a retry; a provider would
+        # reject them.
+        self.offline = config.offline()
+        # How long an answer may run (app/brain/degeneration.py): the embedded model's time is
+        # bounded too, a provider's is not ours to judge.
+        self.bounds = bounds or Bounds(max_seconds=OFFLINE_MAX_SECONDS if self.offline else None)
         # max_retries=0: retries belong to the journaled step (retry.model_step), where they are
         # bounded, backed off and visible in the Restate UI. The client's own retries (2 by
         # default, with their own sleeps) would multiply with Restate's: every step attempt
@@ -76,9 +115,45 @@ class ModelClient:
         text; they never change the request or the result. `temperature`: this round's, in
         place of the configured one (a second rewrite samples; app/finish_check.py). No `tools`:
         a plain answer, with no tool schema or grammar.
+
+        An answer cut for degenerating is asked once more with other sampling; the turn's usage
+        counts both answers' tokens.
         """
         import openai
 
+        request = self._request(messages, tools, temperature)
+
+        def live() -> LiveText | None:  # one per answer: a retried answer starts its text over
+            if self.delta_url and session_id:
+                return LiveText(self._deltas, self.delta_url, session_id, task_id, label)
+            return None
+
+        try:
+            return await self._watched(request, tools, call_id_prefix, live)
+        except openai.OpenAIError as error:
+            outcome = classify_llm_error(error)
+            if outcome is error:
+                raise  # transient as it is: Restate retries it with the step's backoff
+            raise outcome from error
+
+    async def _watched(self, request: dict[str, Any], tools: list[dict[str, Any]], call_id_prefix: str,
+                       live: Callable[[], LiveText | None]) -> ModelTurn:
+        """The round's answer; one that was cut is asked once more, with other sampling."""
+        first = await self._stream(request, Watch(self.bounds), live())
+        if first.completion is not None:
+            return self._turn(first.completion, call_id_prefix, plain=not tools)
+        prompt_tokens = estimate(request["messages"], tools)  # a cut answer never gets its usage
+        bounds = self._bounds_after(first)
+        if bounds is None:  # the first answer took the round's whole time
+            return _cut_turn(first, first.usage(prompt_tokens))
+        second = await self._stream(self._resampled(request), Watch(bounds), live())
+        if second.completion is None:
+            return _cut_turn(second, first.usage(prompt_tokens).plus(second.usage(prompt_tokens)))
+        turn = self._turn(second.completion, call_id_prefix, plain=not tools)
+        return turn.model_copy(update={"usage": turn.usage.plus(first.usage(turn.usage.prompt_tokens))})
+
+    def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                 temperature: float | None) -> dict[str, Any]:
         request: dict[str, Any] = {"model": self.model}
         if temperature is None:
             temperature = self.temperature
@@ -94,39 +169,55 @@ class ModelClient:
         else:
             request["messages"] = messages
             request["tools"] = tools
-        try:
-            if self.delta_url and session_id:
-                live = LiveText(self._deltas, self.delta_url, session_id, task_id, label)
-                response = await self._stream(request, live)
-            else:
-                response = await self._client.chat.completions.create(**request)
-        except openai.OpenAIError as error:
-            outcome = classify_llm_error(error)
-            if outcome is error:
-                raise  # transient as it is: Restate retries it with the step's backoff
-            raise outcome from error
-        return self._turn(response, call_id_prefix, plain=not tools)
+        return request
 
-    async def _stream(self, request: dict[str, Any], live: LiveText) -> ChatCompletion:
-        """The same request, streamed: chunks go to `live` and are assembled into the completion."""
+    def _resampled(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request again, sampled otherwise (see RETRY_TEMPERATURE). A provider that was
+        sent no temperature samples at its default already, and some models refuse one."""
+        again = dict(request)
+        if "temperature" in request or self.offline:
+            again["temperature"] = max(request.get("temperature") or 0.0, RETRY_TEMPERATURE)
+        if self.offline:
+            again.update(OFFLINE_RETRY)
+        return again
+
+    def _bounds_after(self, first: Streamed) -> Bounds | None:
+        """The second answer's bounds: the time the first one left, or None when it left none.
+        The time bound is the round's, so that a round takes no longer for being retried."""
+        if self.bounds.max_seconds is None:
+            return self.bounds
+        left = self.bounds.max_seconds - first.seconds
+        return replace(self.bounds, max_seconds=left) if left > 0 else None
+
+    async def _stream(self, request: dict[str, Any], watch: Watch, live: LiveText | None) -> Streamed:
+        """The request, streamed past `watch` (and to `live`); assembled into the completion,
+        or cut as soon as the watch says so."""
         from openai.lib.streaming.chat import ChatCompletionStreamState
 
         state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+        streamed = Streamed()
         try:
             stream = await self._client.chat.completions.create(
                 **request, stream=True, stream_options={"include_usage": True})
-            async for chunk in stream:
-                state.handle_chunk(chunk)
-                for choice in chunk.choices[:1]:
-                    live.add(choice.delta.content or "")
-                    for call in choice.delta.tool_calls or []:
-                        if call.function is not None and call.function.name:
-                            live.add(f"\n→ {call.function.name} ")
-                        if call.function is not None and call.function.arguments:
-                            live.add(call.function.arguments)
+            try:
+                async for chunk in stream:
+                    state.handle_chunk(chunk)
+                    text = _streamed_text(chunk)
+                    streamed.add(text)
+                    if live is not None:
+                        live.add(text)
+                    if (cut := watch.feed(text)) is not None:
+                        streamed.cut = cut
+                        break
+            finally:
+                await stream.close()  # after a cut, the server sees us go and stops generating
         finally:
-            live.close()
-        return state.get_final_completion()
+            if live is not None:
+                live.close()
+        streamed.seconds = watch.seconds
+        if streamed.cut is None:
+            streamed.completion = state.get_final_completion()
+        return streamed
 
     def _turn(self, response: ChatCompletion, call_id_prefix: str, plain: bool) -> ModelTurn:
         choice = response.choices[0].message
@@ -179,6 +270,49 @@ class ModelClient:
                                             json={"content": template.json()["prompt"]})
         tokens.raise_for_status()
         return len(tokens.json()["tokens"])
+
+
+@dataclass
+class Streamed:
+    """One streamed answer: the whole completion, or why it was cut and how far it got."""
+
+    completion: ChatCompletion | None = None
+    cut: Cut | None = None
+    head: str = ""  # the first CUT_OFF_KEPT characters
+    pieces: int = 0  # chunks with text; llama.cpp streams one token per chunk
+    seconds: float = 0.0  # from its first text to its last
+
+    def add(self, text: str) -> None:
+        if text:
+            self.pieces += 1
+            if len(self.head) < CUT_OFF_KEPT:
+                self.head = (self.head + text)[:CUT_OFF_KEPT]
+
+    def usage(self, prompt_tokens: int) -> Usage:
+        """What a cut answer cost: its pieces for its tokens (the stream never got to its usage),
+        the prompt's as given, and no round of its own (the round is the turn's)."""
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=self.pieces, rounds=0)
+
+
+def _cut_turn(streamed: Streamed, usage: Usage) -> ModelTurn:
+    """The turn of a round whose last answer was cut: nothing in it runs, and the model is told."""
+    assert streamed.cut is not None
+    message = {"role": "assistant", "content": streamed.head + " … [cut off]"}
+    error = (LOOPED if streamed.cut.kind == "loop" else NO_END).format(reason=streamed.cut.reason)
+    return ModelTurn(message=message, usage=usage.plus(Usage(rounds=1)), format_error=error)
+
+
+def _streamed_text(chunk: ChatCompletionChunk) -> str:
+    """The text a chunk adds: content, or a tool call's name and arguments as they come."""
+    parts: list[str] = []
+    for choice in chunk.choices[:1]:
+        parts.append(choice.delta.content or "")
+        for call in choice.delta.tool_calls or []:
+            if call.function is not None and call.function.name:
+                parts.append(f"\n→ {call.function.name} ")
+            if call.function is not None and call.function.arguments:
+                parts.append(call.function.arguments)
+    return "".join(parts)
 
 
 DELTA_INTERVAL_S = 0.1  # how often live text is posted while a round streams

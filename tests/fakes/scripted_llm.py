@@ -52,6 +52,7 @@ class Reply:
     error_message: str = "scripted error"
     delay_s: float = 0.0
     cut_off: bool = False  # answered as if max_tokens ran out: finish_reason "length"
+    piece_delay_s: float = 0.0  # streamed: a pause before each piece of content, as a model's tokens come
 
     def summary(self) -> dict[str, Any]:
         """What the request log records about this reply: the fields that say something."""
@@ -193,7 +194,7 @@ async def _stream(
         return f"data: {json.dumps(chunk)}\n\n"
 
     yield event({"role": "assistant", "content": ""})
-    for piece in _pieces(reply.content or ""):
+    async for piece in _paced(_pieces(reply.content or ""), reply.piece_delay_s):
         yield event({"content": piece})
     for index, (call_id, name, args) in enumerate(_tool_calls(reply, digest)):
         yield event({"tool_calls": [{"index": index, "id": call_id, "type": "function",
@@ -204,6 +205,21 @@ async def _stream(
     if include_usage:  # like OpenAI: a last chunk with no choices, only the usage
         yield event(None, usage=_usage(reply, messages))
     yield "data: [DONE]\n\n"
+
+
+async def _paced(pieces: list[str], delay_s: float) -> AsyncIterator[str]:
+    """`pieces`, each after `delay_s`; the server's log says so when the client goes away before
+    the last one (it cut the answer short)."""
+    sent = 0
+    try:
+        for piece in pieces:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            yield piece
+            sent += 1
+    finally:
+        if sent < len(pieces):
+            print(f"scripted_llm: the client went away after {sent} of {len(pieces)} pieces", flush=True)
 
 
 def _error_response(reply: Reply) -> Response:
