@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     resample_after: int = env("AGENT_RESAMPLE_AFTER", 2, ge=1)
     resamples: int = env("AGENT_RESAMPLES", 2, ge=0)
 
+    # A streamed answer is cut past these (app/brain/degeneration.py) and asked once more with
+    # other sampling: characters, and seconds of generation (unset: 90 for the embedded model,
+    # none for a provider).
+    answer_max_chars: int = env("AGENT_ANSWER_MAX_CHARS", 50_000, ge=100)
+    round_max_seconds: float | None = env("AGENT_ROUND_MAX_SECONDS", None, gt=0)
+
     # Per-task budgets; reaching one pauses the task and asks the user to extend it.
     budget_rounds: int = env("AGENT_BUDGET_ROUNDS", 60, ge=1)
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)

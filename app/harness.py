@@ -19,7 +19,7 @@ from restate import TerminalError
 from app import retry, tools
 from app import sandbox_service as sandbox
 from app.brain import checks, prompts, text_edits
-from app.brain.gate import CheckOutput
+from app.brain.gate import CheckOutput, StepGate
 from app.errors import is_tool_input_error
 from app.models import CheckRun, ModelTurn, PathIn
 from app.taskrun import TaskRun
@@ -92,6 +92,26 @@ async def write(task: TaskRun, op_id: str, path: str, content: str, why: str) ->
     if not outcome.error:
         task.memory.saw(path, content)
     return outcome
+
+
+async def has_pytest(task: TaskRun) -> bool:
+    """Whether the sandbox's python3 has pytest: asked once a task (a journaled command of its
+    own), so that each test check is one plain command the evidence can show as it is."""
+    if task.memory.pytest is None:
+        ref = f"{task.task_id}/pytest"
+        call = {"id": ref, "type": "function",
+                "function": {"name": "run_command", "arguments": json.dumps({"command": checks.HAS_PYTEST})}}
+        outcome = await tools.dispatch(task, ref, call)
+        task.memory.pytest = outcome.exit_code == 0
+    return task.memory.pytest
+
+
+async def plan(task: TaskRun, gate: StepGate, workspace: list[str]) -> list[checks.PlannedCheck]:
+    """The checks to run now; if there are tests, pytest or unittest by what the sandbox has."""
+    planned = gate.plan_checks(workspace)
+    if any(c.kind == "tests" for c in planned):
+        planned = gate.plan_checks(workspace, await has_pytest(task))
+    return planned
 
 
 async def run_checks(task: TaskRun, op_id: str, step: int, planned: list[checks.PlannedCheck]) -> list[CheckOutput]:

@@ -88,7 +88,8 @@ class ModelClient:
         self.offline = config.offline()
         # How long an answer may run (app/brain/degeneration.py): the embedded model's time is
         # bounded too, a provider's is not ours to judge.
-        self.bounds = bounds or Bounds(max_seconds=OFFLINE_MAX_SECONDS if self.offline else None)
+        seconds = config.round_max_seconds or (OFFLINE_MAX_SECONDS if self.offline else None)
+        self.bounds = bounds or Bounds(max_chars=config.answer_max_chars, max_seconds=seconds)
         # max_retries=0: retries belong to the journaled step (retry.model_step), where they are
         # bounded, backed off and visible in the Restate UI. The client's own retries (2 by
         # default, with their own sleeps) would multiply with Restate's: every step attempt

@@ -26,6 +26,7 @@ from app.brain import checks, prompts
 from app.brain.checks import TEST_NAME
 from app.brain.evidence import ok
 from app.brain.gate import Bounds, StepGate
+from app.context import clip
 from app.models import FileEntryOut, ModelTurn, PathIn, PlanStep, StepResult, Usage
 from app.taskrun import TaskRun
 from app.window import SAVED_DIR, StepWindow
@@ -40,6 +41,7 @@ SYSTEM_PROMPT = (
 MAX_SUMMARY = 500
 MAX_SHOWN_WRITE = 4_000  # of a file written from text, shown back to the model in the tool result
 MAX_LISTED_FILES = 40  # of the workspace, in a step's first prompt
+MAX_AFTER_WRITE = 2_000  # of a failing check's output, in a write's result
 MAX_TESTS_READ = 3  # test files read to show beside code being written
 _UNLISTED = (SAVED_DIR.split("/")[0], ".git", "__pycache__")
 BLIND_WRITE = ("error: {path} already exists and this task has not read it, so writing it whole would lose what "
@@ -142,6 +144,8 @@ class Step:
                 outcome, content = await tools.dispatch(task, op_id, call), None
                 self._remember(call, outcome)
             gate.ran(call, outcome.text, outcome.error, content)
+            if name == "write_file" and content is not None and not outcome.error:
+                outcome = await self._check_write(op_id, call, outcome)
             failed = failed or outcome.error
             tools.emit_result(task, op_id, outcome.text)
             self.messages.append({"role": "tool", "tool_call_id": call.get("id", op_id), "content": outcome.text})
@@ -183,6 +187,24 @@ class Step:
         shown = f"\n{prompts.fenced(path, content, MAX_SHOWN_WRITE)}" if getattr(args, "content", None) is None else ""
         return tools.ToolOutcome(outcome.text + shown, exit_code=outcome.exit_code), content
 
+    async def _check_write(self, op_id: str, call: dict[str, Any], outcome: tools.ToolOutcome) -> tools.ToolOutcome:
+        """Right after a Python file is written: its tests and examples, run by the harness, and
+        what they show, in the write's result. The model sees a failure at once instead of
+        after a finish (and does not spend rounds running the file to see nothing); a finish
+        with nothing changed since then does not run them again."""
+        path = str(harness.call_args(call).get("path", ""))
+        if not path.endswith(".py"):
+            return outcome
+        self.workspace = sorted({*self.workspace, path})
+        planned = [c for c in await harness.plan(self.task, self.gate, self.workspace) if c.kind in ("tests", "examples")]
+        if not planned:
+            return outcome
+        runs = await harness.run_checks(self.task, f"{op_id}/after", self.number, planned)
+        self.gate.checked([r.run for r in runs])
+        lines = [f"The agent ran the checks: `{r.run.command}` → exit {r.run.exit_code}: {r.run.summary}"
+                 + ("" if ok(r.run) else f"\n{clip(r.output, MAX_AFTER_WRITE)}") for r in runs]
+        return tools.ToolOutcome(outcome.text + "\n" + "\n".join(lines), exit_code=outcome.exit_code)
+
     async def _content(self, op_id: str, path: str, current: str | None, change: str, round_no: int,
                        temperature: float | None = None, fresh: bool = False) -> tuple[str | None, str]:
         """The file's content, asked for in plain chat; a Python answer that does not parse is
@@ -196,6 +218,8 @@ class Step:
         self.task.emit("model_round", f"{path}: " + ("the file as text" if answer else "no answer"),
                        detail=answer, ref=label)
         content, problem = harness.content_from(answer, request)
+        if turn.format_error:
+            problem = f"the answer with {path}'s content was not used: {turn.format_error}"
         broken = tools.syntax_error(path, content) if content is not None else None
         if broken is None:
             return content, problem
@@ -235,7 +259,7 @@ class Step:
         step, or the error the model is answered with."""
         gate = self.gate
         self.workspace = workspace = await harness.workspace_files(self.task)
-        planned = gate.plan_checks(workspace)
+        planned = await harness.plan(self.task, gate, workspace)
         if not planned:
             refusal = gate.without_checks(workspace)
             return refusal if refusal is not None else self._result("done", summary)
@@ -279,7 +303,7 @@ class Step:
         """The step ends without the model's finish: the checks (if there are any to run) say
         whether its work stands; with none, `done` says."""
         workspace = await harness.workspace_files(self.task)
-        planned = self.gate.plan_checks(workspace)
+        planned = await harness.plan(self.task, self.gate, workspace)
         op_id = f"{self.task.task_id}/s{self.number}/close"
         if planned and self.gate.need_run():
             self.gate.checked([r.run for r in await harness.run_checks(self.task, op_id, self.number, planned)])

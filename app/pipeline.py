@@ -65,7 +65,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
                 gate.ran(harness_call(path), written.text, False, content)
                 workspace = sorted({*workspace, path})
         named = list(dict.fromkeys([*named, *files]))
-        planned = gate.plan_checks(workspace)
+        planned = await harness.plan(task, gate, workspace)
         if not planned:
             return StepResult(status="done", summary=f"wrote {', '.join(files)}", usage=usage)
         decision = gate.after_checks(await harness.run_checks(task, op_id, number, planned), may_resample=False)

@@ -33,6 +33,7 @@ class TaskMemory:
     created: set[str] = field(default_factory=set)
     checks: list[CheckRun] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # the content of files it read or wrote, as then
+    pytest: bool | None = None  # whether the sandbox has pytest, once asked
 
     def saw(self, path: str, content: str | None) -> None:
         self.known.add(path)

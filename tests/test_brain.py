@@ -13,7 +13,7 @@ import pytest
 
 from app import loop, pipeline
 from app.brain import checks, evidence, planning, text_edits
-from app.brain.gate import NO_TESTS, NOT_RUN
+from app.brain.gate import MISSING, NO_TESTS, NOT_RUN
 from app.models import ModelTurn, PlanStep, Usage
 from tests.brain_fakes import call, task_in, text
 
@@ -219,3 +219,19 @@ def test_claims_of_success_are_told_from_their_negations():
     assert evidence.claims_success("The function works correctly.")
     assert not evidence.claims_success("The tests do not pass yet.")
     assert not evidence.claims_success("I wrote wordfreq.py.")
+
+
+def test_a_finish_before_the_named_file_exists_is_refused_and_a_write_asked_again_is_no_repeat(tmp_path: Path):
+    cut = ModelTurn(message={"role": "assistant", "content": ""}, usage=Usage(rounds=1),
+                    format_error="your answer was cut: it ran past 90 s")
+    task, _, model = task_in(tmp_path, [call("write_file", path="solution.py"), cut,
+                                        call("write_file", path="solution.py"), cut,
+                                        call("write_file", path="solution.py"), cut,
+                                        call("finish", result="written"),
+                                        call("write_file", path="solution.py"), block("def f():\n    return 1\n"),
+                                        call("finish", result="written")])
+    result = run_step(task, "Write f in solution.py.")
+    told = [m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool"]
+    assert all("the answer with solution.py's content was not used: your answer was cut" in t for t in told[:3])
+    assert told[3] == MISSING.format(paths="solution.py")
+    assert result.status == "done" and (tmp_path / "solution.py").exists()

@@ -47,15 +47,21 @@ def test_files(paths: list[str]) -> list[str]:
     return sorted(p for p in paths if TEST_NAME.search(p) and not SKIPPED_DIRS & set(p.split("/")[:-1]))
 
 
-def tests_check(tests: list[str]) -> PlannedCheck | None:
+HAS_PYTEST = "python3 -c 'import pytest'"  # asked of the sandbox once a task
+
+
+def tests_check(tests: list[str], pytest: bool | None = None) -> PlannedCheck | None:
     """One command that runs every test file: pytest where the sandbox has it, else unittest
-    (a module name each: unittest cannot take `*_test.py` by discovery and a path at once)."""
+    (a module name each: unittest cannot take `*_test.py` by discovery and a path at once).
+    `pytest` None: not known, so the command asks the sandbox itself."""
     if not tests:
         return None
     modules = " ".join(shlex.quote(t[:-3].replace("/", ".")) for t in tests)
     files = " ".join(shlex.quote(t) for t in tests)
-    command = (f"if python3 -c 'import pytest' 2>/dev/null; then python3 -m pytest -q -p no:cacheprovider {files}; "
-               f"else python3 -m unittest -v {modules}; fi")
+    by_pytest = f"python3 -m pytest -q -p no:cacheprovider {files}"
+    by_unittest = f"python3 -m unittest -v {modules}"
+    command = {True: by_pytest, False: by_unittest}.get(
+        pytest, f"if {HAS_PYTEST} 2>/dev/null; then {by_pytest}; else {by_unittest}; fi")  # type: ignore[arg-type]
     return PlannedCheck("tests", command, CHECK_TIMEOUT_S, tuple(tests))
 
 

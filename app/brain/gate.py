@@ -7,9 +7,9 @@ what does the model hear?
 - **Finishing.** A `finish` (or a plain answer) is a request to end the step; the harness's
   checks decide it (`after_checks`): all pass → done; a failure → refused with the output;
   failures that do not converge → a fresh sample of the failing file; past the bound → the
-  step ends failed, with the failing output. With nothing to run, a step that says to run
-  or test something is refused once until a command has run, and a request for tests with
-  no test file in the workspace is refused once.
+  step ends failed, with the failing output. With nothing to run, each of these refuses a
+  finish once: a Python file the request names does not exist; the request asks for tests and
+  there is no test file; the step says to run or test something and no command has run.
 
 Everything it decides from is a journaled value (calls, outcomes, check results), so a replay
 decides the same. No I/O here: app/loop.py does what it says.
@@ -40,6 +40,8 @@ REPEATED_CALL = (
     "step is done.")
 NOT_RUN = ("error: not finished: this step says to run or test, and no command has run yet. Call run_command "
            "to run it and check the output, then call finish.")
+MISSING = ("error: not finished: the request names {paths}, and it does not exist in /project. Write it with "
+           "write_file, then call finish.")
 NO_TESTS = ("error: not finished: the request asks for tests, and there is no test file in /project (a file "
             "named test_*.py). Write the tests with write_file, then call finish: the agent runs them.")
 CHECK_FAILED = ("error: not finished: the agent ran `{command}` and it failed ({summary}):\n{output}\n"
@@ -51,6 +53,7 @@ ADVICE = {
     "syntax": "",
 }
 MAX_REPORT = 3_000  # of a failing check's output, in what the model is told
+_NAMED_CODE = re.compile(r"(?<![\w/.-])([A-Za-z_][\w/-]*\.py)\b")
 _SAYS_RUN = re.compile(r"\b(run|runs|running|test|tests|testing|execute)\b", re.IGNORECASE)
 _ASKS_TESTS = re.compile(
     r"\b(write|add|create|with|include|and)\b[^.\n]{0,40}\b(unit ?tests?|tests?|pytest|unittest)\b"
@@ -92,8 +95,8 @@ class StepGate:
     def refusal(self, call: dict[str, Any]) -> str | None:
         """The error to answer a (non-finish) call with instead of running it, or None."""
         name = _name(call)
-        if name == FINISH:
-            return None
+        if name == FINISH or (name == "write_file" and "content" not in _args(call)):
+            return None  # a write as text is asked for afresh each time: no repeat of anything
         if _same_call(call, self.previous) and (
                 not self.previous_failed or (len(self.earlier) > 1 and _same_call(call, self.earlier[-2]))):
             return REPEATED_CALL
@@ -126,9 +129,10 @@ class StepGate:
 
     # ------------------------------------------------------------------ finishing
 
-    def plan_checks(self, workspace: list[str]) -> list[checks.PlannedCheck]:
-        """What the harness runs before the step may finish, given the workspace's files."""
-        planned = [checks.tests_check(checks.test_files(workspace)),
+    def plan_checks(self, workspace: list[str], pytest: bool | None = None) -> list[checks.PlannedCheck]:
+        """What the harness runs before the step may finish, given the workspace's files (and
+        whether the sandbox has pytest, if known)."""
+        planned = [checks.tests_check(checks.test_files(workspace), pytest),
                    checks.examples_check([p for p, has in self.with_examples.items() if has and p in workspace])]
         return [c for c in planned if c is not None] + checks.quoted_commands(self.request)
 
@@ -136,6 +140,10 @@ class StepGate:
         """With nothing to run: the refusal to answer a finish with (each at most once), or None."""
         if not self.enabled:
             return None
+        missing = [p for p in named_code(self.request) if p not in workspace]
+        if missing and "missing" not in self.refused_once:
+            self.refused_once.add("missing")
+            return MISSING.format(paths=", ".join(missing))
         if _ASKS_TESTS.search(self.request) and not checks.test_files(workspace) and "tests" not in self.refused_once:
             self.refused_once.add("tests")
             return NO_TESTS
@@ -199,6 +207,11 @@ class StepGate:
                 and all(_same_call(c, earlier[-3]) for c in earlier[-1])
                 and not all(_same_call(c, earlier[-2]) for c in earlier[-1])
                 and any(_name(c) in WRITES for c in pair))
+
+
+def named_code(request: str) -> list[str]:
+    """The Python files a request names (`stats.py`, `pkg/util.py`), in order."""
+    return list(dict.fromkeys(_NAMED_CODE.findall(request)))
 
 
 @dataclass(frozen=True)
