@@ -44,6 +44,8 @@ MAX_LISTED_FILES = 40  # of the workspace, in a step's first prompt
 MAX_AFTER_WRITE = 2_000  # of a failing check's output, in a write's result
 MAX_TESTS_READ = 3  # test files read to show beside code being written
 _UNLISTED = (SAVED_DIR.split("/")[0], ".git", "__pycache__")
+UNCHANGED = ("note: {path} already held exactly this, so nothing changed. If something fails, the cause is "
+             "elsewhere: read the error again (a command's arguments, another file).")
 BLIND_WRITE = ("error: {path} already exists and this task has not read it, so writing it whole would lose what "
                "it holds. Its current content:\n{shown}\nWrite it again with that in view (keep what is right), "
                "or change a part of it with edit_file.")
@@ -184,6 +186,8 @@ class Step:
         if outcome.error:
             return outcome, None
         task.memory.saw(path, content)
+        if now is not None and now.content == content:
+            return tools.ToolOutcome(f"{outcome.text}\n{UNCHANGED.format(path=path)}", exit_code=outcome.exit_code), content
         shown = f"\n{prompts.fenced(path, content, MAX_SHOWN_WRITE)}" if getattr(args, "content", None) is None else ""
         return tools.ToolOutcome(outcome.text + shown, exit_code=outcome.exit_code), content
 
