@@ -41,6 +41,15 @@ def test_layers_never_import_upward(layer, forbidden):
         assert not upward, (path.name, upward)
 
 
+def test_the_brain_knows_no_restate_and_no_service():
+    """app/brain/ is prompting, parsing and policies: tested in-process, so it imports neither
+    the SDK nor anything that does (only models, context and its own modules)."""
+    allowed = {"app.models", "app.context", "app.brain"}
+    for path in (ROOT / "app" / "brain").glob("*.py"):
+        ours = {m for m in imports_of(path) if m.split(".")[0] in ("app", "restate", "sandbox")}
+        assert all(any(m == a or m.startswith(a + ".") for a in allowed) for m in ours), (path.name, ours)
+
+
 def test_every_report_names_an_agent_handler_with_the_type_it_sends():
     handlers = {"task_progress": agent.task_progress, "task_finished": agent.task_finished,
                 "approval_requested": agent.approval_requested, "approval_closed": agent.approval_closed,
