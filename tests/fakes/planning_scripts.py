@@ -1,4 +1,5 @@
-"""Scripts for tests/test_planning_and_finish_check.py: one-step requests and the finish check.
+"""Scripts for tests/test_planning_and_finish_check.py: plans split by rule, and what a step
+may and may not do before it finishes.
 
 Each answers the planning call (should one come) with a plan whose title says so, and plays its
 step's actions round by round (tests/fakes/scripts.py: `scripted`).
@@ -13,60 +14,46 @@ from tests.fakes.scripts import edit, finish, run, scripted, slow, text, write
 
 UNEXPECTED_PLAN = [("planned by the model", "")]
 
+# Every step finishes at once.
+finishes_at_once = scripted(UNEXPECTED_PLAN)
+
 # "create hello.py that prints hello, then run it": the first finish comes before any command.
 hello_finish_early = scripted(UNEXPECTED_PLAN, {1: [
     write("hello.py", "print('hello')"), finish("hello.py written"),
     run("python3 hello.py"), finish("hello.py prints hello"),
 ]})
 
-# "write add.py ...": runs it before it exists, writes it, finishes right after writing (refused),
-# then insists with the same call.
-add_finish_unchecked = scripted(UNEXPECTED_PLAN, {1: [
-    run("python3 add.py"), write("add.py", "def add(a, b):\n    return a + b\n"),
-    finish("add.py written"), finish("add.py written"),
-]})
-
-# As above, but checks after the refusal, slowly enough to SIGKILL the worker mid-round.
-add_checked_slowly = scripted(UNEXPECTED_PLAN, {1: [
-    write("add.py", "def add(a, b):\n    return a + b\n"), finish("add.py written"),
-    slow(run("echo checked >> checks.txt && python3 -c 'from add import add; print(add(2, 3))'"), 4.0),
-    finish("add(2, 3) is 5"),
-]})
-
-# "write double.py": the first version gets its own example wrong. Its finish runs the examples,
-# which fail, so the file is rewritten: the first rewrite's answer is still wrong, the second's
-# is right (slowly enough to SIGKILL the worker mid-round), and the finish goes through.
+# "write double.py": the first version gets its own example wrong, and the model finishes at
+# once; told what the examples showed, it writes the right one.
 DOUBLE_WRONG = 'def double(x):\n    """Twice x.\n\n    >>> double(3)\n    6\n    """\n    return x + 2\n'
 DOUBLE_RIGHT = DOUBLE_WRONG.replace("x + 2", "x * 2")
-DOUBLE_SQUARE = DOUBLE_WRONG.replace("x + 2", "x * x")
+double_fixed_after_refusal = scripted(UNEXPECTED_PLAN, {1: [
+    write("double.py", DOUBLE_WRONG), finish("double.py written"),
+    write("double.py", DOUBLE_RIGHT), finish("double(3) is 6"),
+]})
 
 
 def answer(code: str) -> Reply:
-    """A plain answer holding `code` in a python block, as a rewrite asks for."""
+    """A plain answer holding `code` in a python block, as a request for a file as text asks for."""
     return text(f"Here is the whole file:\n```python\n{code}```\n")
 
 
-double_fixed_by_rewrite = scripted(UNEXPECTED_PLAN, {1: [write("double.py", DOUBLE_WRONG), finish("double.py written")]},
-                                   rewrites={1: [answer(DOUBLE_SQUARE), slow(answer(DOUBLE_RIGHT), 3.0)]})
+# The same wrong double.py, recording each run of its examples (doctest imports the file) in
+# checks.txt, and a model that only insists on finishing. After two failed finishes the harness
+# asks for the file afresh, in plain chat: the answer is right, and slow enough to SIGKILL the
+# worker mid-round.
+COUNTED = 'with open("checks.txt", "a") as runs:  # once per run of the examples\n    runs.write("ran\\n")\n\n\n'
+COUNTED_WRONG, COUNTED_RIGHT = COUNTED + DOUBLE_WRONG, COUNTED + DOUBLE_RIGHT
+double_resampled_slowly = scripted(
+    UNEXPECTED_PLAN, {1: [write("double.py", COUNTED_WRONG), finish("double.py written"), finish("double.py written")]},
+    # The first answer is for a write without content (none here); the second, for a write with a failing check in view.
+    rewrites={1: [answer(COUNTED_WRONG), slow(answer(COUNTED_RIGHT), 3.0)]})
 
-# "write double.py": the first version does not parse (a JSON-escaped line, as a small model
-# writes them), so it is rewritten at once; the first rewrite does not parse either, the second
-# is right (slowly enough to SIGKILL the worker mid-round); then the model finishes.
-DOUBLE_BROKEN = DOUBLE_RIGHT.replace("return x * 2", "return x * 2\\n")
-double_broken_then_rewritten = scripted(
-    UNEXPECTED_PLAN, {1: [write("double.py", DOUBLE_BROKEN), finish("double.py written")]},
-    rewrites={1: [answer(DOUBLE_RIGHT.replace("x * 2", "(x * 2")), slow(answer(DOUBLE_RIGHT), 3.0)]})
-
-# An example that takes 4 s and records each run of it, so a test can SIGKILL the worker while
-# the finish check runs it.
-SLOW_EXAMPLE = ('import time\n\n\ndef mark():\n    """Record a run.\n\n    >>> mark()\n    \'marked\'\n    """\n'
-                '    with open("examples.txt", "a") as f:\n        f.write("ran\\n")\n'
-                '    time.sleep(4)\n    return "marked"\n')
-slow_examples = scripted(UNEXPECTED_PLAN, {1: [write("mark.py", SLOW_EXAMPLE), finish("mark.py written")]})
-
-# A program the sandbox does not have, then one it does (pytest, on a unittest file).
+# A program the sandbox does not have, a file that does not exist, then a program it does
+# have (pytest, on a unittest file).
 missing_program = scripted(UNEXPECTED_PLAN, {1: [
     run("cargo test"),
+    run("python3 add.py"),
     write("test_one.py", "import unittest\n\n\nclass One(unittest.TestCase):\n"
                          "    def test_one(self):\n        self.assertEqual(1, 1)\n"),
     run("pytest -q test_one.py"),
@@ -79,13 +66,6 @@ write_run_cycle = scripted(UNEXPECTED_PLAN, {1: [
     run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
     run("python3 check.py"), write("check.py", "import sys\nsys.exit(1)\n"),
 ]})
-
-# A model that cannot fix its example: its rewrites are wrong too (the second has no code at
-# all), it writes the same wrong file again and then only insists on finishing.
-same_wrong_again = scripted(UNEXPECTED_PLAN, {1: [
-    write("double.py", DOUBLE_WRONG), finish("double.py written"),
-    write("double.py", DOUBLE_WRONG), finish("double.py written"), finish("step 1 done"), finish("step 1 done"),
-]}, rewrites={1: [answer(DOUBLE_SQUARE), text("I cannot see what is wrong.")]})
 
 # An answer cut off at max_tokens (a write_file of a long file), then a short one.
 cut_then_short = scripted(UNEXPECTED_PLAN, {1: [
