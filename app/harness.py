@@ -19,9 +19,9 @@ from restate import TerminalError
 from app import retry, tools
 from app import sandbox_service as sandbox
 from app.brain import checks, prompts, text_edits
-from app.brain.gate import CheckOutput, StepGate
-from app.errors import is_tool_input_error
-from app.models import CheckRun, ModelTurn, PathIn
+from app.brain.gate import CheckOutput, StepGate, call_args
+from app.errors import is_cancellation, is_tool_input_error
+from app.models import CheckRun, ModelTurn, PathIn, Usage
 from app.taskrun import TaskRun
 
 RESAMPLE_TEMPERATURES: tuple[float | None, ...] = (None, 0.7)  # the first greedy, then sampled
@@ -55,37 +55,51 @@ async def workspace_files(task: TaskRun) -> list[str]:
 async def ask_for_code(task: TaskRun, label: str, call_id: str, prompt: str,
                        temperature: float | None = None) -> tuple[str, ModelTurn]:
     """One journaled plain-chat round (no tools, no grammar); its answer and the turn (the
-    caller charges its usage)."""
-    turn = await task.ctx.run_typed(
-        label, task.model().complete, retry.model_step(ModelTurn), prompts.messages(prompt), [], call_id,
-        session_id=task.session_id, task_id=task.task_id, label=label, temperature=temperature)
+    caller charges its usage). A request the model's server refuses for good (a prompt over
+    its window: llama.cpp answers 400) is an answer with no code, which the step's loop
+    tells the model about, never the task's failure."""
+    try:
+        turn = await task.ctx.run_typed(
+            label, task.model().complete, retry.model_step(ModelTurn), prompts.messages(prompt), [], call_id,
+            session_id=task.session_id, task_id=task.task_id, label=label, temperature=temperature)
+    except TerminalError as error:
+        if is_cancellation(error):
+            raise
+        return "", ModelTurn(message={"role": "assistant", "content": ""}, usage=Usage(),
+                             format_error=f"the model's server refused the request: {error.message}")
     answer = "" if turn.format_error else turn.message.get("content") or ""
     return answer, turn
 
 
 def content_from(answer: str, request: prompts.WriteRequest) -> tuple[str | None, str]:
     """The file's new content from a write round's answer, or None and why not (for the model)."""
-    if request.by_blocks and request.current is not None:
-        edits = text_edits.replacements(answer)
-        if edits:
-            try:
-                return text_edits.apply(request.current, edits), ""
-            except text_edits.EditError as error:
-                return None, f"the change to {request.path} could not be made: {error}"
-    whole = text_edits.whole_file(answer)
+    edits = text_edits.replacements(answer)
+    if edits and request.current is not None:
+        if request.clipped:
+            return None, f"{request.path} is too large to change from the part of it shown"
+        try:
+            return text_edits.apply(request.current, edits), ""
+        except text_edits.EditError as error:
+            return None, f"the change to {request.path} could not be made: {error}"
+    whole = text_edits.whole_file(answer, request.path)
     if whole is None:
         return None, f"the answer for {request.path} held no code block"
-    if request.by_blocks and request.current is not None and len(whole) < len(request.current) // 2:
+    if request.current is not None and (request.clipped or (request.by_blocks and len(whole) < len(request.current) // 2)):
         return None, (f"the answer for {request.path} was neither search/replace blocks nor the whole file "
-                      "(it was much shorter than the file)")
+                      "(the file is larger than what it held)")
     return whole, ""
+
+
+def write_call(op_id: str, path: str, content: str) -> dict[str, Any]:
+    """A write_file call with its content: how the harness writes a file from text."""
+    return {"id": op_id, "type": "function",
+            "function": {"name": "write_file", "arguments": json.dumps({"path": path, "content": content})}}
 
 
 async def write(task: TaskRun, op_id: str, path: str, content: str, why: str) -> tools.ToolOutcome:
     """Write `content` to `path` as a write_file call of the harness's own (journaled, shown,
     approved like the model's), and remember the task wrote it."""
-    call = {"id": op_id, "type": "function",
-            "function": {"name": "write_file", "arguments": json.dumps({"path": path, "content": content})}}
+    call = write_call(op_id, path, content)
     task.emit("tool_call", f"{why}: {tools.describe_call(call, limit=400)}", ref=op_id)
     outcome = await tools.dispatch(task, op_id, call)
     tools.emit_result(task, op_id, outcome.text)
@@ -131,14 +145,6 @@ async def run_checks(task: TaskRun, op_id: str, step: int, planned: list[checks.
         task.memory.checks.append(run)
         done.append(CheckOutput(run, outcome.text))
     return done
-
-
-def call_args(call: dict[str, Any]) -> dict[str, Any]:
-    try:
-        args = json.loads(call.get("function", {}).get("arguments") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return args if isinstance(args, dict) else {}
 
 
 def resample_temperature(number: int) -> float | None:

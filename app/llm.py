@@ -50,13 +50,12 @@ if TYPE_CHECKING:
 
 
 CUT_OFF = ("your answer was cut off after {tokens} tokens, the most one answer may take, so nothing in it "
-           "was done. Make it shorter: write a long file in parts (write_file the first part, then "
-           "edit_file to add the rest), or say less.")
+           "was done. Make it shorter: say less, or split a long file into smaller modules.")
 CUT_OFF_KEPT = 200  # characters of a cut-off answer kept in the transcript
 LOOPED = ("your answer degenerated and was cut: {reason}, so nothing in it was done. Answer again, "
           "and write each thing once.")
-NO_END = ("your answer was cut: {reason}, so nothing in it was done. Make it shorter: write a long file "
-          "in parts (write_file the first part, then edit_file to add the rest), or say less.")
+NO_END = ("your answer was cut: {reason}, so nothing in it was done. Make it shorter: say less, or split "
+          "a long file into smaller modules.")
 
 # A cut answer is asked again with other sampling: an answer that looped at temperature 0 loops
 # again on the same prompt, so the second one samples at RETRY_TEMPERATURE. The embedded model
@@ -114,7 +113,7 @@ class ModelClient:
 
         `session_id`, `task_id` and `label` (the journal step's name) only address the live
         text; they never change the request or the result. `temperature`: this round's, in
-        place of the configured one (a second rewrite samples; app/finish_check.py). No `tools`:
+        place of the configured one (a fresh sample of a file; app/loop.py). No `tools`:
         a plain answer, with no tool schema or grammar.
 
         An answer cut for degenerating is asked once more with other sampling; the turn's usage
@@ -217,7 +216,13 @@ class ModelClient:
                 live.close()
         streamed.seconds = watch.seconds
         if streamed.cut is None:
-            streamed.completion = state.get_final_completion()
+            import openai
+
+            try:
+                streamed.completion = state.get_final_completion()
+            except openai.LengthFinishReasonError as error:
+                # The stream state refuses an answer cut at max_tokens; `_turn` tells the model.
+                streamed.completion = error.completion
         return streamed
 
     def _turn(self, response: ChatCompletion, call_id_prefix: str, plain: bool) -> ModelTurn:

@@ -17,12 +17,11 @@ does what it says, durably. Three things happen here beside the model's own call
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from app import harness, retry, tools
 from app import sandbox_service as sandbox
-from app.brain import checks, prompts
+from app.brain import checks, paths, prompts
 from app.brain.checks import TEST_NAME
 from app.brain.evidence import ok
 from app.brain.gate import Bounds, StepGate
@@ -168,23 +167,24 @@ class Step:
         if isinstance(checked, tools.ToolOutcome):
             return checked, None
         _, args = checked
-        path, content = args.path, getattr(args, "content", None)
+        path, content = paths.normal(args.path), getattr(args, "content", None)
         now = None
         if path not in task.memory.known:
             now = await harness.read_now(task, path)
             if now.content is not None and content is not None:
                 return tools.ToolOutcome(BLIND_WRITE.format(path=path, shown=prompts.fenced(path, now.content)),
                                          error=True), None
-            if now.content is None:
-                task.memory.created.add(path)
+        new = now is not None and now.content is None and path not in task.memory.known
         if content is None:
             now = now or await harness.read_now(task, path)
             content, problem = await self._content(op_id, path, now.content, getattr(args, "change", ""), round_no)
             if content is None:
                 return tools.ToolOutcome(f"error: {problem}. Call write_file again.", error=True), None
-        outcome = await tools.dispatch(task, op_id, _write_call(op_id, path, content))
+        outcome = await tools.dispatch(task, op_id, harness.write_call(op_id, path, content))
         if outcome.error:
             return outcome, None
+        if new:
+            task.memory.created.add(path)
         task.memory.saw(path, content)
         if now is not None and now.content == content:
             return tools.ToolOutcome(f"{outcome.text}\n{UNCHANGED.format(path=path)}", exit_code=outcome.exit_code), content
@@ -196,7 +196,7 @@ class Step:
         what they show, in the write's result. The model sees a failure at once instead of
         after a finish (and does not spend rounds running the file to see nothing); a finish
         with nothing changed since then does not run them again."""
-        path = str(harness.call_args(call).get("path", ""))
+        path = paths.normal(str(harness.call_args(call).get("path", "")))
         if not path.endswith(".py"):
             return outcome
         self.workspace = sorted({*self.workspace, path})
@@ -205,6 +205,8 @@ class Step:
             return outcome
         runs = await harness.run_checks(self.task, f"{op_id}/after", self.number, planned)
         self.gate.checked([r.run for r in runs])
+        failing = [r for r in runs if not ok(r.run)]
+        self.report = f"`{failing[0].run.command}` ({failing[0].run.summary}):\n{failing[0].output}" if failing else ""
         lines = [f"The agent ran the checks: `{r.run.command}` → exit {r.run.exit_code}: {r.run.summary}"
                  + ("" if ok(r.run) else f"\n{clip(r.output, MAX_AFTER_WRITE)}") for r in runs]
         return tools.ToolOutcome(outcome.text + "\n" + "\n".join(lines), exit_code=outcome.exit_code)
@@ -248,10 +250,10 @@ class Step:
 
     def _remember(self, call: dict[str, Any], outcome: tools.ToolOutcome) -> None:
         name, args = call.get("function", {}).get("name"), harness.call_args(call)
-        path = str(args.get("path", ""))
-        if outcome.error or not path:
+        path = paths.normal(str(args.get("path", "")))
+        if outcome.error or path == ".":
             return
-        if name == "read_file":
+        if name == "read_file" and not outcome.text.startswith("[sandbox]"):
             self.task.memory.saw(path, outcome.text)
         elif name == "edit_file":
             self.task.memory.saw(path, None)  # changed; its content is read again when needed
@@ -267,7 +269,7 @@ class Step:
         if not planned:
             refusal = gate.without_checks(workspace)
             return refusal if refusal is not None else self._result("done", summary)
-        if not gate.need_run():
+        if not gate.need_run(planned):
             return self._result("done", summary)
         runs = await harness.run_checks(self.task, op_id, self.number, planned)
         decision = gate.after_checks(runs)
@@ -300,7 +302,7 @@ class Step:
         written = await harness.write(self.task, f"{op_id}/write", path, content, "resample")
         if written.error:
             return False
-        self.gate.ran(_write_call(op_id, path, content), written.text, False, content)
+        self.gate.ran(harness.write_call(op_id, path, content), written.text, False, content)
         return True
 
     async def _close(self, why: str, summary: str = "", done: bool = False) -> StepResult:
@@ -309,7 +311,7 @@ class Step:
         workspace = await harness.workspace_files(self.task)
         planned = await harness.plan(self.task, self.gate, workspace)
         op_id = f"{self.task.task_id}/s{self.number}/close"
-        if planned and self.gate.need_run():
+        if planned and self.gate.need_run(planned):
             self.gate.checked([r.run for r in await harness.run_checks(self.task, op_id, self.number, planned)])
         last = self.gate.latest_runs() if planned else []
         text = f"{summary} ({why})" if summary else why
@@ -335,11 +337,6 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
     prompt = step_prompt(step_context, number, step, listing.entries, listing.notice)
     files = [e.path for e in listing.entries if e.kind == "file"]
     return await Step(task, number, step, prompt, request or f"{step.title}\n{step.instructions}", files).run()
-
-
-def _write_call(op_id: str, path: str, content: str) -> dict[str, Any]:
-    return {"id": op_id, "type": "function",
-            "function": {"name": "write_file", "arguments": json.dumps({"path": path, "content": content})}}
 
 
 def _round_text(turn: ModelTurn) -> str:

@@ -27,7 +27,7 @@ class CheckRun(BaseModel):
     """One check the harness ran (never the model's say-so): the exact command, how it ended,
     and the tool call in the session's event log (`ref`) that shows its whole output."""
 
-    kind: Literal["tests", "examples", "command", "syntax"]
+    kind: Literal["tests", "examples", "command"]
     command: str
     exit_code: int | None  # None: no result came back (cut off, refused)
     summary: str  # e.g. "3 tests, 3 passed" or "exit code 1"

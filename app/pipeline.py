@@ -15,12 +15,11 @@ Every round and write is journaled like the loop's, with ids from the step and a
 
 from __future__ import annotations
 
-import json
 import re
 
 from app import harness
 from app import sandbox_service as sandbox
-from app.brain import checks, prompts, text_edits
+from app.brain import checks, paths, prompts, text_edits
 from app.brain.gate import Bounds, StepGate
 from app.loop import step_prompt
 from app.models import PathIn, PlanStep, StepResult, Usage
@@ -57,13 +56,21 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         if not files:
             report = "The answer held no file: name each file on the line before its code block."
             continue
+        unseen = [p for p in files if p in workspace and p not in task.memory.known]
         for index, (path, content) in enumerate(files.items()):
-            if path not in workspace:
-                task.memory.created.add(path)
+            if path in unseen:
+                continue  # never written over unseen: it is shown next time instead
             written = await harness.write(task, f"{op_id}/w{index}", path, content, "write")
             if not written.error:
-                gate.ran(harness_call(path), written.text, False, content)
+                if path not in workspace:
+                    task.memory.created.add(path)
+                gate.ran(harness.write_call(f"{op_id}/w{index}", path, content), written.text, False, content)
                 workspace = sorted({*workspace, path})
+        if unseen:
+            named = list(dict.fromkeys([*named, *unseen]))
+            report = (f"{', '.join(unseen)} already exist and were not shown to you, so they were not written. "
+                      "Their content is shown now.")
+            continue
         named = list(dict.fromkeys([*named, *files]))
         planned = await harness.plan(task, gate, workspace)
         if not planned:
@@ -73,13 +80,13 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
             return StepResult(status="done", summary=f"wrote {', '.join(files)}", usage=usage,
                               checks=gate.latest_runs())
         report = decision.report
-    return StepResult(status="failed", summary=f"the checks still fail after {attempts} attempts: {report}"[:2_000],
-                      usage=usage, checks=gate.latest_runs())
+    why = f"the checks still fail after {attempts} attempts" if gate.runs else f"no usable answer in {attempts} attempts"
+    return StepResult(status="failed", summary=f"{why}: {report}"[:2_000], usage=usage, checks=gate.latest_runs())
 
 
 def named_files(text: str) -> list[str]:
     """The files a request names (`stats.py`, `pkg/util.py`), in order."""
-    return list(dict.fromkeys(m for m in _NAMED.findall(text) if not m.startswith(("http", "www."))))
+    return list(dict.fromkeys(paths.normal(m) for m in _NAMED.findall(text) if not m.startswith(("http", "www."))))
 
 
 def answer_files(answer: str, named: list[str], workspace: list[str]) -> dict[str, str]:
@@ -89,9 +96,9 @@ def answer_files(answer: str, named: list[str], workspace: list[str]) -> dict[st
     if files:
         return files
     code = [p for p in named if p.endswith(".py") and not checks.TEST_NAME.search(p)]
-    whole = text_edits.whole_file(answer)
-    if whole is not None and len(code) == 1:
-        return {code[0]: whole}
+    found = [b for b in text_edits.blocks(answer) if b.code.strip()]
+    if len(found) == 1 and len(code) == 1:
+        return {code[0]: found[0].code if found[0].code.endswith("\n") else found[0].code + "\n"}
     return {}
 
 
@@ -107,8 +114,3 @@ async def _shown(task: TaskRun, named: list[str], workspace: list[str], fresh: b
         if now.content is not None:
             shown.append((path, now.content))
     return shown
-
-
-def harness_call(path: str) -> dict[str, object]:
-    """The write as the gate sees it: which file changed."""
-    return {"function": {"name": "write_file", "arguments": json.dumps({"path": path})}}

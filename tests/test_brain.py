@@ -191,6 +191,10 @@ def test_a_request_of_several_parts_is_several_steps_with_whole_titles():
     assert plan.steps[0].title.endswith("…") and plan.steps[0].instructions.endswith("punctuation.")
     one = planning.split("Write this function in solution.py:\n\n```python\ndef f():\n    '''Then add.'''\n```", 6)
     assert len(one.steps) == 1
+    assert len(planning.split("I have stats.py. Fix mean in it. Make sure it handles [].", 6).steps) == 1
+    two = planning.split("The tests fail. Fix stats.py. Then add median to stats.py, with tests.", 6)
+    assert [s.title for s in two.steps] == ["Fix stats.py.", "Then add median to stats.py, with tests."]
+    assert two.steps[0].instructions == "The tests fail.\nFix stats.py."
 
 
 def test_answers_are_read_as_files_and_edits():
@@ -206,7 +210,7 @@ def test_check_summaries_come_from_the_runners_own_output(tmp_path: Path):
     (tmp_path / "test_stats.py").write_text(MEAN_TESTS)
     unit = subprocess.run([sys.executable, "-m", "unittest", "-v", "test_stats"], cwd=tmp_path,
                           capture_output=True, text=True)
-    assert checks.summarize("tests", unit.returncode, unit.stdout + unit.stderr).startswith("2 tests, failures 1")
+    assert checks.summarize("tests", unit.returncode, unit.stdout + unit.stderr)== "2 tests, 0 passed, 1 failed, 1 errors"
     planned = checks.tests_check(checks.test_files(["stats.py", "test_stats.py", ".agent/context/test_x.py"]))
     assert planned is not None and planned.files == ("test_stats.py",)
     assert checks.summarize("tests", 1, "....\n1 failed, 3 passed in 0.02s\n") == "4 tests, 1 failed, 3 passed"

@@ -486,4 +486,4 @@ def test_the_time_bound_is_the_rounds_so_an_answer_that_used_it_is_not_asked_aga
 
     assert 1.0 < seconds < 10.0 and len(llm.requests()) == 1  # streamed whole, it takes 35 s
     assert turn.format_error is not None and "seconds without finishing" in turn.format_error
-    assert "write a long file in parts" in turn.format_error
+    assert "split a long file into smaller modules" in turn.format_error

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from app.brain import prompts
 from app.brain.gate import ADVICE, NOT_RUN, REPEATED_CALL, REPEATED_PAIR
@@ -184,11 +183,6 @@ def test_two_calls_repeated_in_turn_are_refused_and_the_step_closes(stack_factor
     assert "closed: the model kept repeating" in events(stack, "s1", "step_finished")[-1]["text"]
 
 
-# BROKEN SINCE a55886b (app/llm.py always streams): openai's ChatCompletionStreamState.
-# get_final_completion() raises LengthFinishReasonError on finish_reason "length", so the round
-# never reaches the cut-off handling in ModelClient._turn and is retried until the task hangs.
-# The strict xfail turns into a failure once that is fixed: remove the mark then.
-@pytest.mark.xfail(strict=True, reason="app/llm.py: a streamed answer cut at max_tokens raises LengthFinishReasonError")
 def test_an_answer_cut_off_at_max_tokens_does_nothing_and_the_model_is_told(stack_factory):
     stack = stack_factory(f"{SCRIPTS}:cut_then_short", env={**AIDS, "AGENT_MAX_ANSWER_TOKENS": "300"})
     send_message(stack, "s1", "write long.py")

@@ -24,7 +24,8 @@ _CLAIM = re.compile(
     r"(pass(es|ed)?|succeed(s|ed)?|work(s|ed|ing)?( correctly| as expected| fine)?|verified|green)\b"
     r"|\b(success(ful(ly)?)?|verified|all good|works correctly|works as expected)\b",
     re.IGNORECASE)
-_NEGATED = re.compile(r"\b(not|n't|never|no|fail(s|ed)?|unable|cannot)\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(not|n't|never|no|fail(s|ed)?|unable|cannot|if|once|should|would|until)\b", re.IGNORECASE)
+_CLAUSE = re.compile(r"[.;:!?\n,]")
 
 
 def verdict(checks: list[CheckRun], step_failed: bool) -> VerdictKind:
@@ -38,35 +39,43 @@ def verdict(checks: list[CheckRun], step_failed: bool) -> VerdictKind:
 
 
 def latest(checks: list[CheckRun]) -> list[CheckRun]:
-    """Each distinct check (kind and command) once: its last run."""
-    by_command: dict[tuple[str, str], CheckRun] = {}
+    """Each distinct check once: its last run. Tests and examples are one check each whatever
+    files they cover (a run over more test files replaces the one over fewer); a quoted
+    command is one check per command."""
+    by_key: dict[tuple[str, str], CheckRun] = {}
     for check in checks:
-        by_command.pop((check.kind, check.command), None)
-        by_command[(check.kind, check.command)] = check
-    return list(by_command.values())
+        key = (check.kind, check.command if check.kind == "command" else "")
+        by_key.pop(key, None)
+        by_key[key] = check
+    return list(by_key.values())
 
 
 def ok(check: CheckRun) -> bool:
+    """A check passed: exit code 0, and for tests at least one test ran (a test file with no
+    tests in it, or with every test skipped, proves nothing)."""
     return check.exit_code == 0 and not check.summary.startswith(("0 tests", "no tests"))
 
 
 def claims_success(text: str) -> bool:
     """Whether the model's text says that something passed or works (and does not say no)."""
     for match in _CLAIM.finditer(text):
-        start = text.rfind(".", 0, match.start()) + 1
-        sentence = text[start:match.end()]
-        if not _NEGATED.search(sentence):
+        before = [m.end() for m in _CLAUSE.finditer(text, 0, match.start())]
+        clause = text[before[-1] if before else 0:match.end()]
+        if not _NEGATED.search(clause):
             return True
     return False
 
 
 def judge(answer: str, checks: list[CheckRun], step_failed: bool) -> Verdict:
-    """The task's verdict and, when the answer claims what no check showed, the note saying so."""
+    """The task's verdict and, when the answer (the model's words only) claims what no check
+    showed, the note saying so."""
     kind = verdict(checks, step_failed)
     note = ""
     if claims_success(answer):
-        if kind == "failed":
+        if any(not ok(c) for c in latest(checks)):
             note = "The answer above says something passed or works, but the agent's own checks failed."
+        elif kind == "failed":
+            note = "The answer above says something passed or works, but a step of the task failed."
         elif not any(ok(c) and c.kind in BEHAVIOUR for c in latest(checks)):
             note = ("The answer above says something passed or works, but no test or check run by the "
                     "agent showed that.")
@@ -76,10 +85,13 @@ def judge(answer: str, checks: list[CheckRun], step_failed: bool) -> Verdict:
 def evidence_text(result: Verdict) -> str:
     """The harness's part of the answer, in plain words: one line per check, or that nothing
     was run; each line names its tool call in the session's event log."""
-    head = {"verified": "Verified by the agent's own checks:", "failed": "Failed: the agent's own checks show it:",
+    failing = any(not ok(c) for c in result.checks)
+    head = {"verified": "Verified by the agent's own checks:",
+            "failed": "Failed: the agent's own checks show it:" if failing else "Failed: a step of the task failed.",
             "unverified": "Unverified:"}[result.verdict]
     if not result.checks:
-        lines = [f"{head} nothing was run to check this."]
+        lines = [f"{head} nothing was run to check this." if result.verdict != "failed" else
+                 f"{head} Nothing was run to check it."]
     else:
         lines = [head] + [
             f"- `{c.command}` → exit {'?' if c.exit_code is None else c.exit_code}: {c.summary} "

@@ -22,7 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.brain import checks
+import hashlib
+
+from app.brain import checks, paths
 from app.brain.evidence import latest, ok
 from app.context import clip
 from app.models import CheckRun
@@ -50,7 +52,6 @@ ADVICE = {
     "tests": "Fix the code so the tests pass (change a test only if the test itself is wrong). ",
     "examples": "The examples are right and the code is wrong: fix the code, leave the examples as they are. ",
     "command": "The request says to run this command: fix the code so that it works. ",
-    "syntax": "",
 }
 MAX_REPORT = 3_000  # of a failing check's output, in what the model is told
 _NAMED_CODE = re.compile(r"(?<![\w/.-])([A-Za-z_][\w/-]*\.py)\b")
@@ -89,13 +90,15 @@ class StepGate:
     failures: int = 0
     resampled: int = 0
     runs: list[CheckRun] = field(default_factory=list)  # this step's check runs, in order
+    fresh: set[tuple[str, str]] = field(default_factory=set)  # checks run since the last change
+    contents: dict[str, str] = field(default_factory=dict)  # call id → what a write put in its file
 
     # ------------------------------------------------------------------ every call
 
     def refusal(self, call: dict[str, Any]) -> str | None:
         """The error to answer a (non-finish) call with instead of running it, or None."""
         name = _name(call)
-        if name == FINISH or (name == "write_file" and "content" not in _args(call)):
+        if name == FINISH or (name == "write_file" and "content" not in call_args(call)):
             return None  # a write as text is asked for afresh each time: no repeat of anything
         if _same_call(call, self.previous) and (
                 not self.previous_failed or (len(self.earlier) > 1 and _same_call(call, self.earlier[-2]))):
@@ -111,21 +114,38 @@ class StepGate:
             return
         self.last_success = text
         if name == "run_command":
-            self.ran_command, self.changed = True, True
+            self.ran_command = True
+            self._change()
         elif name in WRITES:
-            path = str(_args(call).get("path", ""))
-            self.changed = True
+            path = paths.normal(str(call_args(call).get("path", "")))
+            self._change()
             self.written = [p for p in self.written if p != path] + [path]
+            if content is not None:
+                self.contents[str(call.get("id"))] = hashlib.sha256(content.encode()).hexdigest()[:16]
             if path.endswith(".py") and content is not None:
                 self.with_examples[path] = checks.has_examples(content)
+
+    def _change(self) -> None:
+        self.changed = True
+        self.fresh.clear()
 
     def end_round(self, calls: list[dict[str, Any]], refused: int, failed: bool) -> bool:
         """After a round: whether the step should close (the model insisted on refused repeats
         twice in a row: for a small model that is how "done" comes out)."""
         self.insisted = self.insisted + 1 if calls and refused == len(calls) else 0
-        self.previous, self.previous_failed = calls, failed
-        self.earlier.append(calls)
+        # A write as text is the same call each time ({"path": ...}) whatever it wrote: it is
+        # remembered with its content's hash, so that writing something new is no repeat.
+        seen = [self._identity(c) for c in calls]
+        self.previous, self.previous_failed = seen, failed
+        self.earlier.append(seen)
         return self.insisted >= 2
+
+    def _identity(self, call: dict[str, Any]) -> dict[str, Any]:
+        digest = self.contents.get(str(call.get("id")))
+        if _name(call) != "write_file" or digest is None or "content" in call_args(call):
+            return call
+        args = {**call_args(call), "content_sha256": digest}
+        return {**call, "function": {"name": "write_file", "arguments": json.dumps(args, sort_keys=True)}}
 
     # ------------------------------------------------------------------ finishing
 
@@ -140,7 +160,7 @@ class StepGate:
         """With nothing to run: the refusal to answer a finish with (each at most once), or None."""
         if not self.enabled:
             return None
-        missing = [p for p in named_code(self.request) if p not in workspace]
+        missing = [p for p in named_code(self.request) if paths.normal(p) not in workspace]
         if missing and "missing" not in self.refused_once:
             self.refused_once.add("missing")
             return MISSING.format(paths=", ".join(missing))
@@ -152,9 +172,11 @@ class StepGate:
             return NOT_RUN
         return None
 
-    def need_run(self) -> bool:
-        """Whether the checks must run again: something changed since, or they failed."""
-        return self.changed or not self.runs or any(not ok(r) for r in self.latest_runs())
+    def need_run(self, planned: list[checks.PlannedCheck]) -> bool:
+        """Whether the checks must run: one of them has not run since the last change, or the
+        last run of one failed."""
+        return (any((c.kind, c.command) not in self.fresh for c in planned)
+                or any(not ok(r) for r in self.latest_runs()))
 
     def latest_runs(self) -> list[CheckRun]:
         return latest(self.runs)
@@ -162,6 +184,7 @@ class StepGate:
     def checked(self, runs: list[CheckRun]) -> None:
         self.runs.extend(runs)
         self.changed = False
+        self.fresh.update((r.kind, r.command) for r in runs)
 
     def after_checks(self, done: list[CheckOutput], may_resample: bool = True) -> FinishDecision:
         """What a finish gets once its checks ran (each run with its output)."""
@@ -235,7 +258,8 @@ def _name(call: dict[str, Any]) -> str:
     return str(call.get("function", {}).get("name", ""))
 
 
-def _args(call: dict[str, Any]) -> dict[str, Any]:
+def call_args(call: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments as a dict ({} when they are not one)."""
     try:
         args = json.loads(call.get("function", {}).get("arguments") or "{}")
     except (TypeError, ValueError):

@@ -20,7 +20,7 @@ MAX_TITLE = 100
 _STARTS = re.compile(
     r"^(?:(?:then|next|also|finally|after that|and)[,]?\s+)?(?:please\s+)?"
     r"(write|add|create|implement|fix|refactor|rename|move|extend|update|change|build|make|"
-    r"modify|replace|remove|delete|convert|split|extract|document)\b", re.IGNORECASE)
+    r"modify|replace|remove|delete|convert|split|extract|document)\b(?!\s+sure)", re.IGNORECASE)
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])|\n\s*\n|\n(?=\s*(?:\d+[.)]|[-*•])\s)")
 _LIST_MARK = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
@@ -29,17 +29,24 @@ _LIST_MARK = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
 def split(request: str, max_steps: int) -> Plan:
     """The request's parts as steps (at most `max_steps`: the rest joins the last one)."""
     parts: list[list[str]] = []
+    context: list[str] = []  # what comes before the first part ("I have stats.py.") belongs to it
     for sentence in sentences(request):
-        if _STARTS.match(sentence) or not parts:
-            parts.append([sentence])
-        else:
+        if _STARTS.match(sentence):
+            parts.append([*context, sentence])
+            context = []
+        elif parts:
             parts[-1].append(sentence)
+        else:
+            context.append(sentence)
     if len(parts) > max_steps:
         parts = parts[:max_steps - 1] + [[s for part in parts[max_steps - 1:] for s in part]]
+    if context:
+        parts.append(context)  # no imperative anywhere: the request is one part
     if len(parts) <= 1:
         # One part: the step sees the whole request in the conversation; the title names it.
         return Plan(steps=[PlanStep(title=title_of(request))])
-    return Plan(steps=[step_of("\n".join(part)) for part in parts])
+    return Plan(steps=[step_of("\n".join(part), title=next((x for x in part if _STARTS.match(x)), part[0]))
+                       for part in parts])
 
 
 def sentences(request: str) -> list[str]:
@@ -60,10 +67,10 @@ def sentences(request: str) -> list[str]:
     return out
 
 
-def step_of(text: str) -> PlanStep:
-    """A step whose title is `text`'s first sentence cut at a word (with "…"), and whose
+def step_of(text: str, title: str | None = None) -> PlanStep:
+    """A step titled by `title` (else `text`'s first sentence), cut at a word (with "…"), whose
     instructions are the whole text when the title does not hold it all."""
-    title = title_of(text)
+    title = title_of(title or text)
     return PlanStep(title=title, instructions="" if title == text.strip() else text.strip()[:4000])
 
 

@@ -47,9 +47,15 @@ class WriteRequest:
     others: tuple[tuple[str, str], ...] = ()  # other files worth seeing (tests, what was read)
 
     @property
+    def clipped(self) -> bool:
+        """Whether the file is shown only in part (too large, or read truncated): then it may be
+        changed by search/replace blocks only, never written whole from what was shown."""
+        return self.current is not None and (len(self.current) > MAX_FILE_CHARS or "[truncated" in self.current)
+
+    @property
     def by_blocks(self) -> bool:
         """Whether the change is asked for as search/replace blocks (a large existing file)."""
-        return self.current is not None and self.current.count("\n") > LARGE_FILE_LINES
+        return self.current is not None and (self.current.count("\n") > LARGE_FILE_LINES or self.clipped)
 
 
 def write_prompt(w: WriteRequest) -> str:

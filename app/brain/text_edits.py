@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.brain.paths import normal
+
 _FENCE = re.compile(r"^(`{3,}|~{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.DOTALL | re.MULTILINE)
 _SEARCH_REPLACE = re.compile(
     r"^<{5,9} ?SEARCH[^\n]*\n(.*?)^={5,9}[ \t]*\n(.*?)^>{5,9} ?REPLACE[^\n]*$", re.DOTALL | re.MULTILINE)
@@ -42,24 +44,23 @@ class Block:
 def blocks(answer: str) -> list[Block]:
     """Every fenced block of the answer, with the path it is given, if any."""
     found = []
+    # An answer cut off inside a block has no match for it: a file that is not whole is never
+    # taken for one.
     for match in _FENCE.finditer(answer):
         info, code = match.group(2).strip(), match.group(3)
         before = answer[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         named = _path_in_info(info) or _path_on_line(before)
-        found.append(Block(info=info, code=code, named=named))
-    if not found:
-        unclosed = re.search(r"^(`{3,})([^\n`]*)\n(.*)\Z", answer, re.DOTALL | re.MULTILINE)
-        if unclosed and not _SEARCH_REPLACE.search(answer):
-            # An answer cut off inside its block: never taken as a whole file (it is not whole).
-            return []
+        found.append(Block(info=info, code=code, named=normal(named) if named else None))
     return found
 
 
-def whole_file(answer: str) -> str | None:
-    """The file of an answer asked for one file whole: its longest fenced block (a model may
-    add a usage example after it), or None if it has none. Never the bare answer: "Done" is
-    valid Python too."""
-    code = [b.code for b in blocks(answer) if b.code.strip()]
+def whole_file(answer: str, path: str | None = None) -> str | None:
+    """The file of an answer asked for one file whole: the block named `path` if there is one,
+    else its longest fenced block (a model may add a usage example after it), or None if it
+    has none. Never the bare answer: "Done" is valid Python too."""
+    found = [b for b in blocks(answer) if b.code.strip()]
+    named = [b.code for b in found if path is not None and b.named == path]
+    code = named or [b.code for b in found]
     if not code:
         return None
     longest = max(code, key=len)
