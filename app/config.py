@@ -112,12 +112,13 @@ class Settings(BaseSettings):
     # only of steps that "changed" the workspace, or "off".
     checkpoints: Literal["every", "changed", "off"] = env("AGENT_CHECKPOINTS", "every")
 
-    # Planning: "model" asks the model for a plan every time; "auto" runs a short request with
-    # no list of tasks in it as one step, without a planning round. Empty: "auto" for the
-    # offline model (a plan round costs it seconds, and split plans made it worse), else "model".
+    # Planning: "model" asks the model for a plan every time; "auto" splits the request by rule,
+    # one step per part (app/brain/planning.py), without a planning round. Empty: "auto" for the
+    # offline model (a plan round costs it seconds, and its split plans made it worse), else "model".
     planning: Literal["auto", "model", ""] = env("AGENT_PLANNING", "")
-    # "on": a step's finish is refused (once) until a command has run when the step says to run
-    # or test, or after it changed a Python file. Empty: "on" for the offline model, else "off".
+    # "on": with nothing for the harness to check, a finish is refused once for each of: a named
+    # Python file missing, tests asked for and none written, "run"/"test" said and nothing run
+    # (app/brain/gate.py). The harness's own checks run either way. Empty: "on" offline, else "off".
     finish_check: Literal["on", "off", ""] = env("AGENT_FINISH_CHECK", "")
     # "loop": the model chooses each action (tool calls) until the step's checks pass.
     # "pipeline": a fixed path for the smallest model: request and named files → whole files

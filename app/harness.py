@@ -24,7 +24,7 @@ from app.errors import is_cancellation, is_tool_input_error
 from app.models import CheckRun, ModelTurn, PathIn, Usage
 from app.taskrun import TaskRun
 
-RESAMPLE_TEMPERATURES: tuple[float | None, ...] = (None, 0.7)  # the first greedy, then sampled
+RESAMPLE_TEMPERATURES: tuple[float | None, ...] = (None, prompts.SAMPLED)  # the first greedy, then sampled
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,6 @@ async def run_checks(task: TaskRun, op_id: str, step: int, planned: list[checks.
         run = CheckRun(kind=check.kind, command=check.command, exit_code=outcome.exit_code, summary=summary,
                        ref=ref, step=step)
         task.emit("check", f"{check.kind}: {summary}", detail=outcome.text, ref=ref)
-        task.memory.checks.append(run)
         done.append(CheckOutput(run, outcome.text))
     return done
 

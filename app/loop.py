@@ -177,7 +177,8 @@ class Step:
         new = now is not None and now.content is None and path not in task.memory.known
         if content is None:
             now = now or await harness.read_now(task, path)
-            content, problem = await self._content(op_id, path, now.content, getattr(args, "change", ""), round_no)
+            content, problem = await self._content(op_id, path, now.content, getattr(args, "change", ""),
+                                                   f"round {round_no}, call {op_id.rsplit('/c', 1)[-1]}")
             if content is None:
                 return tools.ToolOutcome(f"error: {problem}. Call write_file again.", error=True), None
         outcome = await tools.dispatch(task, op_id, harness.write_call(op_id, path, content))
@@ -211,13 +212,13 @@ class Step:
                  + ("" if ok(r.run) else f"\n{clip(r.output, MAX_AFTER_WRITE)}") for r in runs]
         return tools.ToolOutcome(outcome.text + "\n" + "\n".join(lines), exit_code=outcome.exit_code)
 
-    async def _content(self, op_id: str, path: str, current: str | None, change: str, round_no: int,
+    async def _content(self, op_id: str, path: str, current: str | None, change: str, where: str,
                        temperature: float | None = None, fresh: bool = False) -> tuple[str | None, str]:
         """The file's content, asked for in plain chat; a Python answer that does not parse is
         asked for once more, with what was written and the parser's error in view."""
         request = prompts.WriteRequest(request=self.prompt, path=path, current=None if fresh else current,
                                        change=change, report=self.report, others=await self._others(path))
-        label = f"step {self.number}: write {path[:60]}, round {round_no}"
+        label = f"step {self.number}: write {path[:60]}, {where}"
         answer, turn = await harness.ask_for_code(self.task, label, f"{op_id}/text", prompts.write_prompt(request),
                                                   temperature)
         self._charge(turn)
@@ -231,8 +232,9 @@ class Step:
             return content, problem
         again = prompts.WriteRequest(request=self.prompt, path=path, current=content, change=change,
                                      report=broken, others=request.others)
-        label = f"step {self.number}: write {path[:60]} again, round {round_no}"
-        answer, turn = await harness.ask_for_code(self.task, label, f"{op_id}/text2", prompts.write_prompt(again), 0.7)
+        label = f"step {self.number}: write {path[:60]} again, {where}"
+        answer, turn = await harness.ask_for_code(self.task, label, f"{op_id}/text2", prompts.write_prompt(again),
+                                                  prompts.SAMPLED)
         self._charge(turn)
         self.task.emit("model_round", f"{path} did not parse; written again", detail=answer, ref=label)
         fixed, _ = harness.content_from(answer, again)
@@ -295,7 +297,7 @@ class Step:
         fresh = path in self.task.memory.created
         self.task.emit("rewrite", f"step {self.number}: the checks keep failing; asking for {path} afresh "
                        f"(sample {self.gate.resampled} of {self.gate.bounds.resamples})", ref=op_id)
-        content, _ = await self._content(op_id, path, now.content, "", self.gate.failures,
+        content, _ = await self._content(op_id, path, now.content, "", f"sample {self.gate.resampled}",
                                          harness.resample_temperature(self.gate.resampled), fresh=fresh)
         if content is None or content == now.content:
             return False

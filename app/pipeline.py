@@ -26,7 +26,6 @@ from app.models import PathIn, PlanStep, StepResult, Usage
 from app.taskrun import TaskRun
 
 REPAIRS = 1  # attempts with the failing files in view, before fresh samples
-SAMPLE_TEMPERATURE = 0.7
 MAX_SHOWN_FILES = 6
 _NAMED = re.compile(r"(?<![\w/.-])([\w][\w/.-]*\.(?:py|txt|md|json|csv|toml|cfg|ini|sh))\b")
 
@@ -49,7 +48,7 @@ async def run_step(task: TaskRun, number: int, step: PlanStep, step_context: str
         task.emit("model_round", f"step {number}: asking for the files whole (attempt {attempt} of {attempts})",
                   ref=label)
         answer, turn = await harness.ask_for_code(task, label, f"{op_id}/text", prompts.files_prompt(prompt, shown, report),
-                                                  SAMPLE_TEMPERATURE if sampled else None)
+                                                  prompts.SAMPLED if sampled else None)
         usage = usage.plus(turn.usage)
         task.controls.charge(turn.usage)
         files = answer_files(answer, named, workspace)

@@ -17,7 +17,6 @@ from app.config import TaskSettings
 from app.controls import Controls
 from app.events import EventIn, EventKind, emit_all, event
 from app.llm import model_client
-from app.models import CheckRun
 
 
 @dataclass
@@ -26,12 +25,10 @@ class TaskMemory:
 
     `known`: files it read or wrote (writing over any other existing file is refused: a blind
     overwrite); `created`: files it made that did not exist before (written afresh on a
-    resample); `checks`: every check the harness ran, in order (the answer's evidence);
-    `seen`: what it last read or wrote in each file (shown beside a file being written)."""
+    resample); `seen`: what it last read or wrote in each file (shown beside a file being written)."""
 
     known: set[str] = field(default_factory=set)
     created: set[str] = field(default_factory=set)
-    checks: list[CheckRun] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # the content of files it read or wrote, as then
     pytest: bool | None = None  # whether the sandbox has pytest, once asked
 

@@ -21,6 +21,7 @@ SYSTEM = "You are a careful programmer. You answer with code only, in fenced cod
 MAX_FILE_CHARS = 12_000  # of a file shown in a request
 MAX_REPORT_CHARS = 3_000  # of a check's output shown in a request
 MAX_SHOWN_FILES_CHARS = 8_000  # of the other files shown (tests, what was read)
+SAMPLED = 0.7  # the temperature of a fresh sample: greedy decoding writes the same file again
 LARGE_FILE_LINES = 150  # an existing file longer than this is changed by search/replace blocks
 
 _LANGUAGES = {".py": "python", ".sh": "bash", ".js": "javascript", ".ts": "typescript", ".json": "json",
