@@ -177,8 +177,15 @@ class Step:
         new = now is not None and now.content is None and path not in task.memory.known
         if content is None:
             now = now or await harness.read_now(task, path)
-            content, problem = await self._content(op_id, path, now.content, getattr(args, "change", ""),
-                                                   f"round {round_no}, call {op_id.rsplit('/c', 1)[-1]}")
+            # Repairs that do not converge: this write is a fresh sample of the failing file.
+            sample = self.gate.take_sample(path)
+            where = f"round {round_no}, call {op_id.rsplit('/c', 1)[-1]}"
+            if sample is not None:
+                self._announce_sample(op_id, path)
+            content, problem = await self._content(
+                op_id, path, now.content, getattr(args, "change", ""), where if sample is None else f"{where}, sample {sample}",
+                temperature=None if sample is None else harness.resample_temperature(sample),
+                fresh=sample is not None and path in task.memory.created)
             if content is None:
                 return tools.ToolOutcome(f"error: {problem}. Call write_file again.", error=True), None
         outcome = await tools.dispatch(task, op_id, harness.write_call(op_id, path, content))
@@ -208,6 +215,8 @@ class Step:
         self.gate.checked([r.run for r in runs])
         failing = [r for r in runs if not ok(r.run)]
         self.report = f"`{failing[0].run.command}` ({failing[0].run.summary}):\n{failing[0].output}" if failing else ""
+        if failing:
+            self.gate.failed(failing[0].output)
         lines = [f"The agent ran the checks: `{r.run.command}` → exit {r.run.exit_code}: {r.run.summary}"
                  + ("" if ok(r.run) else f"\n{clip(r.output, MAX_AFTER_WRITE)}") for r in runs]
         return tools.ToolOutcome(outcome.text + "\n" + "\n".join(lines), exit_code=outcome.exit_code)
@@ -295,8 +304,7 @@ class Step:
         the request and the failing output. Whether a new version was written."""
         now = await harness.read_now(self.task, path)
         fresh = path in self.task.memory.created
-        self.task.emit("rewrite", f"step {self.number}: the checks keep failing; asking for {path} afresh "
-                       f"(sample {self.gate.resampled} of {self.gate.bounds.resamples})", ref=op_id)
+        self._announce_sample(op_id, path)
         content, _ = await self._content(op_id, path, now.content, "", f"sample {self.gate.resampled}",
                                          harness.resample_temperature(self.gate.resampled), fresh=fresh)
         if content is None or content == now.content:
@@ -306,6 +314,10 @@ class Step:
             return False
         self.gate.ran(harness.write_call(op_id, path, content), written.text, False, content)
         return True
+
+    def _announce_sample(self, op_id: str, path: str) -> None:
+        self.task.emit("rewrite", f"step {self.number}: the checks keep failing; asking for {path} afresh "
+                       f"(sample {self.gate.resampled} of {self.gate.bounds.resamples})", ref=op_id)
 
     async def _close(self, why: str, summary: str = "", done: bool = False) -> StepResult:
         """The step ends without the model's finish: the checks (if there are any to run) say

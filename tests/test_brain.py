@@ -96,16 +96,33 @@ def test_failing_tests_block_the_finish_and_a_fresh_sample_of_the_file_fixes_it(
     (tmp_path / "test_stats.py").write_text(MEAN_TESTS)
     task, ctx, model = task_in(tmp_path, [
         call("write_file", path="stats.py"), block(MEAN_BUGGY.replace("values)", "values) ")),  # still wrong
-        call("finish", result="fixed"), call("finish", result="fixed, really"),
-        block(MEAN_RIGHT)])  # the harness's fresh sample, after the second failing finish
+        call("finish", result="fixed"),  # the second failure: the harness asks for the file afresh
+        block(MEAN_RIGHT)])
     result = run_step(task, "The tests in test_stats.py fail. Fix stats.py.")
     assert result.status == "done" and (tmp_path / "stats.py").read_text() == MEAN_RIGHT
     assert [c.kind for c in result.checks] == ["tests"] and evidence.ok(result.checks[0])
     assert result.checks[0].summary == "2 tests, 2 passed"
-    told = [m["content"] for m in model.requests[3]["messages"] if m["role"] == "tool"][-1]
-    assert told.startswith("error: not finished: the agent ran") and "FAIL" in told
+    written = [m["content"] for m in model.requests[2]["messages"] if m["role"] == "tool"][-1]
+    assert "The agent ran the checks: `python3 -m pytest" in written and "2 failed" in written
     resample = model.text_requests()[-1]
     assert "The latest check failed" in resample and MEAN_TESTS.splitlines()[1] in resample  # the tests in view
+
+
+def test_repairs_that_do_not_converge_make_the_next_write_a_fresh_sample(tmp_path: Path):
+    (tmp_path / "test_stats.py").write_text(MEAN_TESTS)
+    wrong = block(MEAN_BUGGY)
+    task, _, model = task_in(tmp_path, [call("write_file", path="stats.py"), wrong,
+                                        call("write_file", path="stats.py"), wrong,
+                                        call("write_file", path="stats.py"), block(MEAN_RIGHT),
+                                        call("finish", result="done")])
+    result = run_step(task, "Write mean in stats.py so that test_stats.py passes.")
+    assert result.status == "done" and evidence.ok(result.checks[0])
+    first, repair, sample = model.requests[1], model.requests[3], model.requests[5]
+    assert "MEAN" not in str(first) and "(len(values) - 1)" in repair["messages"][-1]["content"]
+    # stats.py is the task's own: the sample is asked without its failing code, greedily first.
+    assert "The current content of stats.py" not in sample["messages"][-1]["content"]
+    assert "The current content of stats.py" in repair["messages"][-1]["content"] and sample.get("temperature") is None
+    assert "The latest check failed" in sample["messages"][-1]["content"]
 
 
 def test_tests_that_keep_failing_end_the_step_failed_with_the_failing_output(tmp_path: Path):

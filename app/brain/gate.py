@@ -87,8 +87,9 @@ class StepGate:
     with_examples: dict[str, bool] = field(default_factory=dict)  # Python files written: have examples
     written: list[str] = field(default_factory=list)  # files this step wrote, latest last
     refused_once: set[str] = field(default_factory=set)
-    failures: int = 0
+    failures: int = 0  # failing check runs, after a write or at a finish
     resampled: int = 0
+    last_failure: str = ""  # the output of the latest failing check
     runs: list[CheckRun] = field(default_factory=list)  # this step's check runs, in order
     fresh: set[tuple[str, str]] = field(default_factory=set)  # checks run since the last change
     contents: dict[str, str] = field(default_factory=dict)  # call id → what a write put in its file
@@ -192,7 +193,7 @@ class StepGate:
         failing = [d for d in done if not ok(d.run)]
         if not failing:
             return FinishDecision("finish")
-        self.failures += 1
+        self.failed(failing[0].output)
         first = failing[0].run
         output = clip(failing[0].output, MAX_REPORT)
         report = f"`{first.command}` ({first.summary}):\n{output}"
@@ -201,12 +202,31 @@ class StepGate:
         if self.failures >= self.bounds.check_failures:
             return FinishDecision("fail", text=text, report=f"the checks still fail after {self.failures} tries: "
                                                             f"{report}")
-        if may_resample and self.failures >= self.bounds.resample_after and self.resampled < self.bounds.resamples:
+        if may_resample and self._sample_due():
             target = self.resample_target(failing[0].output)
             if target is not None:
                 self.resampled += 1
                 return FinishDecision("resample", text=text, report=report, path=target)
         return FinishDecision("refuse", text=text, report=report)
+
+    def failed(self, output: str) -> None:
+        """A check run failed (after a write, or at a finish): one more try that did not work."""
+        self.failures += 1
+        self.last_failure = output
+
+    def take_sample(self, path: str) -> int | None:
+        """Whether this write of `path` should be a fresh sample rather than a repair: the
+        repairs have not converged (failures since the step began reached the bound) and `path`
+        is the failing file. The sample's number (1, 2...), or None."""
+        if self._sample_due() and self.resample_target(self.last_failure) == path:
+            self.resampled += 1
+            return self.resampled
+        return None
+
+    def _sample_due(self) -> bool:
+        """Sample k is due once the step has failed k * resample_after times (and k is left)."""
+        return (self.resampled < self.bounds.resamples
+                and self.failures >= (self.resampled + 1) * self.bounds.resample_after)
 
     def resample_target(self, output: str) -> str | None:
         """The file to write afresh: a test file that does not parse is the test's fault; else
