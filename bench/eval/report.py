@@ -3,10 +3,13 @@ same model asked once (single-shot) side by side."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.common import median, p90
-from bench.eval.runner import Outcome
+from bench.eval.runner import Baseline, Outcome
 
 VERDICTS = ("verified", "failed", "unverified", "none")
 
@@ -87,3 +90,26 @@ def _groups(outcomes: Sequence[Outcome]) -> list[tuple[str, list[Outcome]]]:
 
 def _rate(passed: int, cases: int) -> str:
     return f"{100 * passed / cases:.0f}% ({passed}/{cases})" if cases else "–"
+
+
+def from_jsonl(path: Path) -> list[Outcome]:
+    """The outcomes a run kept, one JSON line each (`--out`'s .jsonl), in the order they ran."""
+    outcomes = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            raw = json.loads(line)
+            baseline = raw.pop("baseline", None)
+            outcomes.append(Outcome(**raw, baseline=Baseline(**baseline) if baseline else None))
+    return outcomes
+
+
+def main() -> int:
+    """python -m bench.eval.report RUN.jsonl...: the tables of runs kept as JSON lines, e.g. of a
+    run stopped before its last case, or of two runs of one commit (the cases of each, in turn)."""
+    outcomes = [o for path in sys.argv[1:] for o in from_jsonl(Path(path))]
+    print("### Totals\n\n" + totals_table(outcomes) + "\n\n### Per case\n\n" + case_table(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
