@@ -212,7 +212,7 @@ class Step:
         if not planned:
             return outcome
         runs = await harness.run_checks(self.task, f"{op_id}/after", self.number, planned)
-        self.gate.checked([r.run for r in runs])
+        self.gate.checked(runs)
         failing = [r for r in runs if not ok(r.run)]
         self.report = f"`{failing[0].run.command}` ({failing[0].run.summary}):\n{failing[0].output}" if failing else ""
         if failing:
@@ -280,9 +280,8 @@ class Step:
         if not planned:
             refusal = gate.without_checks(workspace)
             return refusal if refusal is not None else self._result("done", summary)
-        if not gate.need_run(planned):
-            return self._result("done", summary)
-        runs = await harness.run_checks(self.task, op_id, self.number, planned)
+        fresh = gate.need_run(planned)
+        runs = await harness.run_checks(self.task, op_id, self.number, planned) if fresh else gate.runs_since_change(planned)
         decision = gate.after_checks(runs)
         self.report = decision.report
         if decision.action == "resample" and decision.path is not None:
@@ -326,7 +325,7 @@ class Step:
         planned = await harness.plan(self.task, self.gate, workspace)
         op_id = f"{self.task.task_id}/s{self.number}/close"
         if planned and self.gate.need_run(planned):
-            self.gate.checked([r.run for r in await harness.run_checks(self.task, op_id, self.number, planned)])
+            self.gate.checked(await harness.run_checks(self.task, op_id, self.number, planned))
         last = self.gate.latest_runs() if planned else []
         text = f"{summary} ({why})" if summary else why
         if last:

@@ -24,7 +24,9 @@ CheckKind = Literal["tests", "examples", "command"]
 
 TEST_NAME = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
 SKIPPED_DIRS = {".agent", ".git", "__pycache__", ".pytest_cache", "node_modules", ".venv", "venv"}
-CHECK_TIMEOUT_S = 120
+# A check is a small program's tests: a minute is plenty, and code that loops forever (the
+# 1.5B wrote one) costs that minute each time it is checked.
+CHECK_TIMEOUT_S = 60
 COMMAND_TIMEOUT_S = 30  # a quoted command is a quick run, not a server
 MAX_QUOTED_COMMANDS = 3
 # A quoted command is run only if it is a Python program run (not a server, not a pipeline

@@ -91,7 +91,7 @@ class StepGate:
     resampled: int = 0
     last_failure: str = ""  # the output of the latest failing check
     runs: list[CheckRun] = field(default_factory=list)  # this step's check runs, in order
-    fresh: set[tuple[str, str]] = field(default_factory=set)  # checks run since the last change
+    fresh: dict[tuple[str, str], CheckOutput] = field(default_factory=dict)  # run since the last change
     contents: dict[str, str] = field(default_factory=dict)  # call id → what a write put in its file
 
     # ------------------------------------------------------------------ every call
@@ -174,22 +174,26 @@ class StepGate:
         return None
 
     def need_run(self, planned: list[checks.PlannedCheck]) -> bool:
-        """Whether the checks must run: one of them has not run since the last change, or the
-        last run of one failed."""
-        return (any((c.kind, c.command) not in self.fresh for c in planned)
-                or any(not ok(r) for r in self.latest_runs()))
+        """Whether the checks must run: one of them has not run since the last change. (Run
+        again on the same files, a check says the same: a code that loops forever times out
+        again, two minutes each time.)"""
+        return any((c.kind, c.command) not in self.fresh for c in planned)
+
+    def runs_since_change(self, planned: list[checks.PlannedCheck]) -> list[CheckOutput]:
+        """The planned checks' runs since the last change, when `need_run` says none is due."""
+        return [self.fresh[(c.kind, c.command)] for c in planned]
 
     def latest_runs(self) -> list[CheckRun]:
         return latest(self.runs)
 
-    def checked(self, runs: list[CheckRun]) -> None:
-        self.runs.extend(runs)
+    def checked(self, done: list[CheckOutput]) -> None:
+        self.runs.extend(d.run for d in done)
         self.changed = False
-        self.fresh.update((r.kind, r.command) for r in runs)
+        self.fresh.update({(d.run.kind, d.run.command): d for d in done})
 
     def after_checks(self, done: list[CheckOutput], may_resample: bool = True) -> FinishDecision:
         """What a finish gets once its checks ran (each run with its output)."""
-        self.checked([d.run for d in done])
+        self.checked(done)
         failing = [d for d in done if not ok(d.run)]
         if not failing:
             return FinishDecision("finish")
