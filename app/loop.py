@@ -275,6 +275,8 @@ class Step:
         """The model says the step is done: the checks decide. The StepResult that ends the
         step, or the error the model is answered with."""
         gate = self.gate
+        if (stubs := gate.stub_refusal()) is not None:
+            return stubs
         self.workspace = workspace = await harness.workspace_files(self.task)
         planned = await harness.plan(self.task, gate, workspace)
         if not planned:

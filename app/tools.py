@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from restate import TerminalError
 
 from app import sandbox_service as sandbox
+from app.brain import checks
 from app.errors import is_tool_input_error
 from app.models import EditFileIn, ExecIn, ExecOut, PathIn, SandboxNotice, WriteFileIn
 from app.taskrun import TaskRun
@@ -161,8 +162,7 @@ def python_notes(path: str, code: str) -> list[str]:
         return [_not_valid(path, error)]
     except (ValueError, RecursionError):  # a NUL byte (3.11 says ValueError), nesting too deep
         return []  # nothing to say at once; running it will tell
-    stubs = [node.name for node in ast.walk(tree)
-             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node)]
+    stubs = checks.stubs_in(tree)
     if not stubs:
         return []
     which = f"{stubs[0]} has" if len(stubs) == 1 else f"{', '.join(stubs)} have"
@@ -186,16 +186,6 @@ def syntax_error(path: str, code: str) -> str | None:
 def _not_valid(path: str, error: SyntaxError) -> str:
     where = f"line {error.lineno}: " if error.lineno else ""
     return f"note: {path} is not valid Python: {where}{error.msg}. Fix it."
-
-
-def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    decorators = {ast.unparse(d).rsplit(".", 1)[-1] for d in function.decorator_list}
-    if decorators & {"abstractmethod", "overload"}:
-        return False  # meant to have no body
-    return all(isinstance(stmt, ast.Pass)
-               or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-                   and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis))
-               for stmt in function.body)
 
 
 async def _read_file(c: Call, a: ReadFileArgs) -> ToolOutcome:

@@ -256,3 +256,15 @@ def test_a_finish_before_the_named_file_exists_is_refused_and_a_write_asked_agai
     assert all("the answer with solution.py's content was not used: your answer was cut" in t for t in told[:3])
     assert told[3] == MISSING.format(paths="solution.py")
     assert result.status == "done" and (tmp_path / "solution.py").exists()
+
+
+def test_a_finish_while_a_written_function_has_no_code_is_refused_once(tmp_path: Path):
+    stub = 'def decode(s):\n    """The inverse of encode."""\n'
+    task, _, model = task_in(tmp_path, [call("write_file", path="codec.py"), block(stub),
+                                        call("finish", result="No changes needed."),
+                                        call("write_file", path="codec.py"), block("def decode(s):\n    return s[::-1]\n"),
+                                        call("finish", result="done")])
+    result = run_step(task, "Write decode in codec.py.")
+    told = [m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool"]
+    assert told[1].startswith("error: not finished: in codec.py, decode has no code yet")
+    assert result.status == "done" and "return s[::-1]" in (tmp_path / "codec.py").read_text()

@@ -15,6 +15,7 @@ says (counts); running them is app/harness.py's.
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from dataclasses import dataclass
@@ -84,6 +85,31 @@ def quoted_commands(request: str) -> list[PlannedCheck]:
             if all(c.command != command for c in found):
                 found.append(PlannedCheck("command", command, COMMAND_TIMEOUT_S))
     return found[:MAX_QUOTED_COMMANDS]
+
+
+def stubs_in(tree: ast.AST) -> list[str]:
+    """The functions of a parsed file that have no code: only a docstring, `pass` or `...`
+    (a small model writes the request's signature back and stops)."""
+    return [node.name for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(node)]
+
+
+def stubs(code: str) -> list[str]:
+    """`stubs_in` of Python source; none if it does not parse (that is said elsewhere)."""
+    try:
+        return stubs_in(ast.parse(code))
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+
+
+def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    decorators = {ast.unparse(d).rsplit(".", 1)[-1] for d in function.decorator_list}
+    if decorators & {"abstractmethod", "overload"}:
+        return False  # meant to have no body
+    return all(isinstance(stmt, ast.Pass)
+               or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                   and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis))
+               for stmt in function.body)
 
 
 def has_examples(code: str) -> bool:

@@ -42,6 +42,8 @@ REPEATED_CALL = (
     "step is done.")
 NOT_RUN = ("error: not finished: this step says to run or test, and no command has run yet. Call run_command "
            "to run it and check the output, then call finish.")
+STUBS = ("error: not finished: in {path}, {names} has no code yet (only a docstring, pass or ...). Write the "
+         "code (write_file {path}), then call finish.")
 MISSING = ("error: not finished: the request names {paths}, and it does not exist in /project. Write it with "
            "write_file, then call finish.")
 NO_TESTS = ("error: not finished: the request asks for tests, and there is no test file in /project (a file "
@@ -85,6 +87,7 @@ class StepGate:
     ran_command: bool = False
     changed: bool = True  # since the checks last ran: a fresh step has not been checked
     with_examples: dict[str, bool] = field(default_factory=dict)  # Python files written: have examples
+    stubbed: dict[str, list[str]] = field(default_factory=dict)  # Python files written: functions with no code
     written: list[str] = field(default_factory=list)  # files this step wrote, latest last
     refused_once: set[str] = field(default_factory=set)
     failures: int = 0  # failing check runs, after a write or at a finish
@@ -125,6 +128,7 @@ class StepGate:
                 self.contents[str(call.get("id"))] = hashlib.sha256(content.encode()).hexdigest()[:16]
             if path.endswith(".py") and content is not None:
                 self.with_examples[path] = checks.has_examples(content)
+                self.stubbed[path] = checks.stubs(content)
 
     def _change(self) -> None:
         self.changed = True
@@ -156,6 +160,16 @@ class StepGate:
         planned = [checks.tests_check(checks.test_files(workspace), pytest),
                    checks.examples_check([p for p, has in self.with_examples.items() if has and p in workspace])]
         return [c for c in planned if c is not None] + checks.quoted_commands(self.request)
+
+    def stub_refusal(self) -> str | None:
+        """The error to answer a finish with while a file the step wrote has a function with no
+        code (once: it may be meant so), or None."""
+        stubbed = {p: names for p, names in self.stubbed.items() if names}
+        if not self.enabled or not stubbed or "stubs" in self.refused_once:
+            return None
+        self.refused_once.add("stubs")
+        path, names = next(iter(stubbed.items()))
+        return STUBS.format(path=path, names=", ".join(names))
 
     def without_checks(self, workspace: list[str]) -> str | None:
         """With nothing to run: the refusal to answer a finish with (each at most once), or None."""
