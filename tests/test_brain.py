@@ -128,12 +128,13 @@ def test_repairs_that_do_not_converge_make_the_next_write_a_fresh_sample(tmp_pat
 def test_tests_that_keep_failing_end_the_step_failed_with_the_failing_output(tmp_path: Path):
     (tmp_path / "stats.py").write_text(MEAN_BUGGY)
     (tmp_path / "test_stats.py").write_text(MEAN_TESTS)
-    still_wrong = block(MEAN_BUGGY)
+    still_wrong = block(MEAN_BUGGY.replace("values)", "values) "))
     claim = call("finish", result="All tests pass.")
     # Checks fail at finishes 1 and 2, then after sample 1 (3), at finish 3 and after sample 2
     # (4, 5), and at finish 4 (6): the bound.
+    wrong_again = block(MEAN_BUGGY.replace("values)", "values)  "))
     task, _, model = task_in(tmp_path, [call("read_file", path="stats.py"), claim, claim, still_wrong, claim,
-                                        still_wrong, claim], resamples=2)
+                                        wrong_again, claim], resamples=2)
     result = run_step(task, "The tests in test_stats.py fail. Fix stats.py and run the tests.")
     assert result.status == "failed" and "the checks still fail after 6 tries" in result.summary
     assert "FAIL" in result.summary or "Error" in result.summary
@@ -268,3 +269,13 @@ def test_a_finish_while_a_written_function_has_no_code_is_refused_once(tmp_path:
     told = [m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool"]
     assert told[1].startswith("error: not finished: in codec.py, decode has no code yet")
     assert result.status == "done" and "return s[::-1]" in (tmp_path / "codec.py").read_text()
+
+
+def test_a_failing_file_the_model_never_touched_is_sampled_from_the_traceback(tmp_path: Path):
+    (tmp_path / "report.py").write_text("def total(items):\n    return sum(i['qty'] for i in items)\n\n"
+                                        "print(total([{'n': 1}]))\n")
+    fixed = block("def total(items):\n    return sum(i.get('qty', 0) for i in items)\n\nprint(total([{'n': 1}]))\n")
+    task, _, model = task_in(tmp_path, [call("finish", result="fixed"), call("finish", result="fixed"), fixed])
+    result = run_step(task, "Running `python3 report.py` crashes with a KeyError. Fix it.")
+    assert result.status == "done" and "get('qty', 0)" in (tmp_path / "report.py").read_text()
+    assert "The current content of report.py" in model.text_requests()[0]  # it existed: always shown

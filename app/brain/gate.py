@@ -56,6 +56,7 @@ ADVICE = {
     "command": "The request says to run this command: fix the code so that it works. ",
 }
 MAX_REPORT = 3_000  # of a failing check's output, in what the model is told
+_TRACEBACK_FILE = re.compile(r'File "([^"]+\.py)", line|^([\w/.-]+\.py):\d+: ', re.MULTILINE)
 _NAMED_CODE = re.compile(r"(?<![\w/.-])([A-Za-z_][\w/-]*\.py)\b")
 _SAYS_RUN = re.compile(r"\b(run|runs|running|test|tests|testing|execute)\b", re.IGNORECASE)
 _ASKS_TESTS = re.compile(
@@ -93,6 +94,7 @@ class StepGate:
     failures: int = 0  # failing check runs, after a write or at a finish
     resampled: int = 0
     last_failure: str = ""  # the output of the latest failing check
+    workspace: list[str] = field(default_factory=list)  # its files, when the checks were last planned
     runs: list[CheckRun] = field(default_factory=list)  # this step's check runs, in order
     fresh: dict[tuple[str, str], CheckOutput] = field(default_factory=dict)  # run since the last change
     contents: dict[str, str] = field(default_factory=dict)  # call id → what a write put in its file
@@ -157,6 +159,7 @@ class StepGate:
     def plan_checks(self, workspace: list[str], pytest: bool | None = None) -> list[checks.PlannedCheck]:
         """What the harness runs before the step may finish, given the workspace's files (and
         whether the sandbox has pytest, if known)."""
+        self.workspace = list(workspace)
         planned = [checks.tests_check(checks.test_files(workspace), pytest),
                    checks.examples_check([p for p, has in self.with_examples.items() if has and p in workspace])]
         return [c for c in planned if c is not None] + checks.quoted_commands(self.request)
@@ -254,7 +257,13 @@ class StepGate:
         if broken_tests:
             return broken_tests[-1]
         code = [p for p in self.written if p.endswith(".py") and not checks.TEST_NAME.search(p)]
-        return code[-1] if code else None
+        if code:
+            return code[-1]
+        # Nothing written yet (or only elsewhere): the deepest project file the traceback names.
+        named = [a or b for a, b in _TRACEBACK_FILE.findall(output)]
+        ours = [w for p in named for w in self.workspace
+                if (p == w or p.endswith("/" + w)) and w.endswith(".py") and not checks.TEST_NAME.search(w)]
+        return ours[-1] if ours else None
 
     def _in_a_cycle(self, call: dict[str, Any]) -> bool:
         """A, B, A and now B again, with the same arguments, one of them a write: writing the
