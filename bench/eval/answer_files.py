@@ -36,7 +36,7 @@ PROMPT = """{message}
 You cannot run any command: answer in one go. Give the whole content of every file you create or \
 change, each as a fenced code block right after a line that holds the file's path, like this:
 
-path/to/file.py
+{example}
 ```python
 (the whole file)
 ```
@@ -59,7 +59,10 @@ def prompt(case: Case) -> str:
         project = "The project's files:\n\n" + "\n\n".join(blocks)
     else:
         project = "The project is empty so far."
-    return PROMPT.format(message=case.message, project=project)
+    # The example names a file of the case: given `path/to/file.py`, the 1.5B wrote its files
+    # under a literal path/to/.
+    example = next((p for p in case.files if p.endswith(".py")), "main.py")
+    return PROMPT.format(message=case.message, project=project, example=example)
 
 
 def parse(answer: str, case: Case) -> dict[str, str]:
@@ -132,6 +135,7 @@ def _comment_path(content: str, known: set[str]) -> str | None:
 def _safe(path: str) -> str | None:
     while path.startswith("./"):
         path = path[2:]
+    path = path.removeprefix("path/to/")  # the placeholder an earlier prompt showed, copied
     parts = path.split("/")
     if path.startswith("/") or ".." in parts or not path:
         return None
