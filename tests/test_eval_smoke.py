@@ -124,7 +124,9 @@ def test_a_single_shot_answer_gives_its_files_under_whatever_path_line_it_writes
     # The prompt shows the starting files the same way.
     prompt = answer_files.prompt(fix)
     assert fix.message in prompt and "stats.py\n```python\ndef mean" in prompt
-    assert answer_files.parse(prompt, fix)["stats.py"] == fix.files["stats.py"].rstrip() + "\n"
+    shown, how = prompt.split("You cannot run")
+    assert answer_files.parse(shown, fix)["stats.py"] == fix.files["stats.py"].rstrip() + "\n"
+    assert "path/to/" not in how and "\nstats.py\n```python" in how  # the example names a file of the case
 
 
 def test_a_false_success_is_a_failing_case_whose_answer_or_verdict_says_it_worked():
