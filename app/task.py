@@ -98,7 +98,6 @@ async def run(ctx: WorkflowContext, inp: TaskInput) -> TaskOutcome:
         answer = final_answer(plan, results)
         verdict = evidence.judge(answer, [c for r in results for c in r.checks],
                                  step_failed=any(r.status == "failed" for r in results))
-        task.emit("check", f"verdict: {verdict.verdict}", detail=evidence.evidence_text(verdict), ref="verdict")
         outcome = TaskOutcome(task_id=inp.task_id, status="done", text=f"{answer}\n\n{evidence.evidence_text(verdict)}",
                               plan=plan, usage=controls.used, steering_read=controls.steering_read, verdict=verdict)
     except TerminalError as error:
