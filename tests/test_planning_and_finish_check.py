@@ -90,8 +90,9 @@ def test_a_finish_right_after_writing_failing_examples_is_refused_with_the_harne
     refused = _tool_messages(stack)[1]
     assert refused.startswith(f"error: not finished: the agent ran `{DOCTEST}` and it failed (1 example failed):")
     assert "Expected:\n    6\nGot:\n    5" in refused and ADVICE["examples"] in refused
-    # That run is a tool call of the harness's own, under the finish's op id, and a check event.
-    ref = f"{task_id}/s1/r2/c0/check0"
+    # That run is a tool call of the harness's own, made right after the write (under the write's
+    # op id), and a check event; the finish, with nothing changed since, took its result.
+    ref = f"{task_id}/s1/r1/c0/after/check0"
     calls = {e["ref"]: e["text"] for e in events(stack, "s1", "tool_call")}
     assert calls[ref].startswith("check (examples): run_command(") and DOCTEST in calls[ref]
     assert (ref, "examples: 1 example failed") in _checks(stack, "s1")
@@ -110,7 +111,8 @@ def test_failing_examples_get_a_fresh_sample_and_a_worker_kill_mid_sample_runs_n
     # The fresh sample's round (a slow one) is in flight: kill the worker, then bring it back.
     final = _kill_the_worker_during_the_slow_round(stack, "s1")
 
-    # After two refused finishes, double.py is asked for afresh: a plain request (no tools, the
+    # After two failing runs (right after the write, and at the finish), double.py is asked for
+    # afresh: a plain request (no tools, the
     # plain-chat system prompt) with the step's prompt and doctest's report, without the wrong
     # code (the task created the file). The killed request was asked again, the same.
     step_prompt = stack.llm_requests()[0]["request"]["messages"][1]["content"]
@@ -119,7 +121,7 @@ def test_failing_examples_get_a_fresh_sample_and_a_worker_kill_mid_sample_runs_n
     asked = asks[0]["messages"][1]["content"]
     assert asked.startswith(step_prompt) and f"The latest check failed:\n`{DOCTEST}` (1 example failed):" in asked
     assert "Expected:\n    6\nGot:\n    5" in asked and "x + 2" not in asked
-    resample = f"{task_id}/s1/r3/c0/resample1"
+    resample = f"{task_id}/s1/r2/c0/resample1"
     assert [e["ref"] for e in events(stack, "s1", "rewrite")] == [resample]
     # The sample was written by the harness, its examples checked once, and they passed.
     assert any(e["ref"] == f"{resample}/write" and e["text"].startswith("resample: write_file(")

@@ -25,9 +25,10 @@ REQUEST = "write calc.py with add(a, b) and unittest tests for it"
 # The exact command the harness runs the tests with (the sandbox has pytest).
 TESTS = checks.tests_check(["test_calc.py"], pytest=True).command
 FAILING = "2 tests, 1 failed, 1 passed"  # what pytest says of the wrong add
-# A step whose checks fail twice ends failed (the default bound is 6, with fresh samples of
-# the failing file between: not what these tests are about).
+# A step whose checks fail twice (or three times) ends failed (the default bound is 6, with
+# fresh samples of the failing file between: not what these tests are about).
 TWO_TRIES = {"AGENT_CHECK_FAILURES": "2"}
+THREE_TRIES = {"AGENT_CHECK_FAILURES": "3", "AGENT_RESAMPLES": "0"}
 
 
 def check_ref(task_id: str, round_no: int) -> str:
@@ -42,9 +43,9 @@ def is_check_ref(ref: str, task_id: str) -> bool:
 
 
 def checks_run(stack, session: str, task_id: str) -> list[tuple[str, str]]:
-    """(ref, text) of each check of the task the event log shows, in order, verdicts left out."""
+    """(ref, text) of each check of the task the event log shows, in order."""
     return [(e["ref"], e["text"]) for e in events(stack, session, "check")
-            if e["ref"] != "verdict" and e["task_id"] == task_id]
+            if e["task_id"] == task_id]
 
 
 def final_verdict(stack, session: str) -> dict:
@@ -64,7 +65,7 @@ def kill_the_worker_while_the_tests_run(stack, session: str) -> dict:
 
 
 def test_a_claim_that_the_tests_pass_is_refused_by_the_harnesss_own_run_and_the_answer_says_so(stack_factory):
-    stack = stack_factory(f"{SCRIPTS}:claims_green", env=TWO_TRIES)
+    stack = stack_factory(f"{SCRIPTS}:claims_green", env=THREE_TRIES)
     task_id = send_message(stack, "s1", REQUEST)
     final = wait_idle(stack, "s1")
 
@@ -75,7 +76,7 @@ def test_a_claim_that_the_tests_pass_is_refused_by_the_harnesss_own_run_and_the_
     assert "-1 != 5" in told
     # Said again, with the tests still failing: the step ends failed, and so does the verdict.
     assert [p["status"] for p in final["plan"]] == ["failed"]
-    last = check_ref(task_id, 4)
+    last = f"{task_id}/s1/r2/c0/after/check0"  # run right after the tests were written
     verdict = final_verdict(stack, "s1")
     assert verdict["verdict"] == "failed"
     assert verdict["checks"] == [{"kind": "tests", "command": TESTS, "exit_code": 1, "summary": FAILING,
@@ -89,9 +90,10 @@ def test_a_claim_that_the_tests_pass_is_refused_by_the_harnesss_own_run_and_the_
                            "Note: The answer above says something passed or works, but the agent's own checks "
                            "failed."), answer
     # Each check is a tool call of the harness's own in the event log, and its result a
-    # `check` event with the same ref; both finishes ran the tests.
+    # `check` event with the same ref. The tests ran once: nothing changed after that run, so
+    # both finishes took its result.
     ran = checks_run(stack, "s1", task_id)
-    assert ran[-2:] == [(check_ref(task_id, 3), f"tests: {FAILING}"), (last, f"tests: {FAILING}")]
+    assert ran == [(last, f"tests: {FAILING}")]
     calls = {e["ref"]: e["text"] for e in events(stack, "s1", "tool_call")}
     for ref, text in ran:
         assert is_check_ref(ref, task_id) and text == f"tests: {FAILING}"
@@ -134,7 +136,7 @@ def test_a_sessions_status_and_history_carry_each_tasks_verdict(stack_factory):
     second = send_message(stack, "s1", SECOND)
     final = wait_idle(stack, "s1")
     assert final["last_verdict"]["verdict"] == "failed"
-    assert [c["ref"] for c in final["last_verdict"]["checks"]] == [check_ref(second, 3)]
+    assert [c["ref"] for c in final["last_verdict"]["checks"]] == [check_ref(second, 2)]
     assert final["last_verdict"] == final_verdict(stack, "s1") == status(stack, "s1")["last_verdict"]
     # The history keeps each answer's own verdict, beside its text; each names its task's last check.
     answers = [m for m in history(stack, "s1") if m["role"] == "agent"]

@@ -206,7 +206,8 @@ class StepGate:
     def checked(self, done: list[CheckOutput]) -> None:
         self.runs.extend(d.run for d in done)
         self.changed = False
-        self.fresh.update({(d.run.kind, d.run.command): d for d in done})
+        # A run with no result (cut off by a crash) says nothing: it is run again, never reused.
+        self.fresh.update({(d.run.kind, d.run.command): d for d in done if d.run.exit_code is not None})
 
     def after_checks(self, done: list[CheckOutput], may_resample: bool = True) -> FinishDecision:
         """What a finish gets once its checks ran (each run with its output)."""
