@@ -427,9 +427,12 @@ class ClusterStack(Stack):
     def partition_leader(self, service: str, key: str) -> int:
         """The index of the node that leads the partition holding `service`/`key`'s invocations:
         the admin API gives the key's partition key, restatectl the partition's leader."""
-        rows = self.query(f"SELECT partition_key FROM sys_invocation_status WHERE "
-                          f"target_service_name = '{service}' AND target_service_key = '{key}' LIMIT 1")
-        assert rows, f"no invocation of {service}/{key} yet"
+        # Polled: while a partition moves between nodes the admin API answers 500 ("partition N
+        # doesn't exist on this node, this is benign if the partition is being transferred").
+        rows = self.wait_until(lambda: self.query(
+            f"SELECT partition_key FROM sys_invocation_status WHERE "
+            f"target_service_name = '{service}' AND target_service_key = '{key}' LIMIT 1"),
+            timeout=15, message=f"an invocation of {service}/{key} in the admin API")
         key_hash = int(rows[0]["partition_key"])
         leaders = cluster.cluster_sql(self.nodes, (
             "SELECT n.name FROM partitions p JOIN nodes n ON p.leader_plain_node_id = n.plain_node_id "

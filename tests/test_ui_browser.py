@@ -274,7 +274,7 @@ def judged_session() -> CannedSession:
     for n in range(40):
         log.add("model_round", f"round {n}: thinking", "t1", ref=f"step 1: Write words.py, round {n}")
     verdict = Verdict(verdict="verified", checks=[
-        CheckRun(kind="syntax", command="python3 -m py_compile words.py", exit_code=0, summary="parses",
+        CheckRun(kind="command", command="python3 -m py_compile words.py", exit_code=0, summary="parses",
                  ref="t1/s1/check1", step=1),
         CheckRun(kind="tests", command="python3 -m unittest -v test_words", exit_code=0,
                  summary="3 tests, 3 passed", ref="t1/s1/r3/c0", step=1)])
