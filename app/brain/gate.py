@@ -193,7 +193,7 @@ class StepGate:
     def need_run(self, planned: list[checks.PlannedCheck]) -> bool:
         """Whether the checks must run: one of them has not run since the last change. (Run
         again on the same files, a check says the same: a code that loops forever times out
-        again, two minutes each time.)"""
+        again, a minute each time.)"""
         return any((c.kind, c.command) not in self.fresh for c in planned)
 
     def runs_since_change(self, planned: list[checks.PlannedCheck]) -> list[CheckOutput]:
