@@ -86,7 +86,6 @@ class StepGate:
     insisted: int = 0
     last_success: str = ""
     ran_command: bool = False
-    changed: bool = True  # since the checks last ran: a fresh step has not been checked
     with_examples: dict[str, bool] = field(default_factory=dict)  # Python files written: have examples
     stubbed: dict[str, list[str]] = field(default_factory=dict)  # Python files written: functions with no code
     written: list[str] = field(default_factory=list)  # files this step wrote, latest last
@@ -133,7 +132,6 @@ class StepGate:
                 self.stubbed[path] = checks.stubs(content)
 
     def _change(self) -> None:
-        self.changed = True
         self.fresh.clear()
 
     def end_round(self, calls: list[dict[str, Any]], refused: int, failed: bool) -> bool:
@@ -205,7 +203,6 @@ class StepGate:
 
     def checked(self, done: list[CheckOutput]) -> None:
         self.runs.extend(d.run for d in done)
-        self.changed = False
         # A run with no result (cut off by a crash) says nothing: it is run again, never reused.
         self.fresh.update({(d.run.kind, d.run.command): d for d in done if d.run.exit_code is not None})
 
