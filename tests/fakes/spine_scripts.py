@@ -59,14 +59,15 @@ def answer_without_tools(request: dict[str, Any]):
     return finish("unexpected")
 
 
-# Ten one-second commands, each appending a tick: a task that outlives several short TTLs.
+# Thirty half-second commands in three steps, each appending a tick: a task that outlives
+# several short TTLs.
 ticker = scripted(
-    plan=[("Tick", "Append ten ticks, one a second.")],
-    step_actions={1: [run(f"echo tick {n} >> ticks.txt; sleep 1") for n in range(1, 11)]
-                  + [finish("ten ticks")]},
+    plan=[(f"Tick {s}", "Append ten ticks, two a second.") for s in range(1, 4)],
+    step_actions={s: [run(f"echo tick {n} >> ticks.txt; sleep 0.5") for n in range(10 * s - 9, 10 * s + 1)]
+                  + [finish("ten ticks")] for s in range(1, 4)},
 )
 
-# The same, after writing 40 MB of random data, so each restart's snapshot takes a while.
+# Ticks after writing 40 MB of random data, so each restart's snapshot takes a while.
 heavy_ticker = scripted(
     plan=[("Tick", "Make a big file, then append ticks.")],
     step_actions={1: [run("head -c 40000000 /dev/urandom > big.bin")]
