@@ -9,14 +9,18 @@ from an interrupted task can never clear or overwrite its replacement.
 
 from __future__ import annotations
 
+import asyncio
+import shlex
 from datetime import timedelta
 from typing import TypeVar
 
 import restate
+from pydantic import BaseModel
 from restate import ObjectContext, ObjectSharedContext, TerminalError
 from restate.serde import BytesSerde
 
 from app import retry, sandbox_service, snapshots, task
+from app.backend import backend
 from app.config import settings
 from app.errors import bad_request, conflict, is_cancellation, not_found
 from app.events import emit
@@ -25,8 +29,10 @@ from app.models import (
     ConversationTurn, ForkIn, ForkOut, History, HistoryEntry, HoldIn, RestoreIn, RewindIn, RewindOut,
     HistoryOut, InterruptOut, LastTask, MessageIn, MessageOut, PendingApprovals, PlanItem,
     ProgressReport, ResolveApprovalIn, RunningTask, StatusOut, SteerIn, SteerMessage, SteerOut,
-    TaskInput, TaskOutcome, Verdict,
+    TaskInput, TaskOutcome, Verdict, Author, CheckpointIn, DiffIn, DiffOut, DiffSide, ExecIn, ExportIn, ExportOut,
+    ExportRecord, Exports, GitSourceIn, ImportOut, Source, TreeDiffIn,
 )
+from app.repo import archives, git
 from app.validation import check_key, no_input, parse
 
 MAX_HISTORY = 500  # entries kept in state; older ones are dropped
@@ -192,11 +198,12 @@ async def status(ctx: ObjectSharedContext, raw: bytes) -> StatusOut:
     last = await ctx.get("last", type_hint=LastTask)
     last_usage = last.usage if last else None
     last_verdict = last.verdict if last else None
+    source = await ctx.get("source", type_hint=Source)
     if current is None:
         return StatusOut(state="idle", plan=last.plan if last else [], last_usage=last_usage,
-                         last_verdict=last_verdict)
+                         last_verdict=last_verdict, source=source)
     return StatusOut(state="running", task_id=current.task_id, plan=current.plan, last_usage=last_usage,
-                     last_verdict=last_verdict)
+                     last_verdict=last_verdict, source=source)
 
 
 @agent_object.handler(ingress_private=True)
@@ -478,3 +485,252 @@ async def delete(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     _, current = await _end_workspace(ctx)
     ctx.clear_all()
     return InterruptOut(interrupted=current is not None, task_id=current.task_id if current else None)
+
+
+# ---------------------------------------------------------------- the user's own code
+
+
+def _refusal(error: Exception) -> TerminalError:
+    """An import or export refused for what the request asked: its status, nothing retried."""
+    status = getattr(error, "status", 400)
+    return TerminalError(getattr(error, "message", str(error)), status_code=status)
+
+
+class _Imported(BaseModel):
+    snapshot_id: str
+    files: int
+    bytes: int
+    stripped: str | None = None
+    commit: str | None = None
+    ref: str | None = None
+
+
+async def _bring_in(name: str, raw: bytes, source: GitSourceIn | None) -> _Imported:
+    """Check the archive (or clone the source) and make it a snapshot: the one step of an import."""
+    limits = settings()
+    try:
+        clone = await asyncio.to_thread(git.clone, source.git, source.ref) if source else None
+        tree = await asyncio.to_thread(archives.normalize, clone.tree if clone else raw,
+                                       max_bytes=limits.import_max_bytes, max_files=limits.import_max_files)
+    except (archives.Refused, git.GitRefused) as error:
+        raise _refusal(error) from None
+    snapshot_id = await backend().import_snapshot(name, tree.tar)
+    return _Imported(snapshot_id=snapshot_id, files=tree.files, bytes=tree.bytes, stripped=tree.stripped,
+                     commit=clone.commit if clone else None, ref=clone.ref if clone else None)
+
+
+def _git_source(raw: bytes) -> GitSourceIn | None:
+    """A JSON body names a git source; anything else is an archive."""
+    if not raw.lstrip()[:1] == b"{":
+        return None
+    return parse(raw, GitSourceIn, max_bytes=10_000)
+
+
+@agent_object.handler(name="import", input_serde=BytesSerde(), accept="*/*")
+async def import_(ctx: ObjectContext, raw: bytes) -> ImportOut:
+    """Replace the workspace with an archive (the request body) or a git clone (`{"git", "ref"}`)
+    and make it the session's baseline checkpoint. One journaled step makes the snapshot; the
+    workspace is swapped by `Sandbox/restore`, so a crash leaves the old workspace or the whole
+    new one. Refused (nothing changed) while a task runs, and for any entry that could leave
+    the workspace (app/repo/archives.py)."""
+    check_key(ctx.key())
+    raw = raw or b""
+    if len(raw) > settings().import_max_bytes:
+        raise TerminalError(f"the archive is {len(raw)} bytes; the limit is {settings().import_max_bytes} "
+                            "(AGENT_IMPORT_MAX_BYTES)", status_code=413)
+    source = _git_source(raw)
+    if source is None and not raw:
+        raise bad_request("send an archive (.tar, .tar.gz, .zip) as the body, or {\"git\": URL, \"ref\": REF}")
+    if await ctx.get("current", type_hint=RunningTask) is not None:
+        raise conflict("a task is running: interrupt it or wait for it to end, then import")
+    import_id = f"import-{str(ctx.uuid())[:8]}"
+    what = f"clone {source.git}" if source else "archive"
+
+    async def bring_in() -> _Imported:
+        return await _bring_in(f"{ctx.key()}-{import_id}", raw, source)
+
+    done = await ctx.run_typed(f"import {what}", bring_in, retry.sandbox_step(_Imported))
+    restored = await ctx.object_call(sandbox_service.restore, key=ctx.key(),
+                                     arg=RestoreIn(snapshot_id=done.snapshot_id))
+    if restored.notice:  # the snapshot vanished between the two steps: nothing was imported
+        raise TerminalError(f"the import could not be restored: {restored.notice}", status_code=500)
+    label = (f"{source.git}@{done.ref or done.commit[:12]}" if source and done.commit
+             else f"an archive ({done.files} files)")
+    history = await _history(ctx)
+    text = f"imported {label}" + (f", without its top directory {done.stripped}/" if done.stripped else "")
+    _append(ctx, history, "event", text, None)
+    point = Checkpoint(checkpoint_id=import_id, session_id=ctx.key(), task_id=import_id, step=0,
+                       title=f"imported {label}", history_seq=history[-1].seq, snapshot_id=done.snapshot_id,
+                       time=await ctx.time())
+    await ctx.object_call(snapshots.hold, key=done.snapshot_id,
+                          arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{import_id}"))
+    ctx.set("checkpoints", Checkpoints(items=[*await _checkpoints(ctx), point]))
+    src = Source(kind="git" if source else "archive", url=source.git if source else None, ref=done.ref,
+                 commit=done.commit, files=done.files, bytes=done.bytes, stripped=done.stripped, checkpoint=import_id)
+    ctx.set("source", src)
+    emit(ctx, ctx.key(), "imported", text, None, ref=import_id)
+    return ImportOut(session=ctx.key(), **src.model_dump())
+
+
+def _label(point: Checkpoint | None) -> str:
+    if point is None:
+        return "an empty workspace"
+    if point.step == 0:
+        return point.title
+    return f"step {point.step} of task {point.task_id[:8]} ({point.title})"
+
+
+@agent_object.handler(kind="shared", input_serde=BytesSerde())
+async def diff(ctx: ObjectSharedContext, raw: bytes) -> DiffOut:
+    """The unified diff of the workspace against the baseline (the last import, or nothing),
+    against a checkpoint (`against`), or of one task (`task`): git's own, `git apply`-able."""
+    req = parse(raw, DiffIn)
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    if req.task and req.against:
+        raise bad_request("ask for the diff of a task or against a checkpoint, not both")
+    points = await _checkpoints(ctx)
+    current = await ctx.get("current", type_hint=RunningTask)
+    live: Checkpoint | None = None  # target None: the live workspace
+    if req.task:
+        mine = [i for i, p in enumerate(points) if p.task_id == req.task]
+        running = current is not None and current.task_id == req.task
+        if not mine and not running and not any(h.task_id == req.task for h in history):
+            raise not_found(f"session {ctx.key()!r} has no task {req.task!r}")
+        first = mine[0] if mine else len(points)
+        base = next((p for p in reversed(points[:first]) if not p.rewound), None)
+        target = None if running or not mine else points[mine[-1]]
+        if not running and not mine:
+            target = base  # it kept no checkpoint: nothing to show
+    elif req.against:
+        base = next((p for p in points if p.checkpoint_id == req.against), None)
+        if base is None:
+            raise not_found(f"session {ctx.key()!r} has no checkpoint {req.against!r}")
+        target = live
+    else:
+        source = await ctx.get("source", type_hint=Source)
+        base = next((p for p in points if source and p.checkpoint_id == source.checkpoint), None)
+        target = live
+    out = await ctx.object_call(sandbox_service.tree_diff, key=ctx.key(), arg=TreeDiffIn(
+        base=base.snapshot_id if base else None, target=target.snapshot_id if target else None,
+        live=target is None and not (req.task and not running), binary=req.binary))
+    return DiffOut(base=DiffSide(checkpoint=base.checkpoint_id if base else None, label=_label(base)),
+                   target=DiffSide(checkpoint=target.checkpoint_id if target else None,
+                                   label=_label(target) if target else "the workspace"),
+                   files=out.files, added=sum(f.added for f in out.files), removed=sum(f.removed for f in out.files),
+                   patch=out.patch, truncated=out.truncated)
+
+
+class _Exported(BaseModel):
+    commit: str
+    files: int
+    pushed: bool
+    already: bool
+
+
+@agent_object.handler(input_serde=BytesSerde())
+async def export(ctx: ObjectContext, raw: bytes) -> ExportOut:
+    """Commit the workspace's change onto the imported commit as a new branch, in the
+    workspace's repository and (with `push`) on the origin, with the worker's credentials.
+
+    The commit is made twice, alike: in the sandbox (so `git log` there shows it) and, from
+    the same files, in a fresh clone on the worker, which never runs git on the workspace's
+    `.git`. Equal inputs (journaled time included) make equal ids; a mismatch pushes nothing.
+    Repeating an export with the same body answers the same commit and pushes nothing new."""
+    req = parse(raw, ExportIn)
+    history = await _history(ctx)
+    if not history:
+        raise not_found(f"unknown session {ctx.key()!r}")
+    source = await ctx.get("source", type_hint=Source)
+    if source is None or source.kind != "git" or not source.commit or not source.url:
+        raise conflict("only a git import can be exported as a branch; download the .patch "
+                       "(Agent/{s}/diff with binary) or the .tar.gz (Agent/{s}/archive) instead")
+    if await ctx.get("current", type_hint=RunningTask) is not None:
+        raise conflict("a task is running: interrupt it or wait for it to end, then export")
+    try:
+        git.check_branch(req.branch)
+    except git.GitRefused as error:
+        raise _refusal(error) from None
+    exports = await ctx.get("exports", type_hint=Exports) or Exports()
+    earlier = next((e for e in exports.items if e.out.branch == req.branch), None)
+    if earlier is not None and (earlier.out.pushed or not req.push):
+        return earlier.out  # exported already: the same answer, nothing made or pushed again
+    if earlier is not None:  # made before without a push: push that very commit now
+        record = earlier.model_copy(update={"push": True})
+    else:
+        author = req.author or Author(name=settings().export_author_name, email=settings().export_author_email)
+        export_id = f"export-{str(ctx.uuid())[:8]}"
+        snap = await ctx.object_call(sandbox_service.checkpoint, key=ctx.key(),
+                                     arg=CheckpointIn(checkpoint_id=export_id, mode="every"))
+        if snap.snapshot_id is None:
+            raise conflict("nothing to export: the session has no workspace")
+        record = ExportRecord(
+            export_id=export_id, snapshot_id=snap.snapshot_id, when=int(await ctx.time()), author=author,
+            message=req.message or f"Changes made by the coding agent in session {ctx.key()}", push=req.push,
+            out=ExportOut(branch=req.branch, commit="", base_commit=source.commit, pushed=False, remote=source.url,
+                          files=0, note=""))
+        made = await ctx.object_call(sandbox_service.exec, key=ctx.key(), arg=ExecIn(
+            op_id=f"{export_id}/commit", timeout_s=120,
+            command=commit_script(source.commit, req.branch, record.message, (author.name, author.email), record.when)))
+        record.in_workspace = made.stdout.strip() if made.exit_code == 0 else None
+        record.workspace_error = None if made.exit_code == 0 else (made.stderr.strip()[-300:] or "no git there")
+    url, base = source.url, source.commit
+
+    async def build() -> _Exported:
+        tree = await backend().snapshot_tree(record.snapshot_id)
+        who = (record.author.name, record.author.email)
+        try:
+            made = await asyncio.to_thread(git.export, url, base, tree, req.branch, record.message, who, record.when, False)
+            if record.in_workspace is not None and record.in_workspace != made.commit:
+                raise git.GitRefused(409, (
+                    f"the workspace's git made commit {record.in_workspace[:12]} but the same files make "
+                    f"{made.commit[:12]} outside the sandbox (its .git configuration changes how files are "
+                    "stored); nothing was pushed"))
+            if record.push:
+                made = await asyncio.to_thread(git.export, url, base, tree, req.branch, record.message, who,
+                                               record.when, True)
+        except git.GitRefused as error:
+            raise _refusal(error) from None
+        return _Exported(commit=made.commit, files=made.files, pushed=made.pushed, already=made.already)
+
+    done = await ctx.run_typed(f"export {req.branch}" + (" and push" if record.push else ""), build,
+                               retry.sandbox_step(_Exported))
+    where = ("in the workspace" if record.in_workspace
+             else f"(not in the workspace: its git could not record it: {record.workspace_error})")
+    note = (f"committed {done.files} file(s) as {done.commit[:12]} on branch {req.branch} {where}"
+            + (f"; pushed to {url}" if done.pushed and not done.already else "")
+            + (f"; {url} already had it" if done.already else "")
+            + ("" if record.push else "; not pushed (export again with push to push it)"))
+    record.out = record.out.model_copy(update={"commit": done.commit, "pushed": done.pushed, "files": done.files,
+                                               "note": note})
+    ctx.set("exports", Exports(items=[*(e for e in exports.items if e.out.branch != req.branch), record]))
+    _append(ctx, history, "event", note, None)
+    emit(ctx, ctx.key(), "exported", note, None, ref=done.commit)
+    return record.out
+
+
+def commit_script(base: str, branch: str, message: str, author: tuple[str, str], when: int) -> str:
+    """The shell that makes the export's commit in the workspace's own repository, from the
+    files as they are, without touching its index, HEAD or working files: plumbing only."""
+    name, email = author
+    who = " ".join(f"{k}={shlex.quote(v)}" for k, v in (
+        ("GIT_AUTHOR_NAME", name), ("GIT_AUTHOR_EMAIL", email), ("GIT_AUTHOR_DATE", f"{when} +0000"),
+        ("GIT_COMMITTER_NAME", name), ("GIT_COMMITTER_EMAIL", email), ("GIT_COMMITTER_DATE", f"{when} +0000")))
+    ref = shlex.quote(f"refs/heads/{branch}")
+    return (
+        "set -e; export GIT_INDEX_FILE=\"$(mktemp)\"; trap 'rm -f \"$GIT_INDEX_FILE\"' EXIT; "
+        f"export {who}; git read-tree {base}; git add --all .; tree=$(git write-tree); "
+        f"commit=$(printf '%s' {shlex.quote(message)} | git commit-tree \"$tree\" -p {base}); "
+        f"git update-ref {ref} \"$commit\" '' 2>/dev/null || [ \"$(git rev-parse {ref})\" = \"$commit\" ]; "
+        "echo \"$commit\"")
+
+
+@agent_object.handler(kind="shared", input_serde=BytesSerde(), output_serde=BytesSerde(),
+                      content_type="application/gzip")
+async def archive(ctx: ObjectSharedContext, raw: bytes) -> bytes:
+    """The live workspace as a .tar.gz (`.git` included)."""
+    no_input(raw)
+    if not await _history(ctx):
+        raise not_found(f"unknown session {ctx.key()!r}")
+    return await ctx.object_call(sandbox_service.tree_archive, key=ctx.key(), arg=b"")

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     max_rounds_per_step: int = env("AGENT_MAX_ROUNDS", 12, ge=1)
     max_message_chars: int = env("AGENT_MAX_MESSAGE_CHARS", 16_000, ge=1)
     command_timeout_s: int = env("SANDBOX_COMMAND_TIMEOUT_S", 120, ge=1)
+    # Imports (Agent/{s}/import): caps on an archive's or a clone's uncompressed content, and
+    # the author of exported commits (Agent/{s}/export) unless the request names one.
+    import_max_bytes: int = env("AGENT_IMPORT_MAX_BYTES", 100_000_000, ge=1)
+    import_max_files: int = env("AGENT_IMPORT_MAX_FILES", 20_000, ge=1)
+    export_author_name: str = env("AGENT_EXPORT_AUTHOR_NAME", "Coding Agent")
+    export_author_email: str = env("AGENT_EXPORT_AUTHOR_EMAIL", "agent@localhost")
     llm_timeout_s: float = env("LLM_TIMEOUT_S", 300.0, gt=0)
     # How long a new message waits for the interrupted task's cleanup before going on.
     interrupt_wait_s: float = env("AGENT_INTERRUPT_WAIT_S", 30.0, gt=0)

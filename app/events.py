@@ -30,7 +30,7 @@ MAX_DETAIL = 4_000
 EventKind = Literal[
     "user_message", "steering", "plan", "step_started", "step_finished", "model_round",
     "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-    "final_answer", "error", "sandbox", "rewound", "forked", "rewrite", "check",
+    "final_answer", "error", "sandbox", "rewound", "forked", "rewrite", "check", "imported", "exported",
 ]
 
 

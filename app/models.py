@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.validation import workspace_relative
 from sandbox.protocol import ExecResult
@@ -84,12 +84,113 @@ class Usage(BaseModel):
         )
 
 
+class Source(BaseModel):
+    """Where a session's workspace came from: its last import, which is its baseline."""
+
+    kind: Literal["archive", "git"]
+    url: str | None = None
+    ref: str | None = None
+    commit: str | None = None
+    files: int
+    bytes: int
+    stripped: str | None = None  # the one top-level directory an archive had, removed
+    checkpoint: str  # the baseline checkpoint
+
+
 class StatusOut(BaseModel):
     state: Literal["idle", "running"]
     task_id: str | None = None
     plan: list[PlanItem] = []
     last_usage: Usage | None = None
     last_verdict: Verdict | None = None
+    source: Source | None = None
+
+
+class GitSourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    git: str = Field(min_length=1, max_length=2000)
+    ref: str | None = Field(default=None, min_length=1, max_length=250)
+
+
+class ImportOut(Source):
+    session: str
+
+
+class DiffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    against: str | None = Field(default=None, min_length=1)  # a checkpoint id; default: the baseline
+    task: str | None = Field(default=None, min_length=1)  # what one task changed
+    binary: bool = False  # binary files in git's binary patch format, so the patch applies
+
+
+class DiffSide(BaseModel):
+    checkpoint: str | None = None  # None: the live workspace, or nothing (an empty tree)
+    label: str
+
+
+class FileDiff(BaseModel):
+    path: str
+    old_path: str | None = None
+    status: Literal["added", "modified", "deleted"]
+    added: int
+    removed: int
+    binary: bool
+
+
+class DiffOut(BaseModel):
+    base: DiffSide
+    target: DiffSide
+    files: list[FileDiff]
+    added: int
+    removed: int
+    patch: str
+    truncated: bool  # the patch was cut at a file boundary (the file list is whole)
+
+
+class Author(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^<>\n\r\x00]+$")
+    email: str = Field(min_length=3, max_length=200, pattern=r"^[^<>\s\x00]+@[^<>\s\x00]+$")
+
+
+class ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branch: str = Field(min_length=1, max_length=200)
+    message: str | None = Field(default=None, min_length=1, max_length=20_000)
+    push: bool = False
+    author: Author | None = None
+
+
+class ExportOut(BaseModel):
+    branch: str
+    commit: str
+    base_commit: str
+    pushed: bool
+    remote: str
+    files: int
+    note: str
+
+
+class ExportRecord(BaseModel):
+    """An export as the Agent keeps it: what makes its commit again, alike, and its answer."""
+
+    export_id: str
+    snapshot_id: str
+    when: int
+    author: Author
+    message: str
+    push: bool
+    in_workspace: str | None = None  # the commit the workspace's git made
+    workspace_error: str | None = None
+    out: ExportOut
+
+
+class Exports(BaseModel):
+    items: list[ExportRecord] = []
 
 
 class InterruptOut(BaseModel):
@@ -468,3 +569,21 @@ class ApprovalDecision(BaseModel):
 
 class PendingApprovals(BaseModel):
     items: list[ApprovalRequest] = []
+
+
+# ---------------------------------------------------------------- Sandbox (trees)
+
+
+class TreeDiffIn(BaseModel):
+    """Compare two workspaces: snapshots, or the live one."""
+
+    base: str | None = None  # a snapshot id; None: the empty tree
+    target: str | None = None  # a snapshot id; None: the live workspace if `live`, else the empty tree
+    live: bool = True
+    binary: bool = False
+
+
+class TreeDiffOut(BaseModel):
+    files: list[FileDiff]
+    patch: str
+    truncated: bool

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from restate import InvocationRetryPolicy, RunOptions
+from restate.serde import BytesSerde
 
 T = TypeVar("T")
 
@@ -47,9 +48,11 @@ def model_step(type_hint: type[T]) -> RunOptions[T]:
 def sandbox_step(type_hint: type[T]) -> RunOptions[T]:
     """A backend operation: infrastructure hiccups are retried, backing off to 10 s apart, for
     up to 5 minutes, so a provider outage of that length is ridden out (sandbox/protocol.py:
-    SandboxUnavailable is never taken for a dead sandbox); then the step fails."""
+    SandboxUnavailable is never taken for a dead sandbox); then the step fails. A `bytes`
+    result is journaled as it is (the default serde would try JSON)."""
     return RunOptions(
         type_hint=type_hint,
+        **({"serde": BytesSerde()} if type_hint is bytes else {}),  # type: ignore[dict-item]
         initial_retry_interval=timedelta(milliseconds=100),
         max_retry_interval=timedelta(seconds=10),
         retry_interval_factor=2.0,

@@ -27,6 +27,8 @@ the tool result the model sees, plus a `sandbox` event in the session's log.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,11 +47,12 @@ from app.events import emit
 from app.models import (
     AcquireIn, CheckpointIn, CheckpointOut, CommandSlotsOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
     ListFilesOut, NoSandbox, PathIn, ReadFileOut, Released, ReleaseIn, RestoreIn, RestoreOut, Running, SandboxInfoOut,
-    SandboxState, Suspended, TimerIn, WriteFileIn,
+    SandboxState, Suspended, TimerIn, WriteFileIn, FileDiff, TreeDiffIn, TreeDiffOut,
 )
+from app.repo import trees
 from app.once import edit_once, exec_once, task_markers, write_once
 from app.validation import check_key, no_input, parse
-from sandbox import ExecResult, SandboxInfo
+from sandbox import ExecResult, SandboxGone, SandboxInfo
 
 T = TypeVar("T")
 
@@ -536,6 +539,69 @@ async def list_files(ctx: ObjectSharedContext, raw: bytes) -> ListFilesOut:
     if sid is None:
         return await ctx.object_call(list_for_task, key=ctx.key(), arg=req)
     return await _step(ctx, f"list {req.path}", ListFilesOut, lambda: _listing(sid, req.path))
+
+
+async def _tree_source(ctx: ObjectSharedContext) -> tuple[str | None, str | None]:
+    """Where the live workspace is: (sandbox id, None) while it runs, (None, snapshot id) while
+    it is suspended, (None, None) when there is none."""
+    state = await _load(ctx)
+    if isinstance(state.current, Running):
+        return state.current.sandbox_id, state.current.snapshot_id
+    if isinstance(state.current, Suspended):
+        return None, state.current.snapshot_id
+    return None, None
+
+
+async def _read_tree(sandbox_id: str | None, snapshot_id: str | None) -> bytes | None:
+    """The live workspace as a tree; a sandbox that just ended gives its last snapshot (what
+    the next operation will restore), and no sandbox at all gives None (an empty tree)."""
+    if sandbox_id is not None:
+        try:
+            return await backend().workspace_tree(sandbox_id)
+        except SandboxGone:
+            pass
+    return await backend().snapshot_tree(snapshot_id) if snapshot_id else None
+
+
+@sandbox_object.handler(kind="shared", ingress_private=True)
+async def tree_diff(ctx: ObjectSharedContext, req: TreeDiffIn) -> TreeDiffOut:
+    """The diff between two snapshots, or a snapshot and the live workspace (app/repo/trees.py),
+    in one step: only the diff is journaled, never the trees. Shared: it answers while a
+    command runs."""
+    sid, last = await _tree_source(ctx) if req.target is None and req.live else (None, None)
+
+    async def compare() -> TreeDiffOut:
+        base = await backend().snapshot_tree(req.base) if req.base else None
+        target = await backend().snapshot_tree(req.target) if req.target else await _read_tree(sid, last)
+        try:
+            found = await asyncio.to_thread(trees.diff, base, target, binary=req.binary)
+        except trees.TreeError as error:  # git could not read what the workspace holds: not retried
+            raise TerminalError(f"the diff could not be made: {error}", status_code=500) from error
+        return TreeDiffOut(files=[FileDiff(path=f.path, status=f.status, added=f.added, removed=f.removed,  # type: ignore[arg-type]
+                                           binary=f.binary) for f in found.files],
+                           patch=found.patch, truncated=found.truncated)
+
+    return await _step(ctx, "diff", TreeDiffOut, compare)
+
+
+@sandbox_object.handler(kind="shared", ingress_private=True, input_serde=BytesSerde(), output_serde=BytesSerde())
+async def tree_archive(ctx: ObjectSharedContext, raw: bytes) -> bytes:
+    """The live workspace as a .tar.gz."""
+    no_input(raw)
+    sid, last = await _tree_source(ctx)
+
+    async def pack() -> bytes:
+        tree = await _read_tree(sid, last)
+        return await asyncio.to_thread(_gzip, tree or _EMPTY_TAR)
+
+    return await _step(ctx, "archive", bytes, pack)
+
+
+_EMPTY_TAR = bytes(10240)  # a tar with no members: two zero blocks, padded to a record
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 class _SlotState(BaseModel):

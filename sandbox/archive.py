@@ -16,6 +16,7 @@ workspace alone, at the top level.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import stat
@@ -44,7 +45,7 @@ def write_snapshot(workspace: Path, markers_dir: Path, dest: Path) -> None:
                 top.type, top.mode = tarfile.DIRTYPE, 0o755  # cannot read a lone global header
                 tar.addfile(top)
                 _add_markers(tar, markers_dir)
-                _add_tree(tar, workspace)
+                _add_tree(tar, workspace, WORKSPACE)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, dest)
@@ -66,10 +67,10 @@ def _add_markers(tar: tarfile.TarFile, markers_dir: Path) -> None:
             tar.addfile(tar.gettarinfo(arcname=f"{MARKERS}/{name}", fileobj=f), f)
 
 
-def _add_tree(tar: tarfile.TarFile, workspace: Path) -> None:
+def _add_tree(tar: tarfile.TarFile, workspace: Path, prefix: str | None) -> None:
     with closing(os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)) as root_fd:
         for rel, name, st, dir_fd in walk(root_fd):
-            info = tarfile.TarInfo("/".join([WORKSPACE, *rel, name]))
+            info = tarfile.TarInfo("/".join([*([prefix] if prefix else []), *rel, name]))
             info.mode, info.mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
             if stat.S_ISDIR(st.st_mode):
                 info.type = tarfile.DIRTYPE
@@ -117,3 +118,68 @@ def restore_snapshot(archive: Path, dest: Path, owner: Owner) -> None:
             return member.replace(uid=uid, gid=gid, uname="", gname="", deep=False)
 
         tar.extractall(dest, numeric_owner=True, filter=sorted_out)
+
+
+# ---------------------------------------------------------------- trees (imports, diffs, exports)
+#
+# A "tree" is an uncompressed tar of a workspace alone, with relative names ("src/a.py"):
+# what an import brings in (app/repo/archives.py makes it) and what a diff or an export reads.
+
+
+def tree_of_workspace(workspace: Path) -> bytes:
+    """The live workspace as a tree, walked like a snapshot (no symlink followed)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add_tree(tar, workspace, None)
+    return out.getvalue()
+
+
+def tree_of_snapshot(archive: Path) -> bytes:
+    """The workspace a snapshot holds, as a tree (its markers left out)."""
+    out = io.BytesIO()
+    with open(archive, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
+            tarfile.open(fileobj=zst, mode="r|") as src, \
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        layered = None
+        for member in src:
+            if layered is None:
+                layered = src.pax_headers.get(_LAYOUT_KEY) == _LAYOUT
+            if member.type not in _KEEP:
+                continue
+            name, linkname = member.name, member.linkname
+            if layered:
+                top, _, name = name.partition("/")
+                if top != WORKSPACE or not name:
+                    continue
+                if member.type == tarfile.LNKTYPE:
+                    linkname = linkname.partition("/")[2]
+            copy = member.replace(name=name, linkname=linkname, deep=False)
+            tar.addfile(copy, src.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
+def snapshot_of_tree(tree: bytes, dest: Path) -> None:
+    """Write a snapshot archive (no markers) whose workspace is `tree`. Like write_snapshot,
+    it appears under its final name only when complete; restore_snapshot filters it as any."""
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as raw:
+            with zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw, closefd=False) as zst, \
+                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
+                                 pax_headers={_LAYOUT_KEY: _LAYOUT}) as tar, \
+                    tarfile.open(fileobj=io.BytesIO(tree), mode="r:") as src:
+                top = tarfile.TarInfo(WORKSPACE)
+                top.type, top.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(top)
+                for member in src:
+                    if member.type not in _KEEP:
+                        continue
+                    linkname = f"{WORKSPACE}/{member.linkname}" if member.type == tarfile.LNKTYPE else member.linkname
+                    copy = member.replace(name=f"{WORKSPACE}/{member.name}", linkname=linkname, deep=False)
+                    tar.addfile(copy, src.extractfile(member) if member.isfile() else None)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -339,6 +339,27 @@ class LocalBackend:
     async def delete_snapshot(self, snapshot_id: str) -> None:
         self._snapshot_path(snapshot_id).unlink(missing_ok=True)
 
+    async def import_snapshot(self, snapshot_name: str, tree: bytes) -> str:
+        path = self._snapshot_path(snapshot_name)
+        if not path.exists():
+            await asyncio.to_thread(archive.snapshot_of_tree, tree, path)
+        return snapshot_name
+
+    async def snapshot_tree(self, snapshot_id: str) -> bytes:
+        path = self._snapshot_path(snapshot_id)
+        try:
+            return await asyncio.to_thread(archive.tree_of_snapshot, path)
+        except FileNotFoundError:
+            raise SnapshotMissing(f"snapshot {snapshot_id} does not exist") from None
+
+    async def workspace_tree(self, sandbox_id: str) -> bytes:
+        meta = await self._live(sandbox_id)
+        async with self._locks[_name_of(sandbox_id)]:  # as for a snapshot: no expiry wipe underneath
+            meta = await asyncio.to_thread(self._read_meta, _name_of(sandbox_id)) or meta
+            if meta.gone:
+                raise SandboxGone(f"sandbox {sandbox_id} is gone ({meta.gone})")
+            return await asyncio.to_thread(archive.tree_of_workspace, self._workspace(meta))
+
     # ----- files -----------------------------------------------------------------------
 
     async def write_file(self, sandbox_id: str, path: str, content: str) -> None:

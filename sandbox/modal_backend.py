@@ -75,6 +75,7 @@ from sandbox.protocol import (
     FileEntry,
     FileMissing,
     PathRejected,
+    SandboxError,
     SandboxGone,
     SandboxInfo,
     SandboxUnavailable,
@@ -102,6 +103,8 @@ _OUTAGES = (modal.exception.NotFoundError, modal.exception.ServiceError, modal.e
 # The private area: outside /project, so `git clean` or `rm -rf .agent` in the workspace does
 # not touch it, and inside the container, so snapshots carry it.
 _PRIVATE_DIR = "/var/lib/agent"
+_IMPORT_TAR = ".agent-import.tar"  # in the scratch sandbox's workspace, removed once unpacked
+_SCRATCH_TIMEOUT_S = 900
 _MARKERS = "markers"  # below _PRIVATE_DIR
 _SPOOL = "tmp"  # below _PRIVATE_DIR: markers are written here first, then renamed into place
 _STOPPED = "stopped"  # below _PRIVATE_DIR: an empty file per operation `stop_op` stopped
@@ -373,6 +376,57 @@ class ModalBackend:
             await modal.experimental.image_delete.aio(snapshot_id)
         except modal.exception.NotFoundError:
             pass
+
+    # ----- trees (imports, diffs, exports) -----------------------------------------------
+
+    async def import_snapshot(self, snapshot_name: str, tree: bytes) -> str:
+        """A scratch sandbox unpacks `tree` into an empty workspace and is snapshotted. Not
+        found again by name: a retry after an unrecorded success makes a second image (the
+        first expires with the snapshot TTL, if one is set)."""
+        sb = await self._scratch(self._base_image())
+        try:
+            await self._write(sb, _IMPORT_TAR, tree)
+            code, _, err = await _run(sb, "sh", "-c", f'tar -xf {_IMPORT_TAR}; s=$?; rm -f {_IMPORT_TAR}; exit $s',
+                                      workdir=MOUNT_POINT, timeout=600)
+            if code != 0:
+                raise SandboxError(f"unpacking the import failed: {err.decode(errors='replace')[-500:]}")
+            image = await sb.snapshot_filesystem.aio(ttl=self.limits.snapshot_ttl_s)
+            return image.object_id
+        finally:
+            await self._end_scratch(sb)
+
+    async def snapshot_tree(self, snapshot_id: str) -> bytes:
+        try:
+            sb = await self._scratch(self._snapshot_image(snapshot_id))
+        except modal.exception.NotFoundError:
+            raise SnapshotMissing(f"snapshot {snapshot_id} does not exist") from None
+        try:
+            return await self._tar_workspace(sb)
+        finally:
+            await self._end_scratch(sb)
+
+    async def workspace_tree(self, sandbox_id: str) -> bytes:
+        return await self._on(sandbox_id, self._tar_workspace)
+
+    @staticmethod
+    async def _tar_workspace(sb: Any) -> bytes:
+        code, out, err = await _run(sb, "tar", "--format=pax", "-cf", "-", ".", workdir=MOUNT_POINT, timeout=600)
+        if code != 0:
+            raise SandboxError(f"reading the workspace failed: {err.decode(errors='replace')[-500:]}")
+        return out
+
+    async def _scratch(self, image: Any) -> Any:
+        """A short-lived, unnamed sandbox without network for one tree operation."""
+        return await modal.Sandbox.create.aio(
+            app=await self._lookup_app(), image=image, timeout=_SCRATCH_TIMEOUT_S, workdir=MOUNT_POINT,
+            block_network=True, cpu=self.limits.cpu, memory=self.limits.memory_mb)
+
+    @staticmethod
+    async def _end_scratch(sb: Any) -> None:
+        try:
+            await sb.terminate.aio()
+        except modal.exception.Error as e:  # it ends with its timeout anyway
+            logger.warning("could not terminate scratch sandbox %s: %s", sb.object_id, e)
 
     # ----- files -----------------------------------------------------------------------
 

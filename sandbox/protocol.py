@@ -174,3 +174,20 @@ class SandboxBackend(Protocol):
     async def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete a snapshot. Deleting one that is already gone is a success."""
         ...
+
+    # A tree is an uncompressed tar of a workspace alone, with relative member names; it may
+    # hold directories, regular files, symlinks and hard links to earlier members.
+
+    async def import_snapshot(self, snapshot_name: str, tree: bytes) -> str:
+        """Make a snapshot whose workspace is `tree` (checked by the caller: nothing in it leaves
+        the tree) and no markers; return its id, usable by `create`. Idempotent per name, like
+        `snapshot`."""
+        ...
+
+    async def snapshot_tree(self, snapshot_id: str) -> bytes:
+        """The workspace a snapshot holds, as a tree. Raises SnapshotMissing."""
+        ...
+
+    async def workspace_tree(self, sandbox_id: str) -> bytes:
+        """The live workspace as a tree (no symlink followed). Raises SandboxGone."""
+        ...

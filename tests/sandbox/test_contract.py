@@ -474,3 +474,53 @@ def test_background_processes_stop_when_the_sandbox_is_suspended(backend: Sandbo
     probe = run(backend.exec(restored.sandbox_id,
                              f"cat hello.txt; python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}))\"", 30))
     assert probe.stdout == "hello from the workspace" and "Connection refused" in probe.stderr, probe
+
+
+def _tree(files: dict[str, str], links: dict[str, str] | None = None) -> bytes:
+    import io
+    import tarfile
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return out.getvalue()
+
+
+def _files_of(tree: bytes) -> dict[str, str]:
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
+        return {m.name.removeprefix("./"): (tar.extractfile(m).read().decode() if m.isfile() else f"-> {m.linkname}")
+                for m in tar.getmembers() if m.isfile() or m.issym()}
+
+
+def test_an_imported_tree_restores_as_a_workspace_and_reads_back(backend: SandboxBackend, run: Run) -> None:
+    tree = _tree({"src/a.py": "A = 1\n", "run.sh": "echo hi\n"}, {"link": "src/a.py"})
+    snapshot = run(backend.import_snapshot("imported", tree))
+
+    box = run(backend.create("box", snapshot))
+    result = run(backend.exec(box.sandbox_id, "cat link; ./run.sh; ls -A", 30))
+
+    assert result.stdout == "A = 1\nhi\nlink\nrun.sh\nsrc\n"
+    assert _files_of(run(backend.snapshot_tree(snapshot))) == {
+        "src/a.py": "A = 1\n", "run.sh": "echo hi\n", "link": "-> src/a.py"}
+    run(backend.exec(box.sandbox_id, "echo B >> src/a.py; rm run.sh", 30))
+    assert _files_of(run(backend.workspace_tree(box.sandbox_id))) == {"src/a.py": "A = 1\nB\n", "link": "-> src/a.py"}
+
+
+def test_tree_reads_of_missing_things_say_so(backend: SandboxBackend, run: Run) -> None:
+    box = run(backend.create("box"))
+    run(backend.terminate(box.sandbox_id))
+    with pytest.raises(SandboxGone):
+        run(backend.workspace_tree(box.sandbox_id))
+    snapshot = run(backend.import_snapshot("short-lived", _tree({"a": "1"})))
+    run(backend.delete_snapshot(snapshot))
+    with pytest.raises(SnapshotMissing):
+        run(backend.snapshot_tree(snapshot))
