@@ -210,11 +210,56 @@ def test_an_archive_import_gives_a_patch_and_a_tarball_and_refuses_export(stack_
             A_PY.replace("return 1", "return 2")
 
 
+def hostile_tar(kind: str) -> bytes:
+    """A .tar.gz with one entry that must never be imported."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        ok = tarfile.TarInfo("ok.txt")
+        tar.addfile(ok, io.BytesIO(b""))
+        info = tarfile.TarInfo({"absolute": "/etc/cron.d/x", "climb": "a/../../x"}.get(kind, "evil"))
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+        elif kind == "hardlink":
+            info.type, info.linkname = tarfile.LNKTYPE, "/etc/passwd"
+        elif kind == "device":
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+        tar.addfile(info, io.BytesIO(b"") if info.isfile() else None)
+    return out.getvalue()
+
+
+def many_files(count: int) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for i in range(count):
+            tar.addfile(tarfile.TarInfo(f"f/{i}.txt"), io.BytesIO(b""))
+    return out.getvalue()
+
+
+def zip_bomb(size: int) -> bytes:
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("bomb.bin", "w", force_zip64=True) as f:
+            chunk = bytes(1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+    return out.getvalue()
+
+
 def test_bad_imports_and_exports_get_a_4xx_and_change_nothing(stack_factory, remote):
     git_url, _, _ = remote
-    stack = stack_factory(SCRIPT)
+    stack = stack_factory(SCRIPT, env={"AGENT_IMPORT_MAX_FILES": "1000", "AGENT_IMPORT_MAX_BYTES": "50000000"})
     code, first = stack.call("Agent", "bad", "import", tar_gz({"keep.txt": "keep\n"}))
     assert code == 200, first
+    bomb = zip_bomb(200 << 20)
+    assert len(bomb) < 1_000_000
+    for kind, name in (("climb", "a/../../x"), ("absolute", "/etc/cron.d/x"), ("symlink", "evil"),
+                       ("hardlink", "evil"), ("device", "evil")):
+        code, answer = stack.call("Agent", "bad", "import", hostile_tar(kind))
+        assert code == 400 and name in answer["message"], (kind, code, answer)
+    for body, cap in ((many_files(10_000), "1000"), (bomb, "50000000")):
+        code, answer = stack.call("Agent", "bad", "import", body, timeout=120)
+        assert code == 413 and cap in answer["message"].replace("_", "").replace(",", ""), (code, answer)
     cases = [
         (b"not an archive at all", 400),
         (tar_gz({"../x": "out"}), 400),
