@@ -1,0 +1,1 @@
+"""Importing a repository: archives turned into a safe, normalized tree; pure in-process code."""
