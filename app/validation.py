@@ -60,7 +60,7 @@ def _describe(error: dict) -> str:
 
 def check_key(key: str, what: str = "session id") -> str:
     """Keys become directory and sandbox names, so they are restricted to a safe alphabet."""
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):  # not match: `$` would let a trailing newline through
         raise bad_request(f"invalid {what} {key!r}: use 1-64 letters, digits, '_', '-' or '.'")
     return key
 

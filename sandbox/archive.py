@@ -4,8 +4,8 @@ Writing walks the workspace with sandbox/paths.walk (never following a symlink, 
 opened with O_NOFOLLOW), so a snapshot holds exactly what is inside the workspace. The
 archive appears under its final name only when complete (temporary file, fsync, rename).
 Restoring goes into a fresh directory through tarfile's "tar" filter (no absolute names,
-nothing outside the destination), keeps only files, directories and links, and gives
-everything to the sandbox's host uid.
+nothing outside the destination), keeps only files, directories and symlinks (never a hard
+link), and gives everything to the sandbox's host uid.
 
 An archive also carries the sandbox's markers (sandbox/markers.py). It says so in a global
 PAX header (`durable-agent.layout: 2`), and then holds the workspace under `project/` and
@@ -29,7 +29,10 @@ from sandbox import markers
 from sandbox.paths import Owner, closing, walk
 
 _ZSTD_LEVEL = 3  # fast; source trees still compress several times over
-_KEEP = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+# Hard links are never kept: no archive of ours makes them (a walk adds files, directories and
+# symlinks; an import turns a link into a copy), and a link member's target is a path that can
+# climb (`project/../markers/x`) where a prefix check would pass it.
+_KEEP = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE)
 _LAYOUT_KEY, _LAYOUT = "durable-agent.layout", "2"  # a global PAX header
 WORKSPACE, MARKERS = "project", "markers"  # the two top-level directories of an archive
 
@@ -104,13 +107,10 @@ def restore_snapshot(archive: Path, dest: Path, owner: Owner) -> None:
                 return None
             if not layered:  # an archive from before markers: all of it is the workspace
                 member = member.replace(name=f"{WORKSPACE}/{member.name}", deep=False)
-                if member.type == tarfile.LNKTYPE:
-                    member = member.replace(linkname=f"{WORKSPACE}/{member.linkname}", deep=False)
             top, _, rest = member.name.partition("/")
             if top == MARKERS and member.isfile() and markers.is_name(rest):
                 uid, gid = os.geteuid(), os.getegid()
-            elif top == WORKSPACE and (rest or member.isdir()) and (
-                    member.type != tarfile.LNKTYPE or member.linkname.startswith(f"{WORKSPACE}/")):
+            elif top == WORKSPACE and (rest or member.isdir()):
                 uid, gid = owner
             else:
                 return None  # not ours to restore
@@ -146,14 +146,12 @@ def tree_of_snapshot(archive: Path) -> bytes:
                 layered = src.pax_headers.get(_LAYOUT_KEY) == _LAYOUT
             if member.type not in _KEEP:
                 continue
-            name, linkname = member.name, member.linkname
+            name = member.name
             if layered:
                 top, _, name = name.partition("/")
                 if top != WORKSPACE or not name:
                     continue
-                if member.type == tarfile.LNKTYPE:
-                    linkname = linkname.partition("/")[2]
-            copy = member.replace(name=name, linkname=linkname, deep=False)
+            copy = member.replace(name=name, deep=False)
             tar.addfile(copy, src.extractfile(member) if member.isfile() else None)
     return out.getvalue()
 
@@ -174,8 +172,7 @@ def snapshot_of_tree(tree: bytes, dest: Path) -> None:
                 for member in src:
                     if member.type not in _KEEP:
                         continue
-                    linkname = f"{WORKSPACE}/{member.linkname}" if member.type == tarfile.LNKTYPE else member.linkname
-                    copy = member.replace(name=f"{WORKSPACE}/{member.name}", linkname=linkname, deep=False)
+                    copy = member.replace(name=f"{WORKSPACE}/{member.name}", deep=False)
                     tar.addfile(copy, src.extractfile(member) if member.isfile() else None)
             raw.flush()
             os.fsync(raw.fileno())

@@ -175,8 +175,8 @@ class SandboxBackend(Protocol):
         """Delete a snapshot. Deleting one that is already gone is a success."""
         ...
 
-    # A tree is an uncompressed tar of a workspace alone, with relative member names; it may
-    # hold directories, regular files, symlinks and hard links to earlier members.
+    # A tree is an uncompressed tar of a workspace alone, with relative member names: only
+    # directories, regular files and symlinks (a hard link in one is left out).
 
     async def import_snapshot(self, snapshot_name: str, tree: bytes) -> str:
         """Make a snapshot whose workspace is `tree` (checked by the caller: nothing in it leaves

@@ -152,6 +152,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(stack_factory):
     assert code == 400 and "limit" in str(body)
     code, body = stack.call("Agent", "bad/../x", "message", {"text": "hi"})
     assert code in (400, 404)
+    code, body = stack.call("Agent", "bad\n", "message", {"text": "hi"})  # `$` matched before a newline
+    assert code == 400 and "invalid session id" in str(body), (code, body)
     # None of that created the session.
     code, body = stack.call("Agent", "bad", "history")
     assert code == 404 and "unknown session" in str(body)

@@ -43,7 +43,7 @@ def check_url(url: str) -> str:
     """The URL as given, if it is one we clone from; GitRefused(400) otherwise."""
     if not url or url.startswith("-") or any(c in url for c in "\0\n\r "):
         raise GitRefused(400, f"{url!r} is not a git URL")
-    if _SCP_LIKE.match(url):
+    if _SCP_LIKE.fullmatch(url):
         return url  # user@host:path, ssh
     parts = urlsplit(url)
     if parts.scheme not in ALLOWED_PROTOCOLS.split(":"):
@@ -65,7 +65,7 @@ def check_branch(branch: str) -> str:
     check_ref(branch)
     done = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True,
                           env=trees.clean_env(), check=False, timeout=30)
-    if done.returncode != 0 or _SHA.match(branch):
+    if done.returncode != 0 or _SHA.fullmatch(branch):
         raise GitRefused(400, f"{branch!r} is not a valid branch name")
     return branch
 
