@@ -26,7 +26,7 @@ from app.config import TaskSettings, settings
 from app.controls import BudgetStopped
 from app.errors import is_cancellation
 from app.models import (
-    AcquireIn, ApprovalDecision, Checkpoint, CheckpointIn, PlanItem, PlanStep, ProgressReport, ReleaseIn,
+    AcquireIn, ApprovalDecision, Checkpoint, CheckpointIn, CheckpointOut, PlanItem, PlanStep, ProgressReport, ReleaseIn,
     SteerMessage, StepResult, TaskInput, TaskOutcome,
 )
 from app.planner import make_plan
@@ -132,8 +132,12 @@ async def checkpoint(task: TaskRun, number: int, step: PlanStep) -> None:
         return
     checkpoint_id = f"{task.task_id}-s{number}"
     try:
-        taken = await task.ctx.object_call(sandbox.checkpoint, key=task.session_id,
-                                           arg=CheckpointIn(checkpoint_id=checkpoint_id, mode=task.config.checkpoints))
+        # A send and an attach, not a call: the SDK cancels a cancelled invocation's pending
+        # calls, and a checkpoint cut between its snapshot and the hold on it leaked the
+        # snapshot. A send is never cancelled, so the Sandbox always finishes the transition.
+        handle = task.ctx.object_send(sandbox.checkpoint, key=task.session_id,
+                                      arg=CheckpointIn(checkpoint_id=checkpoint_id, mode=task.config.checkpoints))
+        taken = await task.ctx.attach_invocation(await handle.invocation_id(), type_hint=CheckpointOut)
     except TerminalError as error:
         if is_cancellation(error):
             raise

@@ -203,3 +203,33 @@ def test_a_rewind_to_a_snapshot_deleted_by_hand_says_so_to_the_user_and_the_mode
     # Told once, in the next task's first step prompt, before the model acts on the workspace.
     assert len(told) == 1, said
     assert "Current step 1:" in told.pop()
+
+
+def test_an_interrupt_during_a_checkpoint_leaves_no_snapshot_unheld(stack_factory):
+    # The Task's call to Sandbox.checkpoint must not be cut by the Task's cancellation: cut, the
+    # snapshot was written but never held by anyone (leaked), and the sandbox's state was left
+    # between two transitions.
+    stack = stack_factory(f"{SCRIPTS}:heavy_then_slow")
+    send_message(stack, "cut", "make a big file, then wait")
+    stack.wait_until(lambda: stack.query(
+        "SELECT id FROM sys_invocation WHERE target_service_name = 'Sandbox' AND target_handler_name = 'checkpoint' "
+        "AND target_service_key = 'cut' AND status = 'running'"), interval=0.01, timeout=60,
+        message="the checkpoint after step 1 to run")
+    code, body = stack.call("Agent", "cut", "interrupt")
+    assert code == 200 and body["interrupted"], body
+    wait_idle(stack, "cut", timeout=60)
+    stack.wait_until(lambda: not stack.query(
+        "SELECT id FROM sys_invocation WHERE target_service_name IN ('Sandbox', 'Snapshots') "
+        "AND status NOT IN ('completed')"
+        " AND target_handler_name NOT IN ('suspend_if_idle', 'restart')"), timeout=60,
+        message="the sandbox's and snapshots' invocations to settle")
+
+    snapshots = stack.data_dir / "sandboxes" / "snapshots"
+    # A snapshot cut short by a cancel can still be written by its thread: wait for the disk.
+    stack.wait_until(lambda: not list(snapshots.glob(".*.tmp")), timeout=60, message="snapshot writes to end")
+    on_disk = sorted(p.name.removesuffix(".tar.zst") for p in snapshots.glob("*.tar.zst"))
+    assert on_disk, "the checkpoint's snapshot was taken"
+    for snapshot_id in on_disk:
+        assert holders(stack, snapshot_id)["holders"], f"snapshot {snapshot_id} is on disk and held by nobody"
+    code, info = stack.call("Sandbox", "cut", "info")
+    assert code == 200 and info["state"] == "running", info

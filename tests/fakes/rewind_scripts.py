@@ -29,3 +29,10 @@ three_files_slow_end = scripted(
                   2: [write("b.txt", "B\n"), finish("b written")],
                   3: [slow(write("c.txt", "C\n"), 3.0), finish("c written")]},
 )
+
+# A step whose checkpoint takes a while (60 MB of random bytes to snapshot), then a slow one.
+heavy_then_slow = scripted(
+    plan=[("Make a big file", "Write 60 MB."), ("Wait", "Sleep.")],
+    step_actions={1: [run("head -c 60000000 /dev/urandom > big.bin"), finish("big.bin written")],
+                  2: [run("sleep 5"), finish("slept")]},
+)
