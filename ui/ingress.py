@@ -21,6 +21,10 @@ CALL_TIMEOUT_S = 90.0
 # until a majority is back. The browser then shows why, instead of waiting without a word.
 READ_TIMEOUT_S = 10.0
 READS = {"status", "history", "approvals", "checkpoints", "read", "list_files", "read_file", "info"}
+# An import clones or unpacks up to AGENT_IMPORT_MAX_BYTES, and an export may push, both over
+# the network from the worker: minutes, not seconds, for a large repository.
+LONG_CALLS = {"import", "export"}
+LONG_CALL_TIMEOUT_S = 600.0
 UNAVAILABLE = ("Restate did not answer within {seconds:.0f} s: it is restarting, or most nodes of "
                "the cluster are down. Nothing is lost; the session carries on once they are back. "
                "Try again shortly.")
@@ -54,19 +58,22 @@ class Ingress:
         # trust_env=False: a proxy configured in the environment must never see loopback traffic.
         self._http = httpx.AsyncClient(timeout=CALL_TIMEOUT_S, trust_env=False)
 
-    async def call(self, service: str, key: str, handler: str, body: Any = None) -> Answer:
-        """Invoke `service/key/handler` with `body`: JSON bytes as they are (the handler judges
-        them), anything else encoded as JSON, or None for handlers that take no input."""
+    async def call(self, service: str, key: str, handler: str, body: Any = None,
+                   content_type: str = "application/json") -> Answer:
+        """Invoke `service/key/handler` with `body`: bytes as they are (the handler judges them;
+        `content_type` says what they are, e.g. an archive's), anything else encoded as JSON,
+        or None for handlers that take no input. The answer's body is bytes too, so a handler
+        that answers a file (Agent.archive) comes back intact."""
         path = f"/{service}/{quote(key, safe='')}/{handler}"
         content = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         read = handler in READS
-        timeout = READ_TIMEOUT_S if read else CALL_TIMEOUT_S
+        timeout = READ_TIMEOUT_S if read else LONG_CALL_TIMEOUT_S if handler in LONG_CALLS else CALL_TIMEOUT_S
         for attempt in range(len(self._urls)):
             at = self._current
             try:
                 # No content-type on an empty body: the ingress answers 400 to that.
                 response = await self._http.post(self._urls[at] + path, content=content or None, timeout=timeout,
-                                                  headers={"content-type": "application/json"} if content else None)
+                                                  headers={"content-type": content_type} if content else None)
             except httpx.TimeoutException:  # slow is not gone: every node would be as slow
                 message = UNAVAILABLE.format(seconds=timeout)
                 return Answer(503, json.dumps({"message": message}).encode())

@@ -14,12 +14,18 @@ Routes (every `{s}` is a session id):
     POST /api/sessions/{s}/message|steer    {"text"}            -> Agent.message / Agent.steer
     POST /api/sessions/{s}/interrupt                            -> Agent.interrupt
     POST /api/sessions/{s}/rewind|fork      {"checkpoint", ...} -> Agent.rewind / Agent.fork
+    POST /api/sessions/{s}/import           an archive's bytes, or {"git", "ref"} -> Agent.import
+                                            (its own cap, AGENT_IMPORT_MAX_BYTES: 413 past it)
+    POST /api/sessions/{s}/export           {"branch", "message", "push"} -> Agent.export
     GET  /api/sessions/{s}/status|history|approvals|checkpoints -> the Agent's shared handlers
     POST /api/sessions/{s}/approvals/{id}   {"decision", "reason"} -> Agent.resolve_approval
     GET  /api/sessions/{s}/files?path=      -> Sandbox.list_files
     GET  /api/sessions/{s}/file?path=       -> Sandbox.read_file
     GET  /api/sessions/{s}/sandbox          -> Sandbox.info (e.g. "waiting for a sandbox slot")
-    GET  /api/sessions/{s}/download         the workspace as a .zip (ui/workspace.py)
+    GET  /api/sessions/{s}/diff?task=&against=   -> Agent.diff (JSON: files, +/- counts, patch)
+    GET  /api/sessions/{s}/patch?task=&against=  the same diff as a `git apply`-able .patch download
+    GET  /api/sessions/{s}/archive          the live workspace as a .tar.gz (Agent.archive)
+    GET  /api/sessions/{s}/download         the workspace's text files as a .zip (ui/workspace.py)
     GET  /api/sessions/{s}/events           SSE: Last-Event-ID or ?after=, then live (ui/feed.py)
     POST /internal/deltas                   live model text from the worker (loopback only)
 
@@ -27,8 +33,8 @@ With UI_TOKEN or UI_TOKENS set, every route but /internal/deltas needs a token: 
 Bearer`, the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource). Each token
 is a user, and each session has an owner: the user whose token sent its first message (or
 steering, or fork into it) through the UI, kept by the `SessionOwner` object (app/owners.py) so
-that it outlives this process. Every `/api/sessions/{s}/...` route answers 403 to anyone else,
-before anything reaches the Agent.
+that it outlives this process. An import into a session nobody owns claims it too. Every
+`/api/sessions/{s}/...` route answers 403 to anyone else, before anything reaches the Agent.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +62,7 @@ from ui.workspace import workspace_zip
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ui_token"
-MAX_BODY_BYTES = 1_000_000
+MAX_BODY_BYTES = 1_000_000  # every JSON body; an import's archive has its own cap (UiConfig)
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -66,6 +73,7 @@ class UiConfig:
     tokens: tuple[str, ...] = ()
     poll_interval_s: float = 0.1
     heartbeat_s: float = 10.0
+    import_max_bytes: int = 100_000_000  # the Agent's own cap (AGENT_IMPORT_MAX_BYTES)
 
     @classmethod
     def from_env(cls) -> UiConfig:
@@ -73,7 +81,8 @@ class UiConfig:
 
         s = settings()
         return cls(ingress_urls=s.restate_ingresses, admin_url=f"http://127.0.0.1:{s.admin_port}",
-                   tokens=tuple(s.ui_token_list), poll_interval_s=s.ui_poll_ms / 1000)
+                   tokens=tuple(s.ui_token_list), poll_interval_s=s.ui_poll_ms / 1000,
+                   import_max_bytes=s.import_max_bytes)
 
 
 def build_app(config: UiConfig) -> Starlette:
@@ -88,6 +97,21 @@ def build_app(config: UiConfig) -> Starlette:
         if len(body) > MAX_BODY_BYTES:
             raise _Refused(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
         return body
+
+    async def archive_of(request: Request) -> bytes:
+        """An import's body, refused (413) as soon as it passes the import cap: the Agent would
+        refuse it too, after a pointless journal entry of that size."""
+        limit = config.import_max_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _Refused(413, f"the archive is {declared} bytes; the limit is {limit} (AGENT_IMPORT_MAX_BYTES)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(413, f"the archive is over {limit} bytes, the limit (AGENT_IMPORT_MAX_BYTES)")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # --- pages -------------------------------------------------------------------------------
 
@@ -178,6 +202,40 @@ def build_app(config: UiConfig) -> Starlette:
         body = {**choice, "approval_id": request.path_params["approval_id"]}
         return passthrough(await ingress.call("Agent", request.path_params["session"], "resolve_approval", body))
 
+    # --- bringing code in, and the change out -------------------------------------------------
+
+    async def import_(request: Request) -> Response:
+        """Agent.import, with the body as the browser (or curl) sent it: an archive's bytes, or
+        JSON naming a git source. The Agent tells them apart by their content."""
+        body = await archive_of(request)
+        kind = request.headers.get("content-type") or "application/octet-stream"
+        return passthrough(await ingress.call("Agent", request.path_params["session"], "import", body, kind))
+
+    def diff_ask(request: Request) -> dict[str, Any]:
+        return {k: request.query_params[k] for k in ("task", "against") if request.query_params.get(k)}
+
+    async def diff(request: Request) -> Response:
+        return passthrough(await ingress.call("Agent", request.path_params["session"], "diff", diff_ask(request)))
+
+    async def patch(request: Request) -> Response:
+        """The diff as a file for `git apply`: binary files in git's binary format."""
+        session, ask = request.path_params["session"], diff_ask(request)
+        answer = await ingress.call("Agent", session, "diff", {**ask, "binary": True})
+        if not answer.ok:
+            return passthrough(answer)
+        found = answer.json()
+        if found.get("truncated"):  # a cut patch would not apply: better no file than a broken one
+            raise _Refused(409, "the diff is too large for a .patch; download the workspace's .tar.gz instead")
+        name = f"{session}-{ask['task']}.patch" if "task" in ask else f"{session}.patch"
+        return Response(found["patch"], media_type="text/x-diff", headers=attachment(name))
+
+    async def archive(request: Request) -> Response:
+        session = request.path_params["session"]
+        answer = await ingress.call("Agent", session, "archive")
+        if not answer.ok:
+            return passthrough(answer)
+        return Response(answer.body, media_type="application/gzip", headers=attachment(f"{session}.tar.gz"))
+
     # --- the workspace -----------------------------------------------------------------------
 
     def sandbox_call(handler: str) -> Any:
@@ -194,8 +252,7 @@ def build_app(config: UiConfig) -> Starlette:
         data, error = await workspace_zip(ingress, session)
         if error is not None:
             return passthrough(error)
-        return Response(data, media_type="application/zip",
-                        headers={"content-disposition": f'attachment; filename="{session}-workspace.zip"'})
+        return Response(data, media_type="application/zip", headers=attachment(f"{session}-workspace.zip"))
 
     # --- live --------------------------------------------------------------------------------
 
@@ -243,6 +300,12 @@ def build_app(config: UiConfig) -> Starlette:
         Route(f"{s}/interrupt", owned(agent_call("interrupt", False)), methods=["POST"]),
         Route(f"{s}/rewind", owned(agent_call("rewind", True)), methods=["POST"]),
         Route(f"{s}/fork", owned(fork), methods=["POST"]),
+        # An import may be a new session's first request: like a message, it claims it.
+        Route(f"{s}/import", owned(import_, claim=True), methods=["POST"]),
+        Route(f"{s}/export", owned(agent_call("export", True)), methods=["POST"]),
+        Route(f"{s}/diff", owned(diff)),
+        Route(f"{s}/patch", owned(patch)),
+        Route(f"{s}/archive", owned(archive)),
         Route(f"{s}/status", owned(agent_call("status", False))),
         Route(f"{s}/history", owned(agent_call("history", False))),
         Route(f"{s}/approvals", owned(agent_call("approvals", False))),
@@ -287,6 +350,12 @@ class _Passthrough(Exception):
 async def _passthrough(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, _Passthrough)
     return Response(exc.answer.body, status_code=exc.answer.status, media_type=exc.answer.content_type)
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """The header that makes a browser save an answer as `filename` (kept to characters that
+    need no quoting: a session id may hold anything)."""
+    return {"content-disposition": f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", filename)}"'}
 
 
 def owner_id(token: str) -> str:
