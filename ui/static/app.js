@@ -11,12 +11,18 @@
 // (GET .../checkpoints says which do). What a rewind undid stays on the page, dimmed.
 //
 // A finished task's answer carries its verdict (verified, failed or unverified) as a badge,
-// with the checks the harness ran behind it, each linked to its tool call in the timeline.
+// with the checks the harness ran behind it, each linked to its tool call in the timeline,
+// and its "Changes": the files the task changed with +/− counts, each unfolding to its
+// coloured diff, and the .patch to download.
+//
+// Code comes in through the Code panel: an archive (the file picker, or dropped anywhere on
+// the page) or a git URL, imported as the session's baseline; a git import goes back out as a
+// branch (Export). The workspace downloads whole as a .tar.gz.
 "use strict";
 
 const KINDS = ["user_message", "steering", "plan", "step_started", "step_finished", "model_round",
   "tool_call", "tool_result", "approval_requested", "approval_resolved", "interrupted",
-  "final_answer", "error", "sandbox", "rewound", "forked", "rewrite", "check"];
+  "final_answer", "error", "sandbox", "rewound", "forked", "rewrite", "check", "imported", "exported"];
 const FINISHING = ["final_answer", "error", "interrupted"];
 const VERDICTS = ["verified", "failed", "unverified"];
 const STORE = "agent.sessions";
@@ -52,8 +58,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function sessionPath(path, session = view.session) {
+  return `/api/sessions/${encodeURIComponent(session)}${path}`;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(`/api/sessions/${encodeURIComponent(view.session)}${path}`, options);
+  const response = await fetch(sessionPath(path), options);
   const text = await response.text();
   let body = text;
   try { body = JSON.parse(text); } catch (_) { /* not JSON: keep the text */ }
@@ -132,7 +142,10 @@ function openSession(session) {
   $("approvals-panel").hidden = true;
   $("live-panel").hidden = true;
   $("event-count").textContent = "";
-  $("download").href = `/api/sessions/${encodeURIComponent(session)}/download`;
+  $("download").href = sessionPath("/download", session);
+  $("download-archive").href = sessionPath("/archive", session);
+  for (const id of ["import-result", "export-result"]) $(id).hidden = true;
+  showSource(null);
   if (location.hash !== `#${encodeURIComponent(session)}`) location.hash = encodeURIComponent(session);
   refreshStatus();
   refreshApprovals();
@@ -189,7 +202,7 @@ function onEvent(message) {
   settleLive(event);
   if (event.kind === "rewound") markRewound(event);
   if (event.kind === "forked") { view.forkedText = event.text; showInherited(); }
-  const moved = ["rewound", "forked"]; // the workspace and the checkpoints changed under us
+  const moved = ["rewound", "forked", "imported"]; // the workspace and the checkpoints changed under us
   if (event.kind.startsWith("approval") || FINISHING.includes(event.kind)) later("approvals", refreshApprovals);
   if (["user_message", "plan", "step_started", "step_finished", ...FINISHING, ...moved].includes(event.kind)) {
     later("status", refreshStatus);
@@ -221,6 +234,9 @@ function addToTimeline(event) {
   if (finished && event.task_id) {
     attrs["data-checkpoint"] = `${event.task_id}-s${finished[1]}`; // the id the Task gives it
     head.push(el("span", { class: "step-actions" }));
+  } else if (event.kind === "imported" && event.ref) {
+    attrs["data-checkpoint"] = event.ref; // an import is a checkpoint too: the baseline
+    head.push(el("span", { class: "step-actions" }));
   }
   const item = body.length
     ? el("details", attrs, el("summary", {}, ...head), ...body.map((b) => el("pre", {}, b)))
@@ -228,7 +244,7 @@ function addToTimeline(event) {
   const timeline = $("timeline");
   const nearBottom = timeline.scrollTop + timeline.clientHeight >= timeline.scrollHeight - 40;
   timeline.append(item);
-  if (finished) renderStepActions(item);
+  if (attrs["data-checkpoint"]) renderStepActions(item);
   if (nearBottom) timeline.scrollTop = timeline.scrollHeight;
 }
 
@@ -241,13 +257,17 @@ function addToChat(event) {
     interrupted: ["event", "stopped"], approval_requested: ["event", "approval"],
     approval_resolved: ["event", "approval"], sandbox: ["event failed", "sandbox"],
     rewound: ["event", "rewound"], forked: ["event", "forked"],
+    imported: ["event", "imported"], exported: ["event", "exported"],
   };
   const style = bubbles[event.kind];
   if (!style) return;
   const chat = $("chat");
   const bubble = el("div", { class: `msg ${style[0]}`, "data-seq": String(event.seq) },
     el("div", { class: "who" }, style[1]), el("div", { class: "body" }, event.text));
-  if (FINISHING.includes(event.kind)) showVerdict(bubble, event);
+  if (FINISHING.includes(event.kind)) {
+    showVerdict(bubble, event);
+    showChanges(bubble, event);
+  }
   chat.append(bubble);
   chat.scrollTop = chat.scrollHeight;
 }
@@ -344,6 +364,97 @@ function showInTimeline(ref) {
   line.scrollIntoView({ block: "center" });
 }
 
+// --- changes: what a task did to the files ---------------------------------------------------
+
+// Asked of Agent.diff (with the task's id) when first unfolded: a reload of a long session asks
+// for nothing, and an answer that failed is asked again on the next unfold. A finished task's
+// changes stay what they were (a rewind makes new checkpoints, it never edits old ones).
+function showChanges(bubble, event) {
+  if (!event.task_id) return;
+  const task = event.task_id;
+  const stat = el("span", { class: "changes-stat" });
+  const body = el("div", { class: "changes-body" });
+  const box = el("details", { class: "changes", "data-task": task }, el("summary", {}, "Changes", stat), body);
+  box.addEventListener("toggle", () => { if (box.open && !box.dataset.loaded) loadChanges(box, body, stat); });
+  bubble.append(box);
+}
+
+async function loadChanges(box, body, stat) {
+  const current = view;
+  const task = box.dataset.task;
+  const query = `?task=${encodeURIComponent(task)}`;
+  if (!body.children.length) body.append(el("div", { class: "empty" }, "loading…"));
+  let diff;
+  try {
+    diff = await api(`/diff${query}`);
+  } catch (error) {
+    if (view === current) body.replaceChildren(el("div", { class: "empty" }, `(${error.message})`));
+    return;
+  }
+  if (view !== current) return;
+  box.dataset.loaded = "yes";
+  const count = diff.files.length;
+  stat.textContent = ` · ${count} file${count === 1 ? "" : "s"}, +${diff.added} −${diff.removed}`;
+  body.replaceChildren(renderDiff(diff, sessionPath(`/patch${query}`)));
+}
+
+function renderDiff(diff, patchHref) {
+  const chunks = patchChunks(diff.patch);
+  const files = diff.files.map((file, i) => renderDiffFile(file, chunkOf(file, chunks, i, diff.files.length)));
+  const base = diff.base && diff.base.label ? el("div", { class: "diff-base" }, `against ${diff.base.label}`) : "";
+  const cut = diff.truncated ? el("div", { class: "verdict-note" }, "The diff is too long to show whole.") : "";
+  return el("div", {}, base,
+    files.length ? el("ul", { class: "diff-files" }, ...files) : el("div", { class: "empty" }, "No files changed."),
+    cut, el("div", { class: "changes-actions" },
+      el("a", { class: "download-patch", href: patchHref, download: "" }, "Download .patch")));
+}
+
+// One file: its status, path and counts; unfolded, its part of the patch.
+function renderDiffFile(file, chunk) {
+  const name = file.old_path && file.old_path !== file.path ? `${file.old_path} → ${file.path}` : file.path;
+  const counts = file.binary ? [el("span", { class: "diff-binary" }, "binary")]
+    : [el("span", { class: "diff-added" }, `+${file.added}`), el("span", { class: "diff-removed" }, `−${file.removed}`)];
+  const item = el("details", { class: "diff-file", "data-path": file.path, "data-status": file.status },
+    el("summary", {}, el("span", { class: `diff-status diff-${file.status}` }, file.status),
+      el("span", { class: "diff-path" }, name), ...counts));
+  item.addEventListener("toggle", () => {
+    if (item.open && item.children.length === 1) item.append(diffLines(file, chunk));
+  });
+  return el("li", {}, item);
+}
+
+// The patch, cut at each `diff --git` line: one chunk per file.
+function patchChunks(patch) {
+  const chunks = [];
+  for (const line of (patch || "").replace(/\n$/, "").split("\n")) {
+    if (line.startsWith("diff --git ")) chunks.push([]);
+    if (chunks.length) chunks[chunks.length - 1].push(line);
+  }
+  return chunks;
+}
+
+// A file's chunk: the one whose header names it (git quotes unusual paths; then, if every
+// file has one, the chunk in the same place).
+function chunkOf(file, chunks, index, count) {
+  const header = `diff --git a/${file.old_path || file.path} b/${file.path}`;
+  return chunks.find((c) => c[0] === header) || (chunks.length === count ? chunks[index] : null);
+}
+
+function diffLines(file, chunk) {
+  if (file.binary) return el("div", { class: "empty" }, "A binary file: not shown here (the .patch carries it).");
+  if (!chunk) return el("div", { class: "empty" }, "Not in the diff shown here: it was cut.");
+  // Above the first hunk, the lines that only repeat the file's name (the summary says it) are
+  // left out; a mode or a rename is kept.
+  const start = chunk.findIndex((line) => line.startsWith("@@"));
+  const said = /^(diff --git |index |--- |\+\+\+ )/;
+  const head = chunk.slice(0, start < 0 ? chunk.length : start).filter((line) => !said.test(line));
+  const hunks = start < 0 ? [] : chunk.slice(start);
+  const kind = (line) => line.startsWith("@@") ? "hunk" : line[0] === "+" ? "add" : line[0] === "-" ? "del"
+    : line[0] === "\\" ? "meta" : "ctx";
+  return el("pre", { class: "diff" }, ...head.map((line) => el("span", { class: "line meta" }, line)),
+    ...hunks.map((line) => el("span", { class: `line ${kind(line)}` }, line)));
+}
+
 // --- plan ------------------------------------------------------------------------------------
 
 function updatePlan(event) {
@@ -388,6 +499,7 @@ async function refreshStatus() {
     badge.textContent = status.state;
     badge.className = `badge state-${status.state}`;
     $("interrupt").disabled = status.state !== "running";
+    showSource(status.source || null);
     // The event log is the source of the plan; the status fills in only when the log has
     // none (its start was compacted away).
     if (!current.plan && status.plan.length) {
@@ -399,6 +511,7 @@ async function refreshStatus() {
     $("state").textContent = error.status === 404 ? "new" : "unknown";
     $("state").className = "badge";
     $("interrupt").disabled = true;
+    if (error.status === 404) showSource(null);
   }
 }
 
@@ -596,6 +709,113 @@ async function showFile(path) {
   }
 }
 
+// --- code: import and export -----------------------------------------------------------------
+
+// An archive or a git source goes to Agent.import, which replaces the workspace (never while a
+// task runs: 409) and makes it the baseline every diff is taken against. Its answer, or the
+// 4xx that says which entry or cap refused it, shows under the form.
+function sizeText(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return bytes >= 1e3 ? `${(bytes / 1e3).toFixed(1)} kB` : `${bytes} B`;
+}
+
+function describeSource(source, name) {
+  const from = source.kind === "git"
+    ? `${source.url}${source.ref ? ` at ${source.ref}` : ""}${source.commit ? ` (${source.commit.slice(0, 7)})` : ""}`
+    : name || "an archive";
+  const stripped = source.stripped ? `, its top folder ${source.stripped}/ left out` : "";
+  return `${source.files} file${source.files === 1 ? "" : "s"} (${sizeText(source.bytes)}) from ${from}${stripped}`;
+}
+
+function showSource(source) {
+  const box = $("source");
+  box.textContent = source ? `Baseline: ${describeSource(source)}.` : "Nothing imported: the workspace starts empty.";
+  box.className = source ? "" : "empty";
+  $("export-form").hidden = !(source && source.kind === "git");
+}
+
+function showResult(id, ok, text) {
+  const box = $(id);
+  box.hidden = false;
+  box.className = `result ${ok ? "result-ok" : "result-bad"}`;
+  box.textContent = text;
+}
+
+async function importCode(options, what) {
+  const current = view;
+  showResult("import-result", true, `Importing ${what}…`);
+  let answer;
+  try {
+    answer = await api("/import", { method: "POST", ...options });
+  } catch (error) {
+    if (view === current) showResult("import-result", false, `Import refused (${error.status || "network"}): ${error.message}`);
+    return;
+  }
+  if (view !== current) return;
+  showResult("import-result", true, `Imported ${describeSource(answer, what)}. Each task's changes are shown against it.`);
+  showSource(answer);
+  refreshStatus();
+  refreshFiles();
+  refreshCheckpoints();
+}
+
+function importArchive(file) {
+  if (!view || !file) return;
+  importCode({ body: file, headers: { "content-type": "application/octet-stream" } }, file.name);
+}
+
+function importGit(event) {
+  event.preventDefault();
+  const url = $("git-url").value.trim();
+  if (!url || !view) return;
+  const ref = $("git-ref").value.trim();
+  const body = ref ? { git: url, ref } : { git: url };
+  importCode({ body: JSON.stringify(body), headers: { "content-type": "application/json" } }, url);
+}
+
+// Dragging files over the page shows where they go; dropping one imports it. The counter
+// follows dragenter/dragleave, which fire for every element crossed on the way.
+function watchDrops() {
+  let depth = 0;
+  const files = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+  const overlay = (on) => {
+    $("drop-session").textContent = view ? view.session : "";
+    $("drop-overlay").hidden = !on;
+  };
+  document.addEventListener("dragenter", (e) => { if (files(e)) { depth += 1; overlay(true); } });
+  document.addEventListener("dragleave", (e) => {
+    if (files(e) && (depth = Math.max(depth - 1, 0)) === 0) overlay(false);
+  });
+  document.addEventListener("dragover", (e) => { if (files(e)) e.preventDefault(); });
+  document.addEventListener("drop", (e) => {
+    if (!files(e)) return;
+    e.preventDefault(); // not the browser's own "open the file"
+    depth = 0;
+    overlay(false);
+    importArchive(e.dataTransfer.files[0]);
+  });
+}
+
+// A git import's change, committed on a new branch (pushed if asked) by Agent.export.
+async function exportChange(event) {
+  event.preventDefault();
+  const branch = $("export-branch").value.trim();
+  if (!branch || !view) return;
+  const message = $("export-message").value.trim();
+  const body = { branch, push: $("export-push").checked, ...(message ? { message } : {}) };
+  $("export").disabled = true;
+  try {
+    const done = await post("/export", body);
+    const files = `${done.files} file${done.files === 1 ? "" : "s"}`;
+    const said = done.note || (done.pushed ? `pushed to ${done.remote}` : "not pushed");
+    showResult("export-result", true, `${done.branch} at ${done.commit.slice(0, 12)} (${files}): ${said}`);
+  } catch (error) {
+    showResult("export-result", false, `Export refused (${error.status || "network"}): ${error.message}`);
+  } finally {
+    $("export").disabled = false;
+  }
+}
+
 // --- actions ---------------------------------------------------------------------------------
 
 async function sendMessage(event) {
@@ -653,6 +873,14 @@ function init() {
   $("steer-form").addEventListener("submit", steer);
   $("interrupt").addEventListener("click", interrupt);
   $("refresh-files").addEventListener("click", () => view && refreshFiles());
+  $("import-button").addEventListener("click", () => $("import-file").click());
+  $("import-file").addEventListener("change", (e) => {
+    importArchive(e.target.files[0]);
+    e.target.value = ""; // the same file chosen again is a new import
+  });
+  $("git-form").addEventListener("submit", importGit);
+  $("export-form").addEventListener("submit", exportChange);
+  watchDrops();
   window.addEventListener("hashchange", () => {
     const wanted = decodeURIComponent(location.hash.slice(1));
     if (wanted && (!view || wanted !== view.session)) openSession(wanted);
