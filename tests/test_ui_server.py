@@ -1,9 +1,11 @@
 """The web UI's server without a browser: the resumable event stream, live deltas, the token,
-the API's pass-through of Restate's answers, and the workspace download."""
+the API's pass-through of Restate's answers, the workspace download, and an import's way in and
+the change's way out (its own body cap, the diff, the .patch and .tar.gz downloads)."""
 
 from __future__ import annotations
 
 import io
+import tarfile
 import threading
 import time
 import zipfile
@@ -13,6 +15,7 @@ import pytest
 
 from tests.agent_helpers import send_message, wait_idle
 from tests.client import free_port
+from tests.fakes.import_scripts import SUB, TOP, TREE, project_archive
 from tests.ui_helpers import Sse, logged_events, sse_stream
 
 SCRIPTS = "tests.fakes.ui_scripts"
@@ -263,3 +266,83 @@ def test_an_ingress_that_cannot_be_reached_is_skipped_for_the_next(stack_factory
     wait_idle(stack, "two")
     history = client.get("/api/sessions/two/history")
     assert history.status_code == 200 and [m["role"] for m in history.json()["messages"]] == ["user", "agent"]
+
+
+# --- bringing code in and the change out (issue 21) -----------------------------------------------
+
+IMPORTS = "tests.fakes.import_scripts"
+
+
+def test_an_import_over_the_ui_cap_is_refused_before_it_reaches_the_agent(stack_factory):
+    # The UI's cap alone is small here (the worker keeps its default), so a session that does
+    # not exist afterwards shows the Agent never saw the body: an import would have made it.
+    stack = stack_factory("echo", ui=True, ui_env={"AGENT_IMPORT_MAX_BYTES": "1000"})
+    client = ui_client(stack)
+    declared = client.post("/api/sessions/big/import", content=b"x" * 5000)
+    assert declared.status_code == 413 and "the limit is 1000" in declared.json()["message"]
+    streamed = client.post("/api/sessions/big/import", content=iter([b"x" * 600, b"x" * 600]))  # no length
+    assert streamed.status_code == 413 and "AGENT_IMPORT_MAX_BYTES" in streamed.json()["message"]
+    assert client.get("/api/sessions/big/status").status_code == 404
+    # Under the cap, the body reaches the Agent as it was sent, and its 400 comes back.
+    garbage = client.post("/api/sessions/big/import", content=b"not an archive")
+    assert garbage.status_code == 400, garbage.text
+
+
+def test_import_diff_patch_archive_and_export_pass_through_the_ui(stack_factory, tmp_path):
+    stack = stack_factory(f"{IMPORTS}:edits_two_files", ui=True)
+    client = ui_client(stack)
+    unknown = client.get("/api/sessions/nobody/diff")
+    assert unknown.status_code == 404 and "unknown session" in unknown.json()["message"]
+    assert client.get("/api/sessions/nobody/patch").status_code == 404
+    assert client.get("/api/sessions/nobody/archive").status_code == 404
+
+    imported = client.post("/api/sessions/p/import", content=project_archive(),
+                           headers={"content-type": "application/gzip"})
+    assert imported.status_code == 200, imported.text
+    source = imported.json()
+    assert (source["session"], source["kind"], source["files"], source["stripped"]) == ("p", "archive", 4, TOP)
+    assert client.get("/api/sessions/p/status").json()["source"]["checkpoint"] == source["checkpoint"]
+    assert client.post("/api/sessions/p/import", json={"git": ""}).status_code == 400
+
+    assert client.post("/api/sessions/p/message", json={"text": "add sub"}).status_code == 200
+    wait_idle(stack, "p")
+    task = client.get("/api/sessions/p/history").json()["messages"][-1]["task_id"]
+    expected = [("README.md", "modified", 1, 1), ("src/calc.py", "modified", 4, 0)]
+    for params in ({"task": task}, {}, {"against": source["checkpoint"]}):
+        diff = client.get("/api/sessions/p/diff", params=params)
+        assert diff.status_code == 200, (params, diff.text)
+        found = diff.json()
+        assert [(f["path"], f["status"], f["added"], f["removed"]) for f in found["files"]] == expected, params
+        assert "+def sub(a, b):" in found["patch"] and "-Adds numbers." in found["patch"]
+    assert client.get("/api/sessions/p/diff", params={"task": "nope"}).status_code == 404
+    assert client.get("/api/sessions/p/diff", params={"against": "nope"}).status_code == 404
+
+    patch = client.get("/api/sessions/p/patch", params={"task": task})
+    assert patch.status_code == 200 and patch.headers["content-type"].startswith("text/x-diff")
+    assert patch.headers["content-disposition"] == f'attachment; filename="p-{task}.patch"'
+    assert patch.text.startswith("diff --git a/README.md b/README.md")
+    whole = client.get("/api/sessions/p/patch")
+    assert whole.headers["content-disposition"] == 'attachment; filename="p.patch"' and whole.text == patch.text
+
+    archive = client.get("/api/sessions/p/archive")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/gzip"
+    assert archive.headers["content-disposition"] == 'attachment; filename="p.tar.gz"'
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        files = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        assert set(TREE) <= set(files)
+        assert tar.extractfile(files["src/calc.py"]).read().decode() == TREE["src/calc.py"] + SUB
+
+    refused = client.post("/api/sessions/p/export", json={"branch": "agent/sub"})
+    assert refused.status_code == 409 and ".patch" in refused.json()["message"]  # an archive has no origin
+
+
+def test_an_import_makes_a_new_session_its_uploaders(stack_factory):
+    stack = stack_factory("echo", ui=True, ui_env={"UI_TOKENS": "alice,bob"})
+    alice = ui_client(stack, headers={"authorization": "Bearer alice"})
+    bob = ui_client(stack, headers={"authorization": "Bearer bob"})
+    assert alice.post("/api/sessions/hers/import", content=project_archive()).status_code == 200
+    for path in ("diff", "patch", "archive"):
+        assert bob.get(f"/api/sessions/hers/{path}").status_code == 403, path
+        assert alice.get(f"/api/sessions/hers/{path}").status_code == 200, path
+    assert bob.post("/api/sessions/hers/import", content=project_archive()).status_code == 403
+    assert bob.post("/api/sessions/hers/export", json={"branch": "b"}).status_code == 403
