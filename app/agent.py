@@ -468,7 +468,10 @@ async def adopt(ctx: ObjectContext, req: AdoptIn) -> None:
         restored = await ctx.object_call(sandbox_service.restore, key=ctx.key(),
                                          arg=RestoreIn(snapshot_id=req.checkpoint.snapshot_id))
     except TerminalError:
-        await _drop_checkpoints(ctx, points)  # no fork after all (releasing an unheld one is a no-op)
+        # No fork after all: let go of the holds (releasing an unheld one is a no-op) and of any
+        # sandbox the restore began, which no session would own (its reset is a no-op otherwise).
+        await _drop_checkpoints(ctx, points)
+        await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
         raise
     history = list(req.history)
     text = (f"forked from session {req.parent} at step {req.checkpoint.step} ({req.checkpoint.title})"

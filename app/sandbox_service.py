@@ -42,7 +42,7 @@ from restate.serde import BytesSerde
 from app import retry, snapshots
 from app.backend import backend, command_slots
 from app.config import settings
-from app.errors import is_gone, not_found, sandbox_failure
+from app.errors import is_cancellation, is_gone, not_found, sandbox_failure
 from app.events import emit
 from app.models import (
     AcquireIn, CheckpointIn, CheckpointOut, CommandSlotsOut, EditFileIn, ExecIn, ExecOut, FileEntryOut, FileOpOut, HoldIn,
@@ -454,10 +454,21 @@ async def restore(ctx: ObjectContext, req: RestoreIn) -> RestoreOut:
     if isinstance(current, Running):
         state.background = False  # a rewind starts a new sandbox from the checkpoint, and says so
         await _terminate(ctx, current)
+    # The commitment: from here the workspace *is* the snapshot, whatever happens next. Starting
+    # the new sandbox is only eager; if it fails for good, the next operation starts it from the
+    # same base, so a rewind or fork that got here never has to be undone (and never half-is).
     _leave_running(ctx, state, suspended)
-    await _ensure_running(ctx, state)
-    if state.pending_notice is None:
-        state.changed, state.checkpoint_snapshot = False, req.snapshot_id
+    state.changed, state.checkpoint_snapshot = False, req.snapshot_id
+    ctx.set("state", state)
+    try:
+        await _ensure_running(ctx, state)
+    except TerminalError as error:
+        if is_cancellation(error):
+            raise
+        return RestoreOut(notice=(f"The restored workspace's sandbox could not be started yet ({error.message}); "
+                                  "the next operation starts it from the same snapshot."))
+    if state.pending_notice is not None:  # the snapshot was gone: it started empty, changed since
+        state.changed, state.checkpoint_snapshot = True, None
     await _active_until(ctx, state, await ctx.time())
     return RestoreOut(notice=state.pending_notice)
 
