@@ -25,5 +25,6 @@ RUN pip install --no-cache-dir .
 ENV PYTHONUNBUFFERED=1 AGENT_DATA_DIR=/var/lib/agent
 EXPOSE 9080 3000
 # The worker, as stack/processes.py starts it, on every interface of the container so that
-# Restate can reach it (signed requests keep everyone else out: WORKER_IDENTITY_KEYS).
+# Restate can reach it (signed requests keep everyone else out: WORKER_IDENTITY_KEYS; without
+# them it refuses to start here, unless WORKER_ALLOW_UNSIGNED=1).
 CMD ["python", "-m", "stack.worker", "app.main:app", "--bind", "0.0.0.0:9080", "--config", "hypercorn.toml"]

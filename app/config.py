@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # Restate's request-signing public keys (`publickeyv1_...`, comma-separated). Set: the worker
     # answers 401 to any request not signed by one of them (stack/identity.py makes the pair).
     identity_keys: Annotated[list[str], NoDecode] = env("WORKER_IDENTITY_KEYS", [])
+    # Where the worker listens (stack/worker.py sets it from --bind). A worker that anyone but
+    # this machine can reach (bound beyond loopback, or request-response on a serverless host)
+    # refuses to start without identity keys, unless WORKER_ALLOW_UNSIGNED=1 says so on purpose.
+    worker_bind: str = env("WORKER_BIND", "")
+    allow_unsigned: bool = env("WORKER_ALLOW_UNSIGNED", False)
     node_port: int = env("RESTATE_NODE_PORT", 5122)
     # The code version this worker serves (set by the supervisor): it answers only under
     # /<version>/, the path of its own deployment (app/deployment.py).

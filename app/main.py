@@ -35,13 +35,32 @@ def build_app(protocol: Literal["bidi", "request-response"] | None = None) -> An
     `protocol` overrides WORKER_PROTOCOL, for hosts that can only do one of them.
     """
     config = settings()
+    chosen = protocol or config.worker_protocol
+    exposure = exposed(config.worker_bind, chosen)
+    if exposure and not config.identity_keys and not config.allow_unsigned:
+        raise SystemExit(
+            f"worker: refusing to start unsigned: {exposure}, and WORKER_IDENTITY_KEYS is not set, so anyone who "
+            "can reach it could run commands in its sandboxes. Set WORKER_IDENTITY_KEYS to Restate's request-"
+            "signing public key (docs/deploy.md, \"Signed requests\", says how to make the pair), or WORKER_ALLOW_UNSIGNED=1 "
+            "if something else keeps everyone but Restate out.")
     # Build the sandbox backend now: it probes its isolation (bubblewrap, cgroups) and refuses
     # to start unprotected, so a misconfigured machine fails at start, not at the first command.
     backend()
-    chosen = protocol or config.worker_protocol
     return restate.app(services=SERVICES,
                        protocol="bidi" if chosen == "bidi" else "request_response",
                        identity_keys=config.identity_keys)
+
+
+def exposed(bind: str, protocol: str) -> str | None:
+    """Why others than this machine may reach the worker, or None when only loopback can."""
+    if protocol == "request-response":
+        return "it serves request-response, the protocol of serverless hosts (Lambda, Modal), which are public"
+    if not bind or "://" in bind or bind.startswith("unix:"):
+        return None  # a socket handed over (fd://, bound by stack/cluster.py on loopback) or a file
+    host = bind.rpartition(":")[0].strip("[]")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        return f"it listens on {bind}, beyond loopback"
+    return None
 
 
 # Served under its version's path when the supervisor runs it (app/deployment.py).

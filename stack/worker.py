@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import importlib
 import signal
 import traceback
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--bind", required=True, help="host:port to listen on")
     parser.add_argument("--config", help="a hypercorn TOML config file (hypercorn.toml)")
     args = parser.parse_args()
+    os.environ["WORKER_BIND"] = args.bind  # the app refuses to serve beyond loopback unsigned (app/main.py)
     module, _, attribute = args.application.partition(":")
     app = getattr(importlib.import_module(module), attribute or "app")
     config = Config.from_toml(args.config) if args.config else Config()
