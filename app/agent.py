@@ -417,9 +417,13 @@ async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
         if entry.seq > point.history_seq and not entry.rewound:
             entry.rewound = True
             rewound += 1
-    for later in points[index + 1:]:
+    newly = [later for later in points[index + 1:] if not later.rewound]
+    for later in newly:
         later.rewound = True
     ctx.set("checkpoints", Checkpoints(items=points))
+    for later in newly:  # shown, never rewound to or forked from again: their workspaces can go
+        await ctx.object_call(snapshots.release, key=later.snapshot_id,
+                              arg=HoldIn(holder=f"checkpoint:{ctx.key()}/{later.checkpoint_id}"))
     text = f"rewound to step {point.step} ({point.title})" + (f"; {restored.notice}" if restored.notice else "")
     _append(ctx, history, "event", text, point.task_id)
     emit(ctx, ctx.key(), "rewound", text, point.task_id, ref=point.checkpoint_id)

@@ -233,3 +233,15 @@ def test_an_interrupt_during_a_checkpoint_leaves_no_snapshot_unheld(stack_factor
         assert holders(stack, snapshot_id)["holders"], f"snapshot {snapshot_id} is on disk and held by nobody"
     code, info = stack.call("Sandbox", "cut", "info")
     assert code == 200 and info["state"] == "running", info
+
+
+def test_a_rewind_lets_go_of_the_workspaces_it_undid(stack_factory):
+    stack = stack_factory(f"{SCRIPTS}:three_files")
+    send_message(stack, "undo", "write three files")
+    wait_idle(stack, "undo")
+    first, second, third = checkpoints(stack, "undo")
+    assert stack.call("Agent", "undo", "rewind", {"checkpoint": first["checkpoint_id"]})[0] == 200
+    for undone in (second, third):
+        assert f"checkpoint:undo/{undone['checkpoint_id']}" not in holders(stack, undone["snapshot_id"])["holders"]
+    assert f"checkpoint:undo/{first['checkpoint_id']}" in holders(stack, first["snapshot_id"])["holders"]
+    assert [p["rewound"] for p in checkpoints(stack, "undo")] == [False, True, True]  # still listed
