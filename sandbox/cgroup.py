@@ -93,6 +93,10 @@ class CommandGroup:
             time.sleep(0.005)
         return True
 
+    def processes(self) -> int:
+        """Processes and threads in the group now (what pids.max limits)."""
+        return int((self.dirs["pids"] / "pids.current").read_text())
+
     def limit_hits(self) -> tuple[int, int]:
         """(processes the OOM killer took, forks refused at pids.max)."""
         oom = forks = 0

@@ -43,7 +43,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -91,6 +91,7 @@ SWEEP_EVERY_S = 10.0
 _DRAIN_AFTER_EXIT_S = 0.2
 _KILL_WAIT_S = 5.0  # a killed command's report from the supervisor
 _NOT_STARTED = "[sandbox] not started: another attempt of this operation stopped it first\n"
+_FULL = "processes left running in the background filled the sandbox's process limit"  # why a restart
 
 
 class _Meta(BaseModel):
@@ -119,20 +120,32 @@ def _name_of(sandbox_id: str) -> str:
     return sandbox_id.rpartition("~")[0]
 
 
+class _Start(NamedTuple):
+    """How a command's start went (LocalBackend._start)."""
+
+    running: bool  # False: the sandbox's processes were stopped before it could start
+    record: env.EnvRecord | None  # the environment it runs in
+    hits_before: tuple[int, int]  # the sandbox's limit hits (cgroup.limit_hits) just before it started
+    notices: list[str]  # what the model must be told
+
+
 @dataclass(eq=False)
 class _Run:
     """A command in flight, so terminate, expiry, the quota watch and stop_op can kill it."""
 
-    channel: Channel  # to the supervisor that started it (sandbox/env.py)
+    channel: Channel | None  # to the supervisor that started it (sandbox/env.py); None until it is asked
     op_id: str | None = None
-    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped", "cancelled"
+    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped", "cancelled",
+    #                                "restarted" (another command restarted the sandbox's processes: `why`)
+    why: str | None = None
 
     def kill(self, reason: str) -> None:
         """Have the supervisor kill the command's process group (what it left in the background
         included). Safe from any thread: one short send on the command's own connection."""
         if self.killed_for is None:
             self.killed_for = reason
-        self.channel.send({"kill": True})
+        if self.channel is not None:
+            self.channel.send({"kill": True})
 
 
 class LocalBackend:
@@ -439,7 +452,6 @@ class LocalBackend:
                             self.root / ".spool")
         recorded = False  # under op_id, in <name>/ops/, for stop_op
         run: _Run | None = None
-        channel: Channel | None = None
         pipes: list[asyncio.BaseTransport] = []
         readers: asyncio.Future[list[None]] | None = None
         exited: dict[str, Any] | None = None
@@ -448,19 +460,13 @@ class LocalBackend:
                 recorded = ops.begin(self._ops(meta), op_id, ops.OpRecord(sandbox_id=sandbox_id, worker=self._worker))
                 if not recorded:
                     return ExecResult(exit_code=128 + signal.SIGKILL, stdout="", stderr=_NOT_STARTED)
-            channel, notice = await self._channel(meta)
-            record = env.read_record(self._env_dir(meta))
-            group = _group_of(record)
-            hits_before = group.limit_hits() if group else (0, 0)
-            run = _Run(channel, op_id)
+            run = _Run(None, op_id)
             self._runs[sandbox_id].add(run)
-            channel.send({"run": command, "op": op_id})
+            start = await self._start(meta, run, command)
+            channel, record, group, notices = run.channel, start.record, _group_of(start.record), start.notices
+            assert channel is not None  # _start opened it
             usage, over_cap = 0, False
-            try:
-                await channel.line()  # {"pid": n}, with the output pipes
-            except env.EnvLost:
-                pass  # the sandbox's processes were stopped before the command could start
-            else:
+            if start.running:
                 streams = []
                 for fd in channel.take_fds():  # stdout, stderr
                     stream, transport = await _read_pipe(fd)
@@ -488,8 +494,11 @@ class LocalBackend:
                 if current is None or current.sandbox_id != sandbox_id or current.gone:
                     run.killed_for = run.killed_for or "terminated"
                 elif run.killed_for is None:
-                    run.killed_for = "lost"
-            oom, forks = _hits_since(group, hits_before)
+                    run.killed_for, run.why = "lost", _lost_cause(self._env_dir(meta), record)
+            oom, forks = _hits_since(group, start.hits_before)
+            if forks:
+                note, exited = await self._after_process_limit(meta, run, forks, exited)
+                notices.append(note)
             if run.killed_for in ("expired", "terminated"):
                 if run.killed_for == "expired":
                     async with self._locks[_name_of(sandbox_id)]:
@@ -499,8 +508,8 @@ class LocalBackend:
             background = exited.get("background") if isinstance(exited, dict) else None
             if isinstance(background, int):
                 await self._note_background(meta, background)
-            result = await self._result(meta, command, timeout_s, code, run.killed_for, out, err, usage, over_cap,
-                                        oom, forks, notice)
+            result = await self._result(meta, command, timeout_s, code, run, out, err, usage, over_cap, oom,
+                                        notices)
             return result.model_copy(update={"background": background if isinstance(background, int) else None})
         finally:
             if readers is not None and not readers.done():
@@ -515,8 +524,8 @@ class LocalBackend:
                     del self._runs[sandbox_id]
             for pipe in pipes:
                 pipe.close()
-            if channel is not None:
-                channel.close()  # the supervisor kills the command if it still runs, and drains its output
+            if run is not None and run.channel is not None:
+                run.channel.close()  # the supervisor kills the command if it still runs, and drains its output
             if recorded:  # only now: the command is gone, or this worker could not tell
                 ops.end(self._ops(meta), op_id)
             out.close()
@@ -533,6 +542,64 @@ class LocalBackend:
             await ops.stop(self._dir(name) / "ops", op_id, sandbox_id,
                            partial(env.stop_op, self._dir(name) / "env", op_id, ops.STOP_WAIT_S))
         await self._live(sandbox_id)
+
+    async def _start(self, meta: _Meta, run: _Run, command: str) -> _Start:
+        """Ask the sandbox's supervisor to start `command` (on `run.channel`).
+
+        A sandbox whose processes fill its process limit cannot start anything: what runs in its
+        background is then stopped (the processes are restarted) and the command started in
+        the fresh ones. It cannot have run: the supervisor refuses before it forks."""
+        notices: list[str] = []
+        for attempt in range(2):
+            run.channel, notice = await self._channel(meta)
+            notices += [notice] if notice else []
+            record = env.read_record(self._env_dir(meta))
+            group = _group_of(record)
+            hits_before = group.limit_hits() if group else (0, 0)
+            run.channel.send({"run": command, "op": run.op_id})
+            try:
+                answer = await run.channel.line()  # {"pid": n}, with the output pipes
+            except env.EnvLost:  # the sandbox's processes were stopped before the command could start
+                return _Start(False, record, hits_before, notices)
+            if "unstarted" not in answer:
+                return _Start(True, record, hits_before, notices)
+            run.channel.close()
+            background = answer.get("background")
+            stopped = f" ({background})" if isinstance(background, int) else ""
+            why = (f"the processes that earlier commands left running in the background{stopped} filled the "
+                   f"sandbox's limit of {self.limits.pids_max} processes, so this command could not start; they "
+                   "were all stopped, and it ran in fresh ones")
+            if attempt == 0:
+                await asyncio.to_thread(self._restart_env, meta, _FULL, run)
+                notices.append(why)
+        raise RuntimeError(f"the sandbox's supervisor could not start a command in fresh processes: {answer}")
+
+    async def _after_process_limit(self, meta: _Meta, run: _Run, forks: int,
+                                   exited: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+        """The sandbox refused forks while the command ran. What the command left running in its
+        process group goes (a fork bomb leaves its whole tree there); if what runs in the
+        background still holds most of the limit after that (a bomb that left the group), all
+        of it goes too. Returns what the model is told, and the exit report with the background
+        count brought up to date."""
+        limit = self.limits.pids_max
+        note = f"process limit reached: {forks} fork(s) refused at {limit} processes"
+        if exited is None or run.channel is None:
+            return note, exited  # the sandbox's processes were stopped under it: nothing of it is left
+        run.channel.send({"kill_group": True})
+        try:
+            answer = await asyncio.wait_for(run.channel.line(), _KILL_WAIT_S)
+        except (env.EnvLost, TimeoutError):
+            return note, exited
+        killed, background = answer.get("killed"), answer.get("background")
+        if isinstance(killed, int) and killed:
+            note += f"; the {killed} process(es) the command left running in the background were stopped"
+        group = _group_of(env.read_record(self._env_dir(meta)))
+        if group is not None and group.processes() > limit // 2:
+            await asyncio.to_thread(self._restart_env, meta, _FULL, run)
+            note += (f"; processes left running in the background ({background}) still "
+                     "held most of the limit after that, so they were all stopped")
+            background = 0
+        return note, {**exited, "background": background}
 
     # ----- the live environment (sandbox/env.py) ----------------------------------------
 
@@ -568,9 +635,9 @@ class LocalBackend:
             return f"processes that earlier commands left running in the background were stopped: {why}"
         if old is None or old.sandbox_id != meta.sandbox_id or not old.background:
             return None
-        return (f"the sandbox's processes were restarted (the worker process that held them stopped): "
-                f"{old.background} process(es) that earlier commands left running in the background were "
-                "stopped. Files are unaffected; start them again if you need them.")
+        return (f"the sandbox's processes were restarted ({_cause(old)}): {old.background} process(es) that "
+                "earlier commands left running in the background were stopped. Files are unaffected; start "
+                "them again if you need them.")
 
     def _start_env(self, meta: _Meta, env_dir: Path) -> None:
         limits, workspace = self.limits, self._workspace(meta)
@@ -625,6 +692,19 @@ class LocalBackend:
         await asyncio.to_thread(self._stop_env, meta, f"the workspace grew past its {self.limits.workspace_mb} MB "
                                                       "cap; delete files before writing more")
 
+    def _restart_env(self, meta: _Meta, why: str, spare: _Run) -> None:
+        """Stop every process of the sandbox and start fresh ones now (blocking): the command
+        `spare` tells the model with its result, so the next command does not. Other commands of
+        this worker that run there are killed, and say `why`."""
+        for run in list(self._runs.get(meta.sandbox_id, ())):
+            if run is not spare and run.killed_for is None:
+                run.killed_for, run.why = "restarted", why
+        env_dir = self._env_dir(meta)
+        with open(env_dir.parent / "env.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env.stop(env_dir, self._envs.pop(meta.sandbox_id, None))
+            self._start_env(meta, env_dir)
+
     def _stop_env(self, meta: _Meta, why: str) -> None:
         env_dir = self._env_dir(meta)
         with open(env_dir.parent / "env.lock", "a") as lock:
@@ -651,24 +731,22 @@ class LocalBackend:
             if record is not None and record.sandbox_id == meta.sandbox_id and record.background != background:
                 env.write_record(env_dir, record.model_copy(update={"background": background}))
 
-    async def _result(self, meta: _Meta, command: str, timeout_s: float, exit_code: int, killed_for: str | None,
-                      out: StreamCapture, err: StreamCapture, usage: int, over_cap: bool, oom: int, forks: int,
-                      notice: str | None) -> ExecResult:
-        limits, notes = self.limits, [notice] if notice else []
+    async def _result(self, meta: _Meta, command: str, timeout_s: float, exit_code: int, run: _Run,
+                      out: StreamCapture, err: StreamCapture, usage: int, over_cap: bool, oom: int,
+                      notices: list[str]) -> ExecResult:
+        limits, notes, killed_for = self.limits, list(notices), run.killed_for
         if killed_for == "timeout":
             exit_code = TIMEOUT_EXIT_CODE
             notes.append(f"timed out after {timeout_s:g} s; the command and everything it started were killed")
         if oom:
             notes.append(f"out of memory: the {limits.memory_mb} MB limit was hit and {oom} process(es) were killed")
-        if forks:
-            notes.append(f"process limit reached: {forks} fork(s) refused at {limits.pids_max} processes")
         if killed_for == "workspace":
             notes.append(f"killed: the workspace grew past its {limits.workspace_mb} MB cap")
         if killed_for == "stopped":
             notes.append("stopped: another attempt of this operation stopped it")
-        if killed_for == "lost":
-            notes.append("killed: the sandbox's processes were stopped while it ran (the worker process that "
-                         "held them stopped); anything it left in the background was stopped too")
+        if killed_for in ("lost", "restarted"):
+            notes.append(f"killed: the sandbox's processes were stopped while it ran ({run.why}); anything it "
+                         "left in the background was stopped too")
         if over_cap:
             notes.append(f"the workspace is over its cap ({usage // MB} MB of {limits.workspace_mb} MB); "
                          "delete files before writing more")
@@ -708,6 +786,25 @@ def _hits_since(group: CommandGroup | None, before: tuple[int, int]) -> tuple[in
     return max(oom - before[0], 0), max(forks - before[1], 0)
 
 
+def _cause(record: env.EnvRecord) -> str:
+    """Why the processes of an environment that is gone stopped, as far as can be told."""
+    if not record.owner.running():
+        return "the worker process that held them stopped"
+    return "the sandbox's supervisor stopped"
+
+
+def _lost_cause(env_dir: Path, record: env.EnvRecord | None) -> str:
+    """Why the environment a command ran in (`record`) went away under it."""
+    if record is not None and not record.owner.running():
+        return "the worker process that held them stopped"
+    now = env.read_record(env_dir)
+    if record is None or now is None:
+        return "they were stopped"
+    if now.leader != record.leader:
+        return "they were restarted"
+    return _cause(record)
+
+
 def _exit_code(exited: dict[str, Any] | None) -> int:
     """The supervisor's report (128+N for signal N); a command lost with its sandbox's processes: 137."""
     code = exited.get("exit") if exited is not None else None
@@ -724,6 +821,8 @@ async def _read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTranspo
 
 async def _until_ended(run: _Run) -> None:
     """After a kill on cancellation: wait (briefly) for the supervisor to report the command gone."""
+    if run.channel is None:
+        return  # it was never asked to start it
     try:
         async with asyncio.timeout(_KILL_WAIT_S):
             while "exit" not in await run.channel.line():

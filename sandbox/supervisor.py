@@ -11,10 +11,13 @@ request, a JSON line:
 
 - `{"run": command, "op": op_id or null}`: fork `sh -c command` in a process group of its own,
   with stdin /dev/null and fresh pipes for stdout and stderr. The answer is `{"pid": n}` with
-  the pipes' read ends attached (SCM_RIGHTS). When the shell exits:
+  the pipes' read ends attached (SCM_RIGHTS), or `{"unstarted": reason, "background": n}`
+  when no process could be made (the sandbox's process limit is full). When the shell exits:
   `{"exit": code, "background": n}` (code 128+N for signal N; n = processes still running in
   the sandbox outside every running command's group). A line `{"kill": true}` from the worker,
   or the worker closing the connection before the exit, kills the command's whole group.
+  After the exit, `{"kill_group": true}` kills what the command left running in its group and
+  answers `{"killed": k, "background": n}` once none of it is left.
 - `{"stop": op_id}`: kill the group of the command running under op_id and answer
   `{"stopped": true}` once its shell is reaped (at once if none runs). That a late start never
   runs is the worker's part (sandbox/ops.py).
@@ -100,13 +103,23 @@ class Supervisor:
             if command is not None and not command.exited:
                 command.killed = True
                 kill_group(command.pid)
+        elif "kill_group" in req:
+            self.kill_leftovers(conn)
         elif "stop" in req:
             self.stop(conn, req["stop"])
 
     def run(self, conn, command, op):
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        pid = os.fork()
+        fds = []
+        try:
+            fds += os.pipe()
+            fds += os.pipe()
+            pid = os.fork()
+        except OSError as e:  # EAGAIN from fork: the sandbox's process limit is full
+            for fd in fds:
+                os.close(fd)
+            self.answer_and_close(conn, {"unstarted": e.strerror or str(e), "background": self.background()})
+            return
+        out_r, out_w, err_r, err_w = fds
         if pid == 0:
             self.child(command, out_w, err_w)
         os.close(out_w)
@@ -152,6 +165,17 @@ class Supervisor:
         cmd.waiters = []
         if cmd.conn in self.commands:
             send(cmd.conn, {"exit": code if code >= 0 else 128 - code, "background": self.background()})
+
+    def kill_leftovers(self, conn):
+        """After its exit: kill what the command left running in its group (it hit the process
+        limit, so that is what holds it), and say how many once none of it is left."""
+        cmd = self.commands.get(conn)
+        if cmd is None or not cmd.exited:
+            raise ValueError("kill_group before the command's exit")
+        left = sum(1 for _, pgid in processes() if pgid == cmd.pid)
+        kill_group(cmd.pid)
+        until_gone(cmd.pid)
+        send(conn, {"killed": left, "background": self.background()})
 
     def stop(self, conn, op):
         running = [c for c in self.commands.values() if c.op == op and not c.exited]
@@ -201,19 +225,22 @@ class Supervisor:
         """Processes in the sandbox besides its init, this supervisor and running commands' groups."""
         busy = {c.pid for c in self.commands.values() if not c.exited}
         ours = {1, os.getpid()}
-        count = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in ours:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(b")") + 2:].split()
-            if fields[0] not in (b"Z", b"X") and int(fields[2]) not in busy:
-                count += 1
-        return count
+        return sum(1 for pid, pgid in processes() if pid not in ours and pgid not in busy)
+
+
+def processes():
+    """(pid, process group) of every live process in the sandbox (zombies left out)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if fields[0] not in (b"Z", b"X"):
+            yield int(entry), int(fields[2])
 
 
 def send(conn, message):

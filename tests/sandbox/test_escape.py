@@ -170,6 +170,35 @@ def test_a_fork_bomb_is_contained_by_the_process_limit(box: tuple[SandboxBackend
     service_is_fine()
 
 
+BOMB = "bash -c ':(){ :|:& };:'"  # returns at once; the bomb goes on in the background
+# The same, but the command ends only once the sandbox is full: a fork of its own is refused.
+BOMB_UNTIL_FULL = f"{BOMB}; while /bin/true; do :; done"
+FALSE_BLAME = "the worker process that held them stopped"
+
+
+def test_a_fork_bomb_left_in_the_background_does_not_wedge_the_sandbox(box: tuple[SandboxBackend, str],
+                                                                        run: Run) -> None:
+    """The probe of issue 22: after the bomb, every command failed at once with exit 137 and
+    blamed a worker that never stopped (1 run in 3). Three rounds of each kind of bomb."""
+    backend, sid = box
+
+    for round_ in range(3):
+        full = run(backend.exec(sid, BOMB_UNTIL_FULL, 60))
+        alive = run(backend.exec(sid, "echo still-alive", 30))
+
+        assert "process limit reached" in full.stderr, (round_, full)
+        assert "left running in the background were stopped" in full.stderr, (round_, full)
+        assert (alive.exit_code, alive.stdout) == (0, "still-alive\n"), (round_, alive)
+        assert FALSE_BLAME not in full.stderr + alive.stderr
+
+        bare = run(backend.exec(sid, BOMB, 30))
+        alive = run(backend.exec(sid, "echo still-alive", 30))
+
+        assert (alive.exit_code, alive.stdout) == (0, "still-alive\n"), (round_, bare, alive)
+        assert FALSE_BLAME not in bare.stderr + alive.stderr
+    service_is_fine()
+
+
 def test_a_4gb_allocation_is_killed_by_the_memory_limit(local: MakeBackend, run: Run) -> None:
     backend = local(memory_mb=256)
     sid = run(backend.create("hog")).sandbox_id
