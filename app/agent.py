@@ -33,6 +33,7 @@ from app.models import (
     ExportRecord, Exports, GitSourceIn, ImportOut, Source, TreeDiffIn,
 )
 from app.repo import archives, git
+from app.stored import load
 from app.validation import check_key, no_input, parse
 
 MAX_HISTORY = 500  # entries kept in state; older ones are dropped
@@ -41,7 +42,7 @@ agent_object = restate.VirtualObject("Agent", invocation_retry_policy=retry.INVO
 
 
 async def _history(ctx: ObjectContext | ObjectSharedContext) -> list[HistoryEntry]:
-    stored = await ctx.get("history", type_hint=History)
+    stored = await load(ctx, "history", History)
     return stored.entries if stored else []
 
 
@@ -120,7 +121,7 @@ async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
     req = _user_text(ctx, raw, MessageIn, "message")
 
     history = await _history(ctx)
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is not None:
         await _stop(ctx, history, current)
 
@@ -147,7 +148,7 @@ async def interrupt(ctx: ObjectContext, raw: bytes) -> InterruptOut:
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None:
         return InterruptOut(interrupted=False)
     await _stop(ctx, history, current)
@@ -161,7 +162,7 @@ async def _end_workspace(ctx: ObjectContext) -> tuple[list[HistoryEntry], Runnin
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is not None:
         await _stop(ctx, history, current)
     await ctx.object_call(sandbox_service.reset, key=ctx.key(), arg=b"")
@@ -194,11 +195,11 @@ async def status(ctx: ObjectSharedContext, raw: bytes) -> StatusOut:
     no_input(raw)
     if not await _history(ctx):
         raise not_found(f"unknown session {ctx.key()!r}")
-    current = await ctx.get("current", type_hint=RunningTask)
-    last = await ctx.get("last", type_hint=LastTask)
+    current = await load(ctx, "current", RunningTask)
+    last = await load(ctx, "last", LastTask)
     last_usage = last.usage if last else None
     last_verdict = last.verdict if last else None
-    source = await ctx.get("source", type_hint=Source)
+    source = await load(ctx, "source", Source)
     if current is None:
         return StatusOut(state="idle", plan=last.plan if last else [], last_usage=last_usage,
                          last_verdict=last_verdict, source=source)
@@ -208,7 +209,7 @@ async def status(ctx: ObjectSharedContext, raw: bytes) -> StatusOut:
 
 @agent_object.handler(ingress_private=True)
 async def task_progress(ctx: ObjectContext, report: ProgressReport) -> None:
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None or current.task_id != report.task_id:
         return  # stale: from a task that is no longer current
     current.plan = report.plan
@@ -217,7 +218,7 @@ async def task_progress(ctx: ObjectContext, report: ProgressReport) -> None:
 
 @agent_object.handler(ingress_private=True)
 async def task_finished(ctx: ObjectContext, outcome: TaskOutcome) -> None:
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None or current.task_id != outcome.task_id:
         return  # stale: this task was interrupted and already accounted for
     history = await _history(ctx)
@@ -236,7 +237,7 @@ async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
     """Guide the running task without interrupting it (picked up at its next model round)."""
     req = _user_text(ctx, raw, SteerIn, "steering")
     history = await _history(ctx)
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None:
         task_id = str(ctx.uuid())
         _append(ctx, history, "user", req.text, task_id)
@@ -254,7 +255,7 @@ async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
 
 
 async def _pending(ctx: ObjectContext | ObjectSharedContext) -> PendingApprovals:
-    return await ctx.get("approvals", type_hint=PendingApprovals) or PendingApprovals()
+    return await load(ctx, "approvals", PendingApprovals) or PendingApprovals()
 
 
 async def _drop_approvals(ctx: ObjectContext, task_id: str) -> None:
@@ -296,7 +297,7 @@ async def resolve_approval(ctx: ObjectContext, raw: bytes) -> ApprovalDecision:
 
 @agent_object.handler(ingress_private=True)
 async def approval_requested(ctx: ObjectContext, request: ApprovalRequest) -> None:
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None or current.task_id != request.task_id:
         return  # from a task that is no longer current
     pending = await _pending(ctx)
@@ -328,7 +329,7 @@ MAX_CHECKPOINTS = 200  # kept per session; the oldest go first, releasing their 
 
 
 async def _checkpoints(ctx: ObjectContext | ObjectSharedContext) -> list[Checkpoint]:
-    stored = await ctx.get("checkpoints", type_hint=Checkpoints)
+    stored = await load(ctx, "checkpoints", Checkpoints)
     return stored.items if stored else []
 
 
@@ -350,7 +351,7 @@ async def checkpoint_recorded(ctx: ObjectContext, point: Checkpoint) -> None:
     Only the current task's checkpoints count. A report from a task that was interrupted,
     rewound or reset since would pair its workspace with a conversation that has moved on.
     """
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is None or current.task_id != point.task_id:
         return
     history = await _history(ctx)
@@ -406,7 +407,7 @@ async def rewind(ctx: ObjectContext, raw: bytes) -> RewindOut:
     req = parse(raw, RewindIn)
     history, points, index = await _go_to(ctx, req.checkpoint, "rewind to")
     point = points[index]
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     if current is not None:
         await _stop(ctx, history, current)
         history = await _history(ctx)
@@ -548,7 +549,7 @@ async def import_(ctx: ObjectContext, raw: bytes) -> ImportOut:
     source = _git_source(raw)
     if source is None and not raw:
         raise bad_request("send an archive (.tar, .tar.gz, .zip) as the body, or {\"git\": URL, \"ref\": REF}")
-    if await ctx.get("current", type_hint=RunningTask) is not None:
+    if await load(ctx, "current", RunningTask) is not None:
         raise conflict("a task is running: interrupt it or wait for it to end, then import")
     import_id = f"import-{str(ctx.uuid())[:8]}"
     what = f"clone {source.git}" if source else "archive"
@@ -598,7 +599,7 @@ async def diff(ctx: ObjectSharedContext, raw: bytes) -> DiffOut:
     if req.task and req.against:
         raise bad_request("ask for the diff of a task or against a checkpoint, not both")
     points = await _checkpoints(ctx)
-    current = await ctx.get("current", type_hint=RunningTask)
+    current = await load(ctx, "current", RunningTask)
     live: Checkpoint | None = None  # target None: the live workspace
     if req.task:
         mine = [i for i, p in enumerate(points) if p.task_id == req.task]
@@ -616,7 +617,7 @@ async def diff(ctx: ObjectSharedContext, raw: bytes) -> DiffOut:
             raise not_found(f"session {ctx.key()!r} has no checkpoint {req.against!r}")
         target = live
     else:
-        source = await ctx.get("source", type_hint=Source)
+        source = await load(ctx, "source", Source)
         base = next((p for p in points if source and p.checkpoint_id == source.checkpoint), None)
         target = live
     out = await ctx.object_call(sandbox_service.tree_diff, key=ctx.key(), arg=TreeDiffIn(
@@ -649,17 +650,17 @@ async def export(ctx: ObjectContext, raw: bytes) -> ExportOut:
     history = await _history(ctx)
     if not history:
         raise not_found(f"unknown session {ctx.key()!r}")
-    source = await ctx.get("source", type_hint=Source)
+    source = await load(ctx, "source", Source)
     if source is None or source.kind != "git" or not source.commit or not source.url:
         raise conflict("only a git import can be exported as a branch; download the .patch "
                        "(Agent/{s}/diff with binary) or the .tar.gz (Agent/{s}/archive) instead")
-    if await ctx.get("current", type_hint=RunningTask) is not None:
+    if await load(ctx, "current", RunningTask) is not None:
         raise conflict("a task is running: interrupt it or wait for it to end, then export")
     try:
         git.check_branch(req.branch)
     except git.GitRefused as error:
         raise _refusal(error) from None
-    exports = await ctx.get("exports", type_hint=Exports) or Exports()
+    exports = await load(ctx, "exports", Exports) or Exports()
     earlier = next((e for e in exports.items if e.out.branch == req.branch), None)
     if earlier is not None and (earlier.out.pushed or not req.push):
         return earlier.out  # exported already: the same answer, nothing made or pushed again

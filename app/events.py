@@ -21,6 +21,7 @@ from restate import ObjectContext, ObjectSharedContext
 from restate.serde import BytesSerde
 
 from app import retry
+from app.stored import Stored, load
 from app.validation import parse
 
 PAGE_SIZE = 50
@@ -34,7 +35,7 @@ EventKind = Literal[
 ]
 
 
-class EventIn(BaseModel):
+class EventIn(Stored):
     kind: EventKind
     text: str
     task_id: str | None = None
@@ -42,7 +43,7 @@ class EventIn(BaseModel):
     ref: str | None = None  # e.g. "step 2: tests, round 3" (ties live deltas to their round)
 
 
-class EventsIn(BaseModel):
+class EventsIn(Stored):
     events: list[EventIn] = Field(min_length=1)
 
 
@@ -51,11 +52,11 @@ class Event(EventIn):
     time: float
 
 
-class Page(BaseModel):
+class Page(Stored):
     events: list[Event] = []
 
 
-class LogMeta(BaseModel):
+class LogMeta(Stored):
     next_seq: int = 1
     first_page: int = 0
     compacted: dict[str, int] = {}  # kind -> count of dropped events
@@ -116,9 +117,9 @@ async def append_all(ctx: ObjectContext, batch: EventsIn) -> int:
 
 
 async def _append(ctx: ObjectContext, events: list[EventIn]) -> int:
-    meta = await ctx.get("meta", type_hint=LogMeta) or LogMeta()
+    meta = await load(ctx, "meta", LogMeta) or LogMeta()
     first = meta.next_seq
-    pages = {page_no: await ctx.get(f"page:{page_no}", type_hint=Page) or Page()
+    pages = {page_no: await load(ctx, f"page:{page_no}", Page) or Page()
              for page_no in sorted({_page_of(first + i) for i in range(len(events))})}
     now = await ctx.time()
     for seq, event in enumerate(events, start=first):
@@ -127,7 +128,7 @@ async def _append(ctx: ObjectContext, events: list[EventIn]) -> int:
         ctx.set(f"page:{page_no}", page)
     meta.next_seq = first + len(events)
     while (_page_of(meta.next_seq - 1) - meta.first_page + 1) * PAGE_SIZE > MAX_EVENTS + PAGE_SIZE:
-        dropped = await ctx.get(f"page:{meta.first_page}", type_hint=Page) or Page()
+        dropped = await load(ctx, f"page:{meta.first_page}", Page) or Page()
         for old in dropped.events:
             meta.compacted[old.kind] = meta.compacted.get(old.kind, 0) + 1
         ctx.clear(f"page:{meta.first_page}")
@@ -140,11 +141,11 @@ async def _append(ctx: ObjectContext, events: list[EventIn]) -> int:
 async def read(ctx: ObjectSharedContext, raw: bytes) -> ReadOut:
     """Events with seq > `after`, oldest first, at most `limit`. Poll with the last seq seen."""
     req = parse(raw, ReadIn)
-    meta = await ctx.get("meta", type_hint=LogMeta) or LogMeta()
+    meta = await load(ctx, "meta", LogMeta) or LogMeta()
     out: list[Event] = []
     page_no = max(_page_of(req.after + 1), meta.first_page)
     while len(out) < req.limit and page_no <= _page_of(meta.next_seq - 1) and meta.next_seq > 1:
-        page = await ctx.get(f"page:{page_no}", type_hint=Page) or Page()
+        page = await load(ctx, f"page:{page_no}", Page) or Page()
         out.extend(e for e in page.events if e.seq > req.after)
         page_no += 1
     return ReadOut(events=out[:req.limit], next_seq=meta.next_seq, compacted=meta.compacted)

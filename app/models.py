@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.stored import Stored
 from app.validation import workspace_relative
 from sandbox.protocol import ExecResult
 
@@ -84,7 +85,7 @@ class Usage(BaseModel):
         )
 
 
-class Source(BaseModel):
+class Source(Stored):
     """Where a session's workspace came from: its last import, which is its baseline."""
 
     kind: Literal["archive", "git"]
@@ -189,7 +190,7 @@ class ExportRecord(BaseModel):
     out: ExportOut
 
 
-class Exports(BaseModel):
+class Exports(Stored):
     items: list[ExportRecord] = []
 
 
@@ -201,11 +202,11 @@ class InterruptOut(BaseModel):
 # ---------------------------------------------------------------- Agent (state)
 
 
-class History(BaseModel):
+class History(Stored):
     entries: list[HistoryEntry] = []
 
 
-class LastTask(BaseModel):
+class LastTask(Stored):
     """What `status` shows once the session is idle again."""
 
     plan: list[PlanItem] = []
@@ -213,7 +214,7 @@ class LastTask(BaseModel):
     verdict: Verdict | None = None
 
 
-class RunningTask(BaseModel):
+class RunningTask(Stored):
     """The task the session is waiting on. Reports from any other task id are stale."""
 
     task_id: str
@@ -230,18 +231,18 @@ class ConversationTurn(BaseModel):
     text: str
 
 
-class TaskInput(BaseModel):
+class TaskInput(Stored):
     session_id: str
     task_id: str
     conversation: list[ConversationTurn]
 
 
-class ProgressReport(BaseModel):
+class ProgressReport(Stored):
     task_id: str
     plan: list[PlanItem]
 
 
-class TaskOutcome(BaseModel):
+class TaskOutcome(Stored):
     task_id: str
     status: Literal["done", "failed", "interrupted", "stopped"]
     text: str
@@ -312,7 +313,7 @@ class Released(BaseModel):
 Phase = Annotated[Union[NoSandbox, Running, Suspended, Released], Field(discriminator="kind")]
 
 
-class SandboxState(BaseModel):
+class SandboxState(Stored):
     current: Phase = NoSandbox()
     # Whether an operation may have changed the workspace since the last checkpoint, and that
     # checkpoint's snapshot: an unchanged workspace is not snapshotted twice.
@@ -337,7 +338,7 @@ class SandboxState(BaseModel):
     rollbacks: int = 0  # times the sandbox was lost and its workspace went back to a snapshot
 
 
-class TimerIn(BaseModel):
+class TimerIn(Stored):
     generation: int = 0  # the restart timer's generation; an older one is stale
 
 
@@ -370,15 +371,15 @@ class SandboxInfoOut(BaseModel):
 # ---------------------------------------------------------------- Sandbox (handlers)
 
 
-class AcquireIn(BaseModel):
+class AcquireIn(Stored):
     task_id: str
 
 
-class ReleaseIn(BaseModel):
+class ReleaseIn(Stored):
     task_id: str
 
 
-class ExecIn(BaseModel):
+class ExecIn(Stored):
     op_id: str
     command: str = Field(min_length=1)
     timeout_s: float = Field(default=60, gt=0)
@@ -398,13 +399,13 @@ class ExecOut(ExecResult, SandboxNotice):
     outcome_unknown: bool = False
 
 
-class WriteFileIn(BaseModel):
+class WriteFileIn(Stored):
     op_id: str
     path: WorkspacePath
     content: str
 
 
-class EditFileIn(BaseModel):
+class EditFileIn(Stored):
     op_id: str
     path: WorkspacePath
     old: str = Field(min_length=1)
@@ -412,7 +413,7 @@ class EditFileIn(BaseModel):
     replace_all: bool = False
 
 
-class PathIn(BaseModel):
+class PathIn(Stored):
     path: WorkspacePath = "."
 
 
@@ -442,7 +443,7 @@ class ListFilesOut(SandboxNotice):
 # ---------------------------------------------------------------- Checkpoints, rewind, fork
 
 
-class Checkpoint(BaseModel):
+class Checkpoint(Stored):
     """A point a session can go back to: the workspace as a step left it, and the
     conversation up to then."""
 
@@ -457,11 +458,11 @@ class Checkpoint(BaseModel):
     rewound: bool = False  # made after a point the session was rewound to
 
 
-class Checkpoints(BaseModel):
+class Checkpoints(Stored):
     items: list[Checkpoint] = []
 
 
-class CheckpointIn(BaseModel):
+class CheckpointIn(Stored):
     """Task -> Sandbox: snapshot the workspace for the checkpoint at the end of a step."""
 
     checkpoint_id: str
@@ -496,7 +497,7 @@ class ForkOut(BaseModel):
     checkpoint: str
 
 
-class AdoptIn(BaseModel):
+class AdoptIn(Stored):
     """Agent -> Agent (the new session): become a fork."""
 
     parent: str
@@ -505,7 +506,7 @@ class AdoptIn(BaseModel):
     checkpoints: list[Checkpoint]
 
 
-class RestoreIn(BaseModel):
+class RestoreIn(Stored):
     snapshot_id: str
 
 
@@ -513,7 +514,7 @@ class RestoreOut(BaseModel):
     notice: str | None = None  # the snapshot could not be found: the workspace started empty
 
 
-class HoldIn(BaseModel):
+class HoldIn(Stored):
     holder: str  # "sandbox:<session>" or "checkpoint:<session>/<checkpoint id>"
 
 
@@ -536,14 +537,14 @@ class SteerOut(BaseModel):
     delivered_to: Literal["running_task", "new_task"]
 
 
-class SteerMessage(BaseModel):
+class SteerMessage(Stored):
     """Agent -> Task: steering number `index` (0, 1, 2, ...) of this task."""
 
     index: int
     text: str
 
 
-class ApprovalRequest(BaseModel):
+class ApprovalRequest(Stored):
     approval_id: str
     task_id: str
     kind: Literal["tool", "budget"]
@@ -561,20 +562,20 @@ class ResolveApprovalIn(BaseModel):
     reason: str = ""
 
 
-class ApprovalDecision(BaseModel):
+class ApprovalDecision(Stored):
     approval_id: str
     decision: Literal["approve", "deny", "timeout"]
     reason: str = ""
 
 
-class PendingApprovals(BaseModel):
+class PendingApprovals(Stored):
     items: list[ApprovalRequest] = []
 
 
 # ---------------------------------------------------------------- Sandbox (trees)
 
 
-class TreeDiffIn(BaseModel):
+class TreeDiffIn(Stored):
     """Compare two workspaces: snapshots, or the live one."""
 
     base: str | None = None  # a snapshot id; None: the empty tree

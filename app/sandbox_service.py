@@ -51,6 +51,7 @@ from app.models import (
 )
 from app.repo import trees
 from app.once import edit_once, exec_once, task_markers, write_once
+from app.stored import load
 from app.validation import check_key, no_input, parse
 from sandbox import ExecResult, SandboxGone, SandboxInfo
 
@@ -71,7 +72,7 @@ sandbox_object = restate.VirtualObject(
 
 
 async def _load(ctx: ObjectContext | ObjectSharedContext) -> SandboxState:
-    return await ctx.get("state", type_hint=SandboxState) or SandboxState()
+    return await load(ctx, "state", SandboxState) or SandboxState()
 
 
 async def _step(ctx: ObjectContext | ObjectSharedContext, name: str, type_hint: type[T],
