@@ -233,6 +233,15 @@ def retry_now(admin_port: int) -> int:
     return len(rows)
 
 
+def services_deployments(admin_port: int) -> dict[str, str]:
+    """Which deployment each registered service's new invocations go to, as this node's admin
+    API sees it (in a cluster, a node's view of the metadata can lag another's)."""
+    response = http_client().get(f"http://{HOST}:{admin_port}/services", timeout=10)
+    if not response.is_success:
+        raise RuntimeError(f"listing services failed ({response.status_code}): {response.text}")
+    return {s["name"]: s["deployment_id"] for s in response.json().get("services", [])}
+
+
 def remove_deployment(admin_port: int, deployment_id: str) -> None:
     """Forget a deployment. Restate only deletes by force, so call this once it has drained."""
     response = http_client().delete(f"http://{HOST}:{admin_port}/deployments/{deployment_id}",

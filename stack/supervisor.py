@@ -47,6 +47,12 @@ POLL_INTERVAL_S = 0.5
 STABLE_AFTER_S = 10.0
 MAX_BACKOFF_S = 30.0
 DRAIN_CHECK_S = 1.0  # how often to count the invocations left on older versions
+# A version is retired only after this many checks in a row found nothing pinned to it and every
+# node routing its services elsewhere, and no sooner than DRAIN_GRACE_S after it began to drain:
+# an invocation being created as the new version registered (or on a node whose metadata lags)
+# pins to the old one a moment later, and one zero count right after the switch would miss it.
+DRAIN_QUIET_CHECKS = 3
+DRAIN_GRACE_S = 5.0
 
 # Printed at start; keep them in step with the README.
 EXAMPLES = [
@@ -436,7 +442,8 @@ class Supervisor:
             still = old.version.version if old else "nothing"
             return False, f"version {name} did not start; still serving {still}: {exc}"
         if old is not None:
-            old.version.draining = True
+            old.version.draining, old.version.draining_since = True, time.time()
+            old.version.quiet_checks = 0
             self._rename(old, newest=False)
         self._rename(new, newest=True)
         self._add_pool(new)
@@ -455,7 +462,11 @@ class Supervisor:
                 version.left = left
                 self.registry.save()
                 self._log(f"version {version.version} is draining: {left} invocation(s) left")
-            if left:
+            routed = self._nodes_routing_to(version)
+            version.quiet_checks = 0 if left or routed else version.quiet_checks + 1
+            self.registry.save()
+            since = version.draining_since if version.draining_since is not None else 0.0
+            if version.quiet_checks < DRAIN_QUIET_CHECKS or time.time() - since < DRAIN_GRACE_S:
                 return
             if version.deployment_id:
                 processes.remove_deployment(admin_port, version.deployment_id)
@@ -473,6 +484,20 @@ class Supervisor:
         self.registry.versions.remove(version)
         self.registry.save()
         self._log(f"version {version.version} has drained: its deployment is removed and its workers stopped")
+
+    def _nodes_routing_to(self, version: upgrade.Version) -> list[str]:
+        """Nodes whose admin API still sends some service's new invocations to `version`, or
+        that cannot be asked (a node that is down may come back with an old view)."""
+        if not version.deployment_id:
+            return []
+        routing = []
+        for node in self.nodes:
+            try:
+                if version.deployment_id in processes.services_deployments(node.admin_port).values():
+                    routing.append(node.name)
+            except (RuntimeError, httpx.HTTPError):
+                routing.append(node.name)
+        return routing
 
     def _rename(self, pool: Pool, newest: bool) -> None:
         for child, name in zip(pool.workers, pool.names(newest), strict=True):

@@ -83,6 +83,8 @@ class Version:
     deployment_id: str | None = None
     draining: bool = False
     left: int | None = None  # invocations still pinned to it, last time we looked
+    draining_since: float | None = None  # wall-clock time the newer version took over
+    quiet_checks: int = 0  # drain checks in a row that found nothing pinned and no node routing to it
 
 
 @dataclass

@@ -77,6 +77,18 @@ def test_tasks_in_flight_finish_on_their_version_and_new_ones_run_the_new(superv
     # The approval given after the upgrade completes the old task, on v1.
     _resolve(stack, "old", old_approval)
     wait_idle(stack, "old")
+    # v1 is retired only after several checks in a row found nothing pinned (an invocation being
+    # created as the switch happened pins to v1 a moment later), never at the first zero count.
+    quiet: list[int] = []
+
+    def retired() -> bool:
+        old = next((v for v in sup.registry()["versions"] if v["version"] == v1["version"]), None)
+        if old is not None and old["left"] == 0:
+            quiet.append(old["quiet_checks"])
+        return old is None
+
+    stack.wait_until(retired, timeout=60, interval=0.05, message="v1 to be retired")
+    assert quiet and max(quiet) >= 2, quiet
     assert read_file(stack, "old", "pushes.txt") == "pushed\n"  # ran once, through the kill
     assert [m["role"] for m in history(stack, "old")] == ["user", "event", "event", "agent"]
     assert watching.wait(timeout=60) == 0, log.read_text()
