@@ -102,15 +102,32 @@ class Supervised:
 
 def v2_source(root: Path) -> Path:
     """A copy of the code whose Task journals a different first step ("settings (v2)"):
-    replaying a v1 journal with it would not match."""
+    replaying a v1 journal with it would not match. And a stored shape changes: a task's
+    outcome (the report a task sends its Agent) says which steering messages it took
+    (`steering_taken`, required) where v1 said how many (`steering_read`), with the migration
+    from v1's shape (app/stored.py). A v1 task that finishes after the upgrade reports to the
+    Agent's v2 code in v1's shape."""
     source = root / "v2"
     for directory in ("app", "sandbox"):
         shutil.copytree(REPO_ROOT / directory, source / directory, ignore=shutil.ignore_patterns("__pycache__"))
-    task = source / "app" / "task.py"
-    text = task.read_text()
-    assert 'ctx.run_typed("settings",' in text
-    task.write_text(text.replace('ctx.run_typed("settings",', 'ctx.run_typed("settings (v2)",'))
+    _patch(source / "app" / "task.py", ('ctx.run_typed("settings",', 'ctx.run_typed("settings (v2)",'),
+           ("steering_read=controls.steering_read", "steering_taken=list(range(controls.steering_read))"))
+    _patch(source / "app" / "agent.py", ("outcome.steering_read <", "len(outcome.steering_taken) <"))
+    _patch(source / "app" / "models.py",
+           ("from typing import Annotated, Any, Literal, Union", "from typing import Annotated, Any, ClassVar, Literal, Union"),
+           ("    steering_read: int = 0  # how many steering messages the task took in\n",
+            "    steering_taken: list[int]\n    SHAPE: ClassVar[int] = 1\n    MIGRATIONS: ClassVar[tuple] = (\n"
+            "        lambda d: {**{k: v for k, v in d.items() if k != 'steering_read'},\n"
+            "                   'steering_taken': list(range(d.get('steering_read', 0)))},)\n"))
     return source
+
+
+def _patch(path: Path, *replacements: tuple[str, str]) -> None:
+    text = path.read_text()
+    for old, new in replacements:
+        assert text.count(old) >= 1, (path, old)
+        text = text.replace(old, new)
+    path.write_text(text)
 
 
 def task_run(stack: Stack, task_id: str) -> tuple[str, list[str]]:
