@@ -243,6 +243,13 @@ async def _with_sandbox(ctx: ObjectContext, label: str, type_hint: type[T],
             timed = await _step(ctx, label if attempt == 1 else f"{label} (recreated)", _Timed[type_hint],
                                 lambda: _timed(lambda: op(running.sandbox_id)))
         except TerminalError as error:
+            if is_cancellation(error):
+                # Nobody reads a cancelled operation's result: what the model must be told waits
+                # for the next operation (a rollback just made included).
+                if rollback:
+                    state.pending_notice = _join(state.pending_notice, rollback)
+                    ctx.set("state", state)
+                raise
             if not is_gone(error) or attempt == 2:
                 notice = _take_notice(ctx, state, rollback)
                 await _active_until(ctx, state, await ctx.time())
