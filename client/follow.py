@@ -231,7 +231,7 @@ class Follower:
 
     def _input(self, prompt: str, eof: str | None = None) -> str:
         try:
-            answer = self.console.input(prompt).strip()
+            answer = self.console.input(Text(prompt, style="bold")).strip()  # Text: `[y/n]` is no markup
         except EOFError:
             if eof is None:
                 raise
