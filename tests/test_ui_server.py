@@ -5,9 +5,11 @@ the change's way out (its own body cap, the diff, the .patch and .tar.gz downloa
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 import time
+import types
 import zipfile
 
 import httpx
@@ -16,7 +18,8 @@ import pytest
 from tests.agent_helpers import send_message, wait_idle
 from tests.client import free_port
 from tests.fakes.import_scripts import SUB, TOP, TREE, project_archive
-from tests.ui_helpers import Sse, logged_events, sse_stream
+from tests.ui_helpers import Call, CannedSession, Sse, logged_events, sse_stream, ui_over_canned_ingress
+from ui import feed, workspace
 
 SCRIPTS = "tests.fakes.ui_scripts"
 
@@ -346,3 +349,37 @@ def test_an_import_makes_a_new_session_its_uploaders(stack_factory):
         assert alice.get(f"/api/sessions/hers/{path}").status_code == 200, path
     assert bob.post("/api/sessions/hers/import", content=project_archive()).status_code == 403
     assert bob.post("/api/sessions/hers/export", json={"branch": "b"}).status_code == 403
+
+
+# --- what the server holds (over a canned ingress) ------------------------------------------------
+
+
+def test_a_round_nobody_settles_is_forgotten_once_idle(monkeypatch):
+    # A session nobody watches has no poller, so no journaled event ever settles its rounds.
+    clock = [1000.0]
+    monkeypatch.setattr(feed, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    hub = feed.Hub(ingress=None)  # type: ignore[arg-type]  (deltas never read the log)
+    hub.delta({"session": "unwatched", "ref": "r1", "attempt": "a", "text": "x" * 1000})
+    clock[0] += feed.LIVE_TTL_S / 2
+    hub.delta({"session": "busy", "ref": "r1", "attempt": "a", "text": "y"})
+    assert set(hub.live) == {"unwatched", "busy"}
+    clock[0] += feed.LIVE_TTL_S / 2 + feed.SWEEP_EVERY_S + 1
+    hub.delta({"session": "busy", "ref": "r2", "attempt": "a", "text": "z"})
+    assert set(hub.live) == {"busy"} and set(hub.live["busy"]) == {"r1", "r2"}
+
+
+def test_the_zip_is_streamed_and_no_file_past_its_cap_is_read(monkeypatch):
+    files = {f"f{i}.txt": f"{i}" * 1000 for i in range(10)}
+    calls: list[Call] = []
+    monkeypatch.setattr(workspace, "MAX_ZIP_BYTES", 3_500)  # room for three files
+    with ui_over_canned_ingress({"s": CannedSession(files=files)}, calls) as url:
+        download = httpx.get(f"{url}/api/sessions/s/download", trust_env=False, timeout=10)
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    assert "content-length" not in download.headers  # sent as it is made, not collected first
+    read = [key for handler, key, body in calls if handler == "Sandbox.read_file"]
+    assert sorted(json.loads(body)["path"] for handler, _, body in calls if handler == "Sandbox.read_file") \
+        == ["f0.txt", "f1.txt", "f2.txt"], read
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    assert archive.read("f1.txt") == b"1" * 1000
+    manifest = archive.read("MANIFEST.txt").decode()
+    assert all(f"f{i}.txt: left out, the zip reached 3500 bytes" in manifest for i in range(3, 10)), manifest

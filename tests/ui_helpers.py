@@ -1,5 +1,6 @@
 """The web UI's tests' helpers: a small, strict SSE parser over httpx, and the UI server served
-in-process against a canned Restate ingress (a fixed event log and history, no Restate server)."""
+in-process against a canned Restate ingress (a fixed event log, history and workspace, session
+owners, and a record of every call that reached it; no Restate server)."""
 
 from __future__ import annotations
 
@@ -68,12 +69,14 @@ def logged_events(client: httpx.Client, session: str, until: str = "final_answer
 @dataclass
 class CannedSession:
     """What the ingress answers for one session: its event log (Events.read), its history
-    (Agent.history) and its status (Agent.status). Events appended while a page watches reach
-    it live, through the UI server's poller, as the real log's would."""
+    (Agent.history), its status (Agent.status) and its workspace's text files (Sandbox.list_files,
+    Sandbox.read_file). Events appended while a page watches reach it live, through the UI
+    server's poller, as the real log's would."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=lambda: {"state": "idle", "task_id": None, "plan": []})
+    files: dict[str, str] = field(default_factory=dict)
 
     def add(self, kind: str, text: str, task_id: str | None = None, detail: str | None = None,
             ref: str | None = None) -> dict[str, Any]:
@@ -84,23 +87,45 @@ class CannedSession:
         return event
 
 
-def canned_ingress(sessions: Mapping[str, CannedSession]) -> Starlette:
-    """Restate's ingress for the handlers the page reads, answering from `sessions` (404 for
-    any other session, as the Agent does for one that never had a message)."""
+Call = tuple[str, str, bytes]  # ("Agent.message", session, body): one request that reached the ingress
+
+
+def canned_ingress(sessions: Mapping[str, CannedSession], calls: list[Call] | None = None,
+                   owners: dict[str, str] | None = None) -> Starlette:
+    """Restate's ingress for the handlers the page uses, answering from `sessions` (404 for any
+    other session, as the Agent does for one that never had a message). `SessionOwner` keeps
+    its owners in `owners`; every request is appended to `calls` first."""
+    owners = {} if owners is None else owners
 
     async def handle(request: Request) -> JSONResponse:
-        session = sessions.get(request.path_params["key"])
+        key, body = request.path_params["key"], await request.body()
+        handler = f"{request.path_params['service']}.{request.path_params['handler']}"
+        if calls is not None:
+            calls.append((handler, key, body))
+        ask = json.loads(body) if body.startswith(b"{") else {}
+        if handler == "SessionOwner.get":
+            return JSONResponse({"owner": owners.get(key)})
+        if handler == "SessionOwner.claim":
+            return JSONResponse({"owner": owners.setdefault(key, ask["owner"])})
+        # What makes a session: a message, steering, an import, a fork (into another one).
+        makers = {"Agent.message": {"task_id": "canned"}, "Agent.steer": {"task_id": "canned"},
+                  "Agent.import": {"session": key, "kind": "archive"},
+                  "Agent.fork": {"session": ask.get("session") or f"{key}-fork-canned", "checkpoint": ask.get("checkpoint")}}
+        if handler in makers:
+            return JSONResponse(makers[handler])
+        session = sessions.get(key)
         if session is None:
             return JSONResponse({"message": "unknown session"}, status_code=404)
-        handler = f"{request.path_params['service']}.{request.path_params['handler']}"
         if handler == "Events.read":
-            ask = json.loads(await request.body() or b"{}")
             after, limit = ask.get("after", 0), ask.get("limit", 200)
             return JSONResponse({"events": [e for e in session.events if e["seq"] > after][:limit],
                                  "next_seq": len(session.events) + 1, "compacted": {}})
+        if handler == "Sandbox.read_file":
+            return JSONResponse({"path": ask["path"], "content": session.files[ask["path"]]})
+        entries = [{"path": path, "kind": "file", "size": len(text.encode())} for path, text in session.files.items()]
         answers = {"Agent.status": session.status, "Agent.history": {"messages": session.history},
                    "Agent.approvals": {"approvals": []}, "Agent.checkpoints": {"checkpoints": []},
-                   "Sandbox.list_files": {"entries": []}, "Sandbox.info": {}}
+                   "Agent.interrupt": {}, "Sandbox.list_files": {"entries": entries}, "Sandbox.info": {}}
         if handler not in answers:
             return JSONResponse({"message": f"{handler} is not canned"}, status_code=404)
         return JSONResponse(answers[handler])
@@ -109,11 +134,13 @@ def canned_ingress(sessions: Mapping[str, CannedSession]) -> Starlette:
 
 
 @contextmanager
-def ui_over_canned_ingress(sessions: Mapping[str, CannedSession]) -> Iterator[str]:
-    """The real UI server (ui/server.py), in this process, over `canned_ingress(sessions)`;
-    yields its URL."""
+def ui_over_canned_ingress(sessions: Mapping[str, CannedSession], calls: list[Call] | None = None,
+                           owners: dict[str, str] | None = None, **settings: Any) -> Iterator[str]:
+    """The real UI server (ui/server.py), in this process, over `canned_ingress(sessions, calls,
+    owners)`, with `settings` (more of UiConfig's fields: tokens, ...); yields its URL."""
     ui_port, ingress_port = free_ports(2)
-    ui = build_app(UiConfig(ingress_urls=[f"http://127.0.0.1:{ingress_port}"], admin_url="http://127.0.0.1:9"))
+    ui = build_app(UiConfig(ingress_urls=[f"http://127.0.0.1:{ingress_port}"], admin_url="http://127.0.0.1:9",
+                            **settings))
     stopping: asyncio.Event | None = None
     loop = asyncio.new_event_loop()
 
@@ -128,7 +155,7 @@ def ui_over_canned_ingress(sessions: Mapping[str, CannedSession]) -> Iterator[st
         nonlocal stopping
         stopping = asyncio.Event()
         await asyncio.gather(serve(ui, config(ui_port), shutdown_trigger=stopping.wait),  # type: ignore[arg-type]
-                             serve(canned_ingress(sessions), config(ingress_port),  # type: ignore[arg-type]
+                             serve(canned_ingress(sessions, calls, owners), config(ingress_port),  # type: ignore[arg-type]
                                    shutdown_trigger=stopping.wait))
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="canned ui", daemon=True)
@@ -137,8 +164,8 @@ def ui_over_canned_ingress(sessions: Mapping[str, CannedSession]) -> Iterator[st
     deadline = time.monotonic() + 15
     while True:
         try:
-            if httpx.get(f"{url}/api/config", trust_env=False, timeout=2).status_code == 200:
-                break
+            httpx.get(f"{url}/api/config", trust_env=False, timeout=2)  # any answer (a 401 with tokens)
+            break
         except httpx.HTTPError:
             pass
         assert time.monotonic() < deadline, "the UI server did not start"

@@ -11,7 +11,8 @@ Deltas (live model text, posted by the worker to /internal/deltas) are not in th
 to the session's clients as `event: delta` without an `id`, so they never move a client's
 Last-Event-ID. The hub also keeps each open round's text so far, so a client that connects
 mid-round (a reload) gets it at once; a round's text is dropped as soon as its journaled
-`model_round` (or the plan, or the task's end) shows up in the log.
+`model_round` (or the plan, or the task's end) shows up in the log, or after LIVE_TTL_S
+without a delta (a session nobody watches has no log reader to settle it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger("ui.feed")
 PAGE = 500  # events per Events.read call (the handler's maximum)
 QUEUE_LIMIT = 2_000  # items a slow client may lag behind before it is dropped (it reconnects)
 LIVE_TTL_S = 300.0  # a round's live text with no delta for this long is forgotten
+SWEEP_EVERY_S = 10.0  # how often a delta also looks for such rounds, in every session
 FINISHING = ("final_answer", "error", "interrupted")
 
 Item = tuple[str, dict[str, Any]]  # ("event", event) | ("delta", delta) | ("overflow", {})
@@ -108,6 +110,7 @@ class Hub:
         self.feeds: dict[str, Feed] = {}
         # session -> ref -> {"ref", "task_id", "attempt", "text", "at"}
         self.live: dict[str, dict[str, dict[str, Any]]] = {}
+        self._swept = 0.0
 
     def feed(self, session: str) -> Feed:
         if session not in self.feeds:
@@ -119,10 +122,9 @@ class Hub:
     def delta(self, delta: dict[str, Any]) -> None:
         """A batch of live text from the worker: remember it and pass it on."""
         session, ref = delta["session"], delta["ref"]
-        rounds = self.live.setdefault(session, {})
         now = time.monotonic()
-        for old_ref in [r for r, v in rounds.items() if now - v["at"] > LIVE_TTL_S]:
-            del rounds[old_ref]
+        self._forget_idle(now)
+        rounds = self.live.setdefault(session, {})
         current = rounds.get(ref)
         if current is None or current["attempt"] != delta["attempt"]:
             current = rounds[ref] = {"ref": ref, "task_id": delta.get("task_id"),
@@ -131,6 +133,20 @@ class Hub:
         current["at"] = now
         if session in self.feeds:
             self.feeds[session].publish(("delta", {k: delta.get(k) for k in ("ref", "task_id", "attempt", "text")}))
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop every round that had no delta for LIVE_TTL_S, in any session. Only a watched
+        session's log settles its rounds; an unwatched one's (driven through the ingress, or
+        whose watchers left) would otherwise be kept for good, as would a round whose worker
+        died."""
+        if now - self._swept < SWEEP_EVERY_S:
+            return
+        self._swept = now
+        for session, rounds in list(self.live.items()):
+            for ref in [r for r, v in rounds.items() if now - v["at"] > LIVE_TTL_S]:
+                del rounds[ref]
+            if not rounds:
+                del self.live[session]
 
     def settle(self, session: str, event: dict[str, Any]) -> None:
         """A journaled event supersedes the live text of the round(s) it records."""

@@ -249,10 +249,10 @@ def build_app(config: UiConfig) -> Starlette:
 
     async def download(request: Request) -> Response:
         session = request.path_params["session"]
-        data, error = await workspace_zip(ingress, session)
+        stream, error = await workspace_zip(ingress, session)
         if error is not None:
             return passthrough(error)
-        return Response(data, media_type="application/zip", headers=attachment(f"{session}-workspace.zip"))
+        return StreamingResponse(stream, media_type="application/zip", headers=attachment(f"{session}-workspace.zip"))
 
     # --- live --------------------------------------------------------------------------------
 
