@@ -82,7 +82,7 @@ async def _stop(ctx: ObjectContext, history: list[HistoryEntry], current: Runnin
     then the attach returns its outcome and we record that instead of an interruption.
     """
     ctx.cancel_invocation(current.invocation_id)
-    wait = timedelta(seconds=settings().interrupt_wait_s)
+    wait = timedelta(seconds=await retry.setting(ctx, "interrupt_wait_s"))
     try:
         which, value = await restate.select(
             done=ctx.attach_invocation(current.invocation_id, type_hint=TaskOutcome),
@@ -105,10 +105,10 @@ async def _stop(ctx: ObjectContext, history: list[HistoryEntry], current: Runnin
 T = TypeVar("T", MessageIn, SteerIn)
 
 
-def _user_text(ctx: ObjectContext, raw: bytes, model: type[T], what: str) -> T:
+async def _user_text(ctx: ObjectContext, raw: bytes, model: type[T], what: str) -> T:
     """Validate the session key and a user's text: a 400 naming the problem, nothing changed."""
     check_key(ctx.key())
-    limit = settings().max_message_chars
+    limit = await retry.setting(ctx, "max_message_chars")
     req = parse(raw, model, max_bytes=limit * 4 + 1024)
     if len(req.text) > limit:
         raise bad_request(f"{what} is {len(req.text)} characters; the limit is {limit}")
@@ -118,7 +118,7 @@ def _user_text(ctx: ObjectContext, raw: bytes, model: type[T], what: str) -> T:
 @agent_object.handler(input_serde=BytesSerde())
 async def message(ctx: ObjectContext, raw: bytes) -> MessageOut:
     """Append a user message and start a task for it, interrupting the running one."""
-    req = _user_text(ctx, raw, MessageIn, "message")
+    req = await _user_text(ctx, raw, MessageIn, "message")
 
     history = await _history(ctx)
     current = await load(ctx, "current", RunningTask)
@@ -235,7 +235,7 @@ async def task_finished(ctx: ObjectContext, outcome: TaskOutcome) -> None:
 @agent_object.handler(input_serde=BytesSerde())
 async def steer(ctx: ObjectContext, raw: bytes) -> SteerOut:
     """Guide the running task without interrupting it (picked up at its next model round)."""
-    req = _user_text(ctx, raw, SteerIn, "steering")
+    req = await _user_text(ctx, raw, SteerIn, "steering")
     history = await _history(ctx)
     current = await load(ctx, "current", RunningTask)
     if current is None:
@@ -543,8 +543,9 @@ async def import_(ctx: ObjectContext, raw: bytes) -> ImportOut:
     the workspace (app/repo/archives.py)."""
     check_key(ctx.key())
     raw = raw or b""
-    if len(raw) > settings().import_max_bytes:
-        raise TerminalError(f"the archive is {len(raw)} bytes; the limit is {settings().import_max_bytes} "
+    cap = await retry.setting(ctx, "import_max_bytes")
+    if len(raw) > cap:
+        raise TerminalError(f"the archive is {len(raw)} bytes; the limit is {cap} "
                             "(AGENT_IMPORT_MAX_BYTES)", status_code=413)
     source = _git_source(raw)
     if source is None and not raw:
@@ -667,7 +668,8 @@ async def export(ctx: ObjectContext, raw: bytes) -> ExportOut:
     if earlier is not None:  # made before without a push: push that very commit now
         record = earlier.model_copy(update={"push": True})
     else:
-        author = req.author or Author(name=settings().export_author_name, email=settings().export_author_email)
+        author = req.author or Author(name=await retry.setting(ctx, "export_author_name"),
+                                      email=await retry.setting(ctx, "export_author_email"))
         export_id = f"export-{str(ctx.uuid())[:8]}"
         snap = await ctx.object_call(sandbox_service.checkpoint, key=ctx.key(),
                                      arg=CheckpointIn(checkpoint_id=export_id, mode="every"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from restate import InvocationRetryPolicy, RunOptions
 from restate.serde import BytesSerde
@@ -65,3 +65,18 @@ def local_step(type_hint: type[T]) -> RunOptions[T]:
     is misconfigured, so a few quick attempts are enough."""
     return RunOptions(type_hint=type_hint, initial_retry_interval=timedelta(milliseconds=100),
                       max_retry_interval=timedelta(seconds=1), max_attempts=5)
+
+
+async def setting(ctx: Any, name: str) -> Any:
+    """One setting (app/config.py), read in a journaled step: a handler replayed by a worker
+    whose environment differs takes the value the first attempt took. Only for plain values
+    (numbers, names): nothing secret goes into the journal."""
+    from app.config import settings  # here, not at import: the brain and tests import this module
+
+    kind = type(getattr(settings(), name))
+    assert kind in (int, float, str, bool), name
+
+    async def read() -> Any:
+        return getattr(settings(), name)
+
+    return await ctx.run_typed(f"setting {name}", read, RunOptions(type_hint=kind))

@@ -41,7 +41,6 @@ from restate.serde import BytesSerde
 
 from app import retry, snapshots
 from app.backend import backend, command_slots
-from app.config import settings
 from app.errors import is_cancellation, is_gone, not_found, sandbox_failure
 from app.events import emit
 from app.models import (
@@ -161,7 +160,7 @@ async def _schedule_restart(ctx: ObjectContext, running: Running) -> str:
     """The durable timer: a delayed self-send at TTL minus a margin."""
     now = await ctx.time()
     ttl = max(running.expires_at - now, 0.0)
-    margin = min(settings().sandbox_restart_margin_s, ttl / 3)
+    margin = min(await retry.setting(ctx, "sandbox_restart_margin_s"), ttl / 3)
     handle = ctx.object_send(restart, key=ctx.key(), arg=TimerIn(generation=running.generation),
                              send_delay=timedelta(seconds=max(ttl - margin, 0.1)))
     return await handle.invocation_id()
@@ -312,7 +311,7 @@ async def _active_until(ctx: ObjectContext, state: SandboxState, ended_at: float
     """
     state.last_active = ended_at
     if state.idle_timer is None:
-        state.idle_timer = await _arm_idle_timer(ctx, settings().sandbox_idle_s)
+        state.idle_timer = await _arm_idle_timer(ctx, await retry.setting(ctx, "sandbox_idle_s"))
     ctx.set("state", state)
 
 
@@ -512,7 +511,7 @@ async def suspend_if_idle(ctx: ObjectContext, timer: TimerIn) -> None:
         state.idle_timer = None
         ctx.set("state", state)
         return
-    left = state.last_active + settings().sandbox_idle_s - await ctx.time()
+    left = state.last_active + await retry.setting(ctx, "sandbox_idle_s") - await ctx.time()
     if left > 0:
         state.idle_timer = await _arm_idle_timer(ctx, left)
         ctx.set("state", state)
