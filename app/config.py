@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Each token is one user; a session belongs to the token that sent its first message.
     ui_token: str = env("UI_TOKEN", "")
     ui_tokens: Annotated[list[str], NoDecode] = env("UI_TOKENS", [])
+    # Host names the UI answers to besides loopback, addresses and UI_HOST (a proxy's public
+    # name); "*": any. Any other Host is refused, so a DNS-rebound page reads nothing.
+    ui_allowed_hosts: Annotated[list[str], NoDecode] = env("UI_ALLOWED_HOSTS", [])
     ui_poll_ms: float = env("UI_POLL_MS", 100.0, gt=0)
     delta_url: str | None = env("AGENT_DELTA_URL", None)
 
@@ -153,7 +156,7 @@ class Settings(BaseSettings):
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
     budget_seconds: float = env("AGENT_BUDGET_SECONDS", 3600.0, gt=0)
 
-    @field_validator("approval_patterns", "ui_tokens", "identity_keys", mode="before")
+    @field_validator("approval_patterns", "ui_tokens", "ui_allowed_hosts", "identity_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -24,6 +24,10 @@ from ui import feed, workspace
 SCRIPTS = "tests.fakes.ui_scripts"
 
 
+JSON = {"content-type": "application/json"}
+ARCHIVE = {"content-type": "application/octet-stream"}
+
+
 def ui_client(stack, **kwargs) -> httpx.Client:
     return httpx.Client(base_url=stack.ui_url, trust_env=False, timeout=30.0, **kwargs)
 
@@ -160,7 +164,7 @@ def test_answers_from_restate_pass_through_and_the_workspace_downloads(stack_fac
     assert unknown.status_code == 404 and "unknown session" in unknown.json()["message"]
     too_long = client.post("/api/sessions/w/message", json={"text": "x" * 51})
     assert too_long.status_code == 400 and "limit is 50" in too_long.json()["message"]
-    assert client.post("/api/sessions/w/message", content=b"{oops").status_code == 400
+    assert client.post("/api/sessions/w/message", content=b"{oops", headers=JSON).status_code == 400
     assert client.get("/api/sessions/w/events", params={"after": "x"}).status_code == 400
 
     assert client.post("/api/sessions/w/message", json={"text": "make files"}).status_code == 200
@@ -281,13 +285,14 @@ def test_an_import_over_the_ui_cap_is_refused_before_it_reaches_the_agent(stack_
     # not exist afterwards shows the Agent never saw the body: an import would have made it.
     stack = stack_factory("echo", ui=True, ui_env={"AGENT_IMPORT_MAX_BYTES": "1000"})
     client = ui_client(stack)
-    declared = client.post("/api/sessions/big/import", content=b"x" * 5000)
+    declared = client.post("/api/sessions/big/import", content=b"x" * 5000, headers=ARCHIVE)
     assert declared.status_code == 413 and "the limit is 1000" in declared.json()["message"]
-    streamed = client.post("/api/sessions/big/import", content=iter([b"x" * 600, b"x" * 600]))  # no length
+    streamed = client.post("/api/sessions/big/import", content=iter([b"x" * 600, b"x" * 600]),  # no length
+                           headers=ARCHIVE)
     assert streamed.status_code == 413 and "AGENT_IMPORT_MAX_BYTES" in streamed.json()["message"]
     assert client.get("/api/sessions/big/status").status_code == 404
     # Under the cap, the body reaches the Agent as it was sent, and its 400 comes back.
-    garbage = client.post("/api/sessions/big/import", content=b"not an archive")
+    garbage = client.post("/api/sessions/big/import", content=b"not an archive", headers=ARCHIVE)
     assert garbage.status_code == 400, garbage.text
 
 
@@ -343,11 +348,11 @@ def test_an_import_makes_a_new_session_its_uploaders(stack_factory):
     stack = stack_factory("echo", ui=True, ui_env={"UI_TOKENS": "alice,bob"})
     alice = ui_client(stack, headers={"authorization": "Bearer alice"})
     bob = ui_client(stack, headers={"authorization": "Bearer bob"})
-    assert alice.post("/api/sessions/hers/import", content=project_archive()).status_code == 200
+    assert alice.post("/api/sessions/hers/import", content=project_archive(), headers=ARCHIVE).status_code == 200
     for path in ("diff", "patch", "archive"):
         assert bob.get(f"/api/sessions/hers/{path}").status_code == 403, path
         assert alice.get(f"/api/sessions/hers/{path}").status_code == 200, path
-    assert bob.post("/api/sessions/hers/import", content=project_archive()).status_code == 403
+    assert bob.post("/api/sessions/hers/import", content=project_archive(), headers=ARCHIVE).status_code == 403
     assert bob.post("/api/sessions/hers/export", json={"branch": "b"}).status_code == 403
 
 

@@ -1,7 +1,8 @@
 """`python -m ui`: serve the web UI on $UI_HOST:$UI_PORT (127.0.0.1:3000) with hypercorn.
 
 It refuses to listen on anything but loopback without a token (UI_TOKEN or UI_TOKENS): the UI
-can steer every session, so an open one on a network would hand the agent to anyone.
+can steer every session, so an open one on a network would hand the agent to anyone. Bound
+beyond loopback without UI_ALLOWED_HOSTS, it says which host names it answers to.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main() -> int:
               "reaches it could read and steer every session. Set UI_TOKENS (one token per user, "
               "comma-separated) or UI_TOKEN, or UI_HOST=127.0.0.1.", file=sys.stderr, flush=True)
         return 2
+    if not is_loopback(s.ui_host) and not s.ui_allowed_hosts:
+        print(f"[ui] on {s.ui_host}:{s.ui_port} it answers to IP addresses, localhost and {s.ui_host} only: "
+              "add the names browsers use for it to UI_ALLOWED_HOSTS (ui/guard.py).", file=sys.stderr, flush=True)
     config = Config()
     host = f"[{s.ui_host}]" if ":" in s.ui_host and not s.ui_host.startswith("[") else s.ui_host
     config.bind = [f"{host}:{s.ui_port}"]

@@ -29,6 +29,10 @@ Routes (every `{s}` is a session id):
     GET  /api/sessions/{s}/events           SSE: Last-Event-ID or ?after=, then live (ui/feed.py)
     POST /internal/deltas                   live model text from the worker (loopback only)
 
+What a request must look like (ui/guard.py): a Host that names this server, and for any request
+that changes something this server's own page as its Origin and a JSON body (an archive for an
+import), never a form's. Bodies are read within their limit as they arrive.
+
 With UI_TOKEN or UI_TOKENS set, every route but /internal/deltas needs a token: `Authorization:
 Bearer`, the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource). Each token
 is a user, and each session has an owner: the user whose token sent its first message (or
@@ -57,13 +61,21 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ui.feed import Hub
+from ui.guard import JSON, BrowserGuard, read_body, require_type
 from ui.ingress import Answer, Ingress
+from ui.refusals import HANDLERS, Passthrough, Refused
 from ui.workspace import workspace_zip
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ui_token"
 MAX_BODY_BYTES = 1_000_000  # every JSON body; an import's archive has its own cap (UiConfig)
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+# What an import's body may be: an archive (the Agent tells the kinds apart by their content),
+# or JSON naming a git source.
+IMPORT_TYPES = frozenset({JSON, "application/octet-stream", "application/gzip", "application/x-gzip",
+                          "application/x-tar", "application/x-gtar", "application/x-compressed-tar",
+                          "application/zip", "application/x-zip-compressed", "application/x-bzip2",
+                          "application/x-xz"})
 
 
 @dataclass
@@ -71,6 +83,7 @@ class UiConfig:
     ingress_urls: list[str]
     admin_url: str
     tokens: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and addresses; "*": any
     poll_interval_s: float = 0.1
     heartbeat_s: float = 10.0
     import_max_bytes: int = 100_000_000  # the Agent's own cap (AGENT_IMPORT_MAX_BYTES)
@@ -81,8 +94,8 @@ class UiConfig:
 
         s = settings()
         return cls(ingress_urls=s.restate_ingresses, admin_url=f"http://127.0.0.1:{s.admin_port}",
-                   tokens=tuple(s.ui_token_list), poll_interval_s=s.ui_poll_ms / 1000,
-                   import_max_bytes=s.import_max_bytes)
+                   tokens=tuple(s.ui_token_list), allowed_hosts=(s.ui_host, *s.ui_allowed_hosts),
+                   poll_interval_s=s.ui_poll_ms / 1000, import_max_bytes=s.import_max_bytes)
 
 
 def build_app(config: UiConfig) -> Starlette:
@@ -93,25 +106,8 @@ def build_app(config: UiConfig) -> Starlette:
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
     async def body_of(request: Request) -> bytes:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise _Refused(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        return body
-
-    async def archive_of(request: Request) -> bytes:
-        """An import's body, refused (413) as soon as it passes the import cap: the Agent would
-        refuse it too, after a pointless journal entry of that size."""
-        limit = config.import_max_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, f"the archive is {declared} bytes; the limit is {limit} (AGENT_IMPORT_MAX_BYTES)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _Refused(413, f"the archive is over {limit} bytes, the limit (AGENT_IMPORT_MAX_BYTES)")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        require_type(request, {JSON}, "this request's body")
+        return await read_body(request, MAX_BODY_BYTES, "the request body")
 
     # --- pages -------------------------------------------------------------------------------
 
@@ -138,13 +134,13 @@ def build_app(config: UiConfig) -> Starlette:
         else:
             answer = await ingress.call("SessionOwner", session, "get")
         if not answer.ok:  # an invalid session id (400), Restate unreachable (502): say so
-            raise _Passthrough(answer)
+            raise Passthrough(answer)
         return answer.json().get("owner")
 
     async def check_owner(request: Request, session: str, claim: bool = False) -> None:
         owner = await owner_of(request, session, claim)
         if owner is not None and owner != request.state.owner:
-            raise _Refused(403, f"session {session!r} belongs to another user of this UI")
+            raise Refused(403, f"session {session!r} belongs to another user of this UI")
 
     def owned(endpoint: Any, claim: bool = False) -> Any:
         """`endpoint`, for the session's owner only (403 for other tokens)."""
@@ -161,10 +157,10 @@ def build_app(config: UiConfig) -> Starlette:
         for session in ids:
             try:
                 await check_owner(request, session)
-            except _Refused:
+            except Refused:
                 found.append({"id": session, "state": "forbidden"})
                 continue
-            except _Passthrough:
+            except Passthrough:
                 found.append({"id": session, "state": "unknown"})
                 continue
             answer = await ingress.call("Agent", session, "status")
@@ -196,9 +192,9 @@ def build_app(config: UiConfig) -> Starlette:
         try:
             choice = json.loads(await body_of(request) or b"{}")
         except ValueError as error:
-            raise _Refused(400, f"malformed JSON: {error}") from None
+            raise Refused(400, f"malformed JSON: {error}") from None
         if not isinstance(choice, dict):
-            raise _Refused(400, "the body must be a JSON object {\"decision\", \"reason\"}")
+            raise Refused(400, "the body must be a JSON object {\"decision\", \"reason\"}")
         body = {**choice, "approval_id": request.path_params["approval_id"]}
         return passthrough(await ingress.call("Agent", request.path_params["session"], "resolve_approval", body))
 
@@ -206,9 +202,11 @@ def build_app(config: UiConfig) -> Starlette:
 
     async def import_(request: Request) -> Response:
         """Agent.import, with the body as the browser (or curl) sent it: an archive's bytes, or
-        JSON naming a git source. The Agent tells them apart by their content."""
-        body = await archive_of(request)
-        kind = request.headers.get("content-type") or "application/octet-stream"
+        JSON naming a git source. The Agent tells them apart by their content. Past the import
+        cap it is refused (413) as it arrives: the Agent would refuse it too, after a pointless
+        journal entry of that size."""
+        kind = require_type(request, IMPORT_TYPES, "an import")
+        body = await read_body(request, config.import_max_bytes, "the archive", "AGENT_IMPORT_MAX_BYTES")
         return passthrough(await ingress.call("Agent", request.path_params["session"], "import", body, kind))
 
     def diff_ask(request: Request) -> dict[str, Any]:
@@ -225,7 +223,7 @@ def build_app(config: UiConfig) -> Starlette:
             return passthrough(answer)
         found = answer.json()
         if found.get("truncated"):  # a cut patch would not apply: better no file than a broken one
-            raise _Refused(409, "the diff is too large for a .patch; download the workspace's .tar.gz instead")
+            raise Refused(409, "the diff is too large for a .patch; download the workspace's .tar.gz instead")
         name = f"{session}-{ask['task']}.patch" if "task" in ask else f"{session}.patch"
         return Response(found["patch"], media_type="text/x-diff", headers=attachment(name))
 
@@ -261,22 +259,22 @@ def build_app(config: UiConfig) -> Starlette:
         try:
             after = int(raw)
         except ValueError:
-            raise _Refused(400, f"Last-Event-ID / after must be an event seq, not {raw!r}") from None
+            raise Refused(400, f"Last-Event-ID / after must be an event seq, not {raw!r}") from None
         if after < 0:
-            raise _Refused(400, "Last-Event-ID / after must not be negative")
+            raise Refused(400, "Last-Event-ID / after must not be negative")
         return StreamingResponse(hub.stream(request.path_params["session"], after),
                                  media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def deltas(request: Request) -> Response:
         if request.client is None or request.client.host not in LOOPBACK:
-            raise _Refused(403, "deltas are accepted from this machine only")
+            raise Refused(403, "deltas are accepted from this machine only")
         try:
             delta = json.loads(await body_of(request))
             if not all(isinstance(delta.get(k), str) for k in ("session", "ref", "attempt", "text")):
                 raise ValueError("session, ref, attempt and text must be strings")
         except (ValueError, AttributeError) as error:
-            raise _Refused(400, f"bad delta: {error}") from None
+            raise Refused(400, f"bad delta: {error}") from None
         hub.delta(delta)
         return Response(status_code=204)
 
@@ -318,38 +316,13 @@ def build_app(config: UiConfig) -> Starlette:
         Route(f"{s}/events", owned(events)),
         Route("/internal/deltas", deltas, methods=["POST"]),
     ]
-    gate = [Middleware(TokenGate, tokens=config.tokens)] if config.tokens else []
-    app = Starlette(routes=routes, middleware=gate, lifespan=lifespan,
-                    exception_handlers={_Refused: _refused, _Passthrough: _passthrough})
+    # The guard first: a request under a foreign Host, or a cross-site write, gets no further.
+    middleware = [Middleware(BrowserGuard, hosts=config.allowed_hosts)]
+    if config.tokens:
+        middleware.append(Middleware(TokenGate, tokens=config.tokens))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=HANDLERS)
     app.state.hub = hub
     return app
-
-
-class _Refused(Exception):
-    """A request the UI server itself turns down, with the status and message to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, _Refused)
-    return JSONResponse({"message": exc.message}, status_code=exc.status)
-
-
-class _Passthrough(Exception):
-    """An answer from the ingress to give the browser as it is (e.g. 400 for a bad session id)."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer.status)
-        self.answer = answer
-
-
-async def _passthrough(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, _Passthrough)
-    return Response(exc.answer.body, status_code=exc.answer.status, media_type=exc.answer.content_type)
 
 
 def attachment(filename: str) -> dict[str, str]:
