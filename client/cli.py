@@ -66,7 +66,11 @@ def _follow(client: Client, session: str, task_id: str, after: int, verbose: boo
         client.say(f"\ndetached; the task keeps running. `agent interrupt {session}` stops it, "
                    f"`agent follow {session}` watches it again.", "bold")
         sys.exit(EXIT_DETACHED)
-    sys.exit(follower.report(ending))
+    try:
+        code = follower.report(ending)
+    except KeyboardInterrupt:
+        code = EXIT_DETACHED  # the task has ended: there is nothing left to detach from
+    sys.exit(code)
 
 
 VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Show each tool's output (its first lines).")

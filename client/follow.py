@@ -70,6 +70,7 @@ class Follower:
         self.requested: list[str] = []  # approval ids, in the order asked for
         self.settled: set[str] = set()  # resolved (or already put to the user)
         self.cut_off = False  # the server could not be reached; said once until it answers
+        self.begun = False  # an event of this task was seen: the session's own events count from then
 
     @property
     def plan(self) -> list[PlanItem]:
@@ -124,8 +125,10 @@ class Follower:
     def _take(self, events: list[Event]) -> Ending | None:
         for event in events:
             self.after = max(self.after, event.seq)
-            if event.task_id not in (None, self.task_id):
-                continue  # another task of this session (an earlier one, or its replacement)
+            if event.task_id == self.task_id:
+                self.begun = True
+            elif event.task_id is not None or not self.begun:
+                continue  # another task's (an earlier one, or its replacement), or from before this one
             self._track(event)
             if (line := view.event_line(event, self.verbose)) is not None:
                 self.console.print(line)

@@ -89,7 +89,9 @@ def event_line(event: Event, verbose: bool = False) -> Text | None:
         return Text(f"✗ the task failed: {text}", style="bold red")
     if kind == "interrupted":
         return Text(f"■ interrupted: {text}", style="bold yellow")
-    return None  # final_answer: the ending shows it
+    if kind == "final_answer":
+        return None  # the ending shows it
+    return Text(f"{kind}: {text}", style="cyan")  # imported, exported, and kinds newer than this client
 
 
 def verdict_text(verdict: Verdict | None) -> Text:

@@ -93,10 +93,10 @@ def export(client: Client, session: str, branch: str, message: str | None, push:
     out = Export.model_validate(client.ingress.call("Agent", session, "export", body))
     base = f" on top of {out.base_commit[:12]}" if out.base_commit else ""
     client.say(f"committed {out.commit[:12]} on branch {out.branch}{base} ({out.files} files)")
-    if out.pushed:
+    if out.note:  # the server's words: what was pushed where, or why not
+        client.say(out.note, "green" if out.pushed else "")
+    elif out.pushed:
         client.say(f"pushed {out.branch} to {out.remote}", "green")
-    if out.note:
-        client.say(out.note, "dim")
 
 
 @click.command()

@@ -253,7 +253,7 @@ def test_import_a_repository_chat_diff_and_export_it(stack_factory, agent_for, t
 
     exported = agent.run("export", "g1", "--branch", "agent/hello", "--message", "greet with hello", "--push")
     assert exported.returncode == 0, exported.stdout + exported.stderr
-    assert f"pushed agent/hello to file://{remote}" in exported.stdout
+    assert f"on branch agent/hello on top of {_git('rev-parse', 'main', cwd=project)[:12]}" in exported.stdout
     pushed = tmp_path / "pushed"
     _git("clone", "-q", "-b", "agent/hello", str(remote), str(pushed), cwd=tmp_path)
     assert (pushed / "NOTES.md").read_text() == "greet says hello now\n"
