@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     ui_allowed_hosts: Annotated[list[str], NoDecode] = env("UI_ALLOWED_HOSTS", [])
     ui_poll_ms: float = env("UI_POLL_MS", 100.0, gt=0)
     delta_url: str | None = env("AGENT_DELTA_URL", None)
+    # Shown by the worker with every delta, checked by the UI (`make run` makes one per run);
+    # unset, the UI takes no deltas.
+    delta_secret: str = env("AGENT_DELTA_SECRET", "")
 
     # Bounds on the agent loop and on user input.
     max_steps: int = env("AGENT_MAX_STEPS", 6, ge=1)

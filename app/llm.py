@@ -98,8 +98,10 @@ class ModelClient:
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, timeout=config.llm_timeout_s, max_retries=0
         )
-        # Where live text goes (the web UI), or "" for nowhere; see LiveText.
+        # Where live text goes (the web UI), or "" for nowhere, and the secret the UI takes it
+        # with (AGENT_DELTA_SECRET); see LiveText.
         self.delta_url = config.delta_url or ""
+        self.delta_secret = config.delta_secret
         self._deltas = httpx.AsyncClient(timeout=DELTA_TIMEOUT_S, trust_env=False)
         # The server's tokenizer (see count_tokens): its root URL, or None when there is none.
         self._tokenizer_root = base_url.rstrip("/").removesuffix("/v1") if base_url else None
@@ -125,7 +127,7 @@ class ModelClient:
 
         def live() -> LiveText | None:  # one per answer: a retried answer starts its text over
             if self.delta_url and session_id:
-                return LiveText(self._deltas, self.delta_url, session_id, task_id, label)
+                return LiveText(self._deltas, self.delta_url, self.delta_secret, session_id, task_id, label)
             return None
 
         try:
@@ -324,6 +326,7 @@ def _streamed_text(chunk: ChatCompletionChunk) -> str:
 DELTA_INTERVAL_S = 0.1  # how often live text is posted while a round streams
 TOKENIZE_TIMEOUT_S = 10.0  # llama.cpp tokenizes 30 kB in about 30 ms
 DELTA_TIMEOUT_S = 1.0  # a UI that is slow to answer loses live text, never the model call
+DELTA_SECRET_HEADER = "x-delta-secret"  # ui/server.py checks it against AGENT_DELTA_SECRET
 _senders: set[asyncio.Task[None]] = set()  # posting tasks, kept referenced until they finish
 
 
@@ -332,13 +335,15 @@ class LiveText:
 
     One background task posts the batches in order and swallows every failure: the model call
     never waits for it. `attempt` is a fresh nonce per call, so a watcher can tell a retried
-    round (which starts its text over) from the continuation of the same one.
+    round (which starts its text over) from the continuation of the same one. Each post carries
+    the shared secret: the UI takes deltas from nobody else, loopback callers included.
     """
 
-    def __init__(self, client: httpx.AsyncClient, url: str, session_id: str, task_id: str | None,
+    def __init__(self, client: httpx.AsyncClient, url: str, secret: str, session_id: str, task_id: str | None,
                  label: str | None) -> None:
         self._client = client
         self._url = url
+        self._secret = {DELTA_SECRET_HEADER: secret}
         self._head = {"session": session_id, "task_id": task_id, "ref": label, "attempt": uuid.uuid4().hex[:12]}
         self._pending: list[str] = []
         self._last_flush = time.monotonic()
@@ -366,7 +371,7 @@ class LiveText:
     async def _send_all(self) -> None:
         while (text := await self._batches.get()) is not None:
             try:
-                await self._client.post(self._url, json={**self._head, "text": text})
+                await self._client.post(self._url, json={**self._head, "text": text}, headers=self._secret)
             except (httpx.HTTPError, httpx.InvalidURL):
                 pass  # best effort: the journaled model_round event carries the text anyway
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -126,6 +127,9 @@ class Supervisor:
         # (stack/identity.py); generated in the data dir on the first start, then kept. Every
         # node of a cluster signs with the same key.
         self.identity: RequestIdentity | None = None
+        # The workers show the web UI this with their live text, and the UI takes it from no one
+        # else (loopback callers included): a new one each run, unless the environment sets one.
+        self.delta_secret = os.environ.get("AGENT_DELTA_SECRET") or secrets.token_urlsafe(32)
         self.children = [self._node(node) for node in self.nodes]
         if self.local_model:
             self.children.append(self._model())
@@ -192,7 +196,7 @@ class Supervisor:
             # model text to the web UI (best effort; AGENT_DELTA_URL, even empty, wins).
             env = {**os.environ, "AGENT_DATA_DIR": str(self.data_dir), "WORKER_VERSION": version.version,
                    "AGENT_DELTA_URL": os.environ.get("AGENT_DELTA_URL", processes.delta_url(self.config.ui_port)),
-                   **self._identity().worker_env()}
+                   "AGENT_DELTA_SECRET": self.delta_secret, **self._identity().worker_env()}
             return processes.start_worker(version.port, env, log_path, cwd=self.versions_dir / version.version,
                                           sock=pool.sock)
 
@@ -216,7 +220,7 @@ class Supervisor:
         # (in a cluster any node's serves any session).
         first = self.nodes[0]
         env = {**os.environ, "RESTATE_INGRESS_PORT": str(first.ingress_port),
-               "RESTATE_ADMIN_PORT": str(first.admin_port)}
+               "RESTATE_ADMIN_PORT": str(first.admin_port), "AGENT_DELTA_SECRET": self.delta_secret}
         if len(self.nodes) > 1 and not os.environ.get("RESTATE_INGRESS_URL"):
             env["RESTATE_INGRESS_URL"] = ",".join(node.ingress_url for node in self.nodes)
 

@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 from app.models import CheckRun, Verdict  # noqa: E402
 from stack.processes import REPO_ROOT  # noqa: E402
-from tests.ui_helpers import CannedSession, ui_over_canned_ingress  # noqa: E402
+from tests.ui_helpers import FROM_THE_WORKER, WITH_DELTAS, CannedSession, ui_over_canned_ingress  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -110,7 +110,7 @@ def logged_seqs(stack, session: str) -> list[int]:
 
 
 def test_a_message_shows_the_plan_the_steps_turning_done_and_the_answer(stack_factory, page):
-    stack = stack_factory(f"{SCRIPTS}:three_steps", ui=True)
+    stack = stack_factory(f"{SCRIPTS}:three_steps", ui=True, env=WITH_DELTAS)
     open_session(page, stack, "demo")
     send(page, "Write fib.py, run it, and write notes")
     expect(page.locator("#plan li.step")).to_have_count(3)
@@ -123,7 +123,8 @@ def test_a_message_shows_the_plan_the_steps_turning_done_and_the_answer(stack_fa
     task_id = httpx.get(f"{stack.ui_url}/api/sessions/demo/status", trust_env=False).json()["task_id"]
     delta = {"session": "demo", "task_id": task_id, "ref": "step 3: Write the notes, round 1",
              "attempt": "a1", "text": '→ write_file {"path": "NOTES.md", "content": "# Notes\\n\\nfib.py prints'}
-    assert httpx.post(f"{stack.ui_url}/internal/deltas", json=delta, trust_env=False).status_code == 204
+    posted = httpx.post(f"{stack.ui_url}/internal/deltas", json=delta, headers=FROM_THE_WORKER, trust_env=False)
+    assert posted.status_code == 204
     expect(page.locator("#live .live-round pre")).to_contain_text("NOTES.md")
 
     ARTIFACTS.mkdir(exist_ok=True)

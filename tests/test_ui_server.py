@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
 import threading
 import time
@@ -18,8 +19,10 @@ import pytest
 from tests.agent_helpers import send_message, wait_idle
 from tests.client import free_port
 from tests.fakes.import_scripts import SUB, TOP, TREE, project_archive
-from tests.ui_helpers import Call, CannedSession, Sse, logged_events, sse_stream, ui_over_canned_ingress
+from tests.ui_helpers import (DELTA_SECRET, FROM_THE_WORKER, WITH_DELTAS, Call, CannedSession, Sse, logged_events,
+                              sse_stream, ui_over_canned_ingress)
 from ui import feed, workspace
+from ui.server import DELTA_SECRET_HEADER, MAX_DELTA_BYTES
 
 SCRIPTS = "tests.fakes.ui_scripts"
 
@@ -75,13 +78,13 @@ def test_the_stream_resumes_with_last_event_id_across_a_worker_kill(stack_factor
 
 
 def test_deltas_reach_watchers_without_ids_and_a_new_attempt_starts_over(stack_factory):
-    stack = stack_factory("echo", ui=True)
+    stack = stack_factory("echo", ui=True, env=WITH_DELTAS)
     client = ui_client(stack)
     send_message(stack, "live", "hello")
 
     def post(attempt: str, text: str) -> None:
         delta = {"session": "live", "task_id": "t1", "ref": "step 1: x, round 1", "attempt": attempt, "text": text}
-        assert client.post("/internal/deltas", json=delta).status_code == 204
+        assert client.post("/internal/deltas", json=delta, headers=FROM_THE_WORKER).status_code == 204
 
     post("a1", "Hel")
     post("a1", "lo")
@@ -104,12 +107,12 @@ def test_deltas_reach_watchers_without_ids_and_a_new_attempt_starts_over(stack_f
             assert item.data["text"] == "Again" and item.data["attempt"] == "a2"
             break
     # Garbage is refused.
-    assert client.post("/internal/deltas", json={"session": "live"}).status_code == 400
+    assert client.post("/internal/deltas", json={"session": "live"}, headers=FROM_THE_WORKER).status_code == 400
 
 
 def test_model_rounds_stream_live_text_to_watchers(stack_factory):
     """Needs app/loop.py to pass session_id, task_id and label to complete() (see llm.py)."""
-    stack = stack_factory("hello_world", ui=True)
+    stack = stack_factory("hello_world", ui=True, env=WITH_DELTAS)
     client = ui_client(stack)
     send_message(stack, "words", "write hello.py")
     deltas: dict[str, str] = {}
@@ -129,7 +132,7 @@ def test_model_rounds_stream_live_text_to_watchers(stack_factory):
 
 
 def test_every_route_needs_the_token_when_one_is_set(stack_factory):
-    stack = stack_factory("echo", ui=True, ui_env={"UI_TOKEN": "s3cret"})
+    stack = stack_factory("echo", ui=True, env=WITH_DELTAS, ui_env={"UI_TOKEN": "s3cret"})
     client = ui_client(stack)
     for path in ("/", "/static/app.js", "/api/config", "/api/sessions/t/status", "/api/sessions/t/checkpoints",
                  "/api/sessions/t/events"):
@@ -152,9 +155,9 @@ def test_every_route_needs_the_token_when_one_is_set(stack_factory):
     # EventSource cannot set headers, so ?token= works too.
     stream = sse_stream(client, "/api/sessions/t/events", params={"after": 1, "token": "s3cret"})
     assert next(item for item in stream if item.id is not None).id == 2
-    # The worker posts deltas without a token: that route only takes loopback clients.
+    # The worker posts deltas without a token: that route takes the worker's secret instead.
     delta = {"session": "t", "ref": "r", "attempt": "a", "text": "x"}
-    assert client.post("/internal/deltas", json=delta).status_code == 204
+    assert client.post("/internal/deltas", json=delta, headers=FROM_THE_WORKER).status_code == 204
 
 
 def test_answers_from_restate_pass_through_and_the_workspace_downloads(stack_factory):
@@ -213,7 +216,8 @@ def test_a_streamed_model_call_returns_exactly_what_a_plain_one_does(llm_factory
     async def both(messages, tool_list):
         plain = await ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode)).complete(
             messages, tool_list, "p")
-        streaming = ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode, delta_url=server.url))
+        streaming = ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode, delta_url=server.url,
+                                         delta_secret=DELTA_SECRET))
         live = await streaming.complete(messages, tool_list, "p", session_id="s", task_id="t", label="plan")
         nowhere = ModelClient(Settings(openai_base_url=llm.base_url, tool_mode=mode,
                                        delta_url="http://127.0.0.1:9/closed"))
@@ -227,6 +231,7 @@ def test_a_streamed_model_call_returns_exactly_what_a_plain_one_does(llm_factory
             assert live == plain and lost == plain  # the journal cannot tell the difference
     texts = "".join(d["text"] for d in received)
     assert all(d["session"] == "s" and d["task_id"] == "t" and d["ref"] == "plan" for d in received)
+    assert all(d["secret"] == DELTA_SECRET for d in received)  # the header the UI checks
     assert len({d["attempt"] for d in received}) == 2  # one nonce per call
     assert ("make_plan" in texts) and (("write_file" in texts) if mode == "native" else ("finish" in texts))
 
@@ -240,7 +245,8 @@ class _DeltaSink:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                delta = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                received.append({**delta, "secret": self.headers.get(DELTA_SECRET_HEADER)})
                 self.send_response(204)
                 self.end_headers()
 
@@ -356,7 +362,40 @@ def test_an_import_makes_a_new_session_its_uploaders(stack_factory):
     assert bob.post("/api/sessions/hers/export", json={"branch": "b"}).status_code == 403
 
 
-# --- what the server holds (over a canned ingress) ------------------------------------------------
+# --- the worker's way in, and what the server holds (over a canned ingress) ------------------------
+
+
+def test_deltas_need_the_workers_secret_even_from_loopback():
+    # Behind a reverse proxy on the same host every browser is 127.0.0.1 too.
+    delta = {"session": "s", "ref": "r", "attempt": "a", "text": "forged"}
+    with ui_over_canned_ingress({}, delta_secret=DELTA_SECRET) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+        for headers in ({}, {DELTA_SECRET_HEADER: "guess"}, {"authorization": f"Bearer {DELTA_SECRET}"}):
+            refused = client.post("/internal/deltas", json=delta, headers=headers)
+            assert refused.status_code == 403, (headers, refused.status_code)
+        assert client.post("/internal/deltas", json=delta, headers=FROM_THE_WORKER).status_code == 204
+    with ui_over_canned_ingress({}) as url:  # no secret set: live text is off, nobody gets in
+        assert httpx.post(f"{url}/internal/deltas", json=delta, headers={DELTA_SECRET_HEADER: ""},
+                          trust_env=False).status_code == 403
+
+
+def test_an_oversize_body_is_cut_off_while_it_is_read():
+    with ui_over_canned_ingress({}, delta_secret=DELTA_SECRET) as url:
+        port = int(url.rsplit(":", 1)[1])
+        declared = httpx.post(f"{url}/internal/deltas", content=b"x" * (MAX_DELTA_BYTES + 1),
+                              headers={**FROM_THE_WORKER, **JSON}, trust_env=False)
+        assert declared.status_code == 413
+        # No length said: the answer must come as soon as the body passes the limit, while the
+        # client has not finished sending (a server that read it all first would wait forever).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(f"POST /internal/deltas HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                         f"content-type: application/json\r\n{DELTA_SECRET_HEADER}: {DELTA_SECRET}\r\n"
+                         "transfer-encoding: chunked\r\n\r\n".encode())
+            chunk = b"x" * 50_000
+            for _ in range(MAX_DELTA_BYTES // len(chunk) + 1):  # just past the limit, never the end
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            answer = conn.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 def test_a_round_nobody_settles_is_forgotten_once_idle(monkeypatch):

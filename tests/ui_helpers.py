@@ -22,7 +22,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.client import free_ports
-from ui.server import UiConfig, build_app
+from ui.server import DELTA_SECRET_HEADER, UiConfig, build_app
+
+# The worker and the UI share it (`make run` makes one per run); the UI takes no delta without it.
+DELTA_SECRET = "test-delta-secret"
+WITH_DELTAS = {"AGENT_DELTA_SECRET": DELTA_SECRET}  # a stack's env: the worker's and the UI's
+FROM_THE_WORKER = {DELTA_SECRET_HEADER: DELTA_SECRET}  # the header a delta is posted with
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """`python -m ui`: serve the web UI on $UI_HOST:$UI_PORT (127.0.0.1:3000) with hypercorn.
 
 It refuses to listen on anything but loopback without a token (UI_TOKEN or UI_TOKENS): the UI
-can steer every session, so an open one on a network would hand the agent to anyone. Bound
-beyond loopback without UI_ALLOWED_HOSTS, it says which host names it answers to.
+can steer every session, so an open one on a network would hand the agent to anyone. It says at
+start what it will not do for want of a setting: answer to a host name beyond loopback
+(UI_ALLOWED_HOSTS), take the worker's live text (AGENT_DELTA_SECRET).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def main() -> int:
     if not is_loopback(s.ui_host) and not s.ui_allowed_hosts:
         print(f"[ui] on {s.ui_host}:{s.ui_port} it answers to IP addresses, localhost and {s.ui_host} only: "
               "add the names browsers use for it to UI_ALLOWED_HOSTS (ui/guard.py).", file=sys.stderr, flush=True)
+    if not s.delta_secret:
+        print("[ui] AGENT_DELTA_SECRET is not set: live model text is off (`make run` sets it for the UI and "
+              "the worker).", file=sys.stderr, flush=True)
     config = Config()
     host = f"[{s.ui_host}]" if ":" in s.ui_host and not s.ui_host.startswith("[") else s.ui_host
     config.bind = [f"{host}:{s.ui_port}"]

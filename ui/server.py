@@ -27,11 +27,14 @@ Routes (every `{s}` is a session id):
     GET  /api/sessions/{s}/archive          the live workspace as a .tar.gz (Agent.archive)
     GET  /api/sessions/{s}/download         the workspace's text files as a .zip (ui/workspace.py)
     GET  /api/sessions/{s}/events           SSE: Last-Event-ID or ?after=, then live (ui/feed.py)
-    POST /internal/deltas                   live model text from the worker (loopback only)
+    POST /internal/deltas                   live model text from the worker (its AGENT_DELTA_SECRET)
 
 What a request must look like (ui/guard.py): a Host that names this server, and for any request
 that changes something this server's own page as its Origin and a JSON body (an archive for an
 import), never a form's. Bodies are read within their limit as they arrive.
+
+/internal/deltas takes the worker's shared secret, from loopback callers too (behind a same-host
+proxy every browser is 127.0.0.1).
 
 With UI_TOKEN or UI_TOKENS set, every route but /internal/deltas needs a token: `Authorization:
 Bearer`, the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource). Each token
@@ -69,7 +72,8 @@ from ui.workspace import workspace_zip
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "ui_token"
 MAX_BODY_BYTES = 1_000_000  # every JSON body; an import's archive has its own cap (UiConfig)
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_DELTA_BYTES = 256_000  # a batch of about 100 ms of model text is a few hundred bytes
+DELTA_SECRET_HEADER = "x-delta-secret"  # app.llm.DELTA_SECRET_HEADER: what the worker sends
 # What an import's body may be: an archive (the Agent tells the kinds apart by their content),
 # or JSON naming a git source.
 IMPORT_TYPES = frozenset({JSON, "application/octet-stream", "application/gzip", "application/x-gzip",
@@ -84,6 +88,7 @@ class UiConfig:
     admin_url: str
     tokens: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and addresses; "*": any
+    delta_secret: str = ""  # what the worker sends with each delta; "": take none
     poll_interval_s: float = 0.1
     heartbeat_s: float = 10.0
     import_max_bytes: int = 100_000_000  # the Agent's own cap (AGENT_IMPORT_MAX_BYTES)
@@ -95,7 +100,7 @@ class UiConfig:
         s = settings()
         return cls(ingress_urls=s.restate_ingresses, admin_url=f"http://127.0.0.1:{s.admin_port}",
                    tokens=tuple(s.ui_token_list), allowed_hosts=(s.ui_host, *s.ui_allowed_hosts),
-                   poll_interval_s=s.ui_poll_ms / 1000, import_max_bytes=s.import_max_bytes)
+                   delta_secret=s.delta_secret, poll_interval_s=s.ui_poll_ms / 1000, import_max_bytes=s.import_max_bytes)
 
 
 def build_app(config: UiConfig) -> Starlette:
@@ -267,10 +272,14 @@ def build_app(config: UiConfig) -> Starlette:
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def deltas(request: Request) -> Response:
-        if request.client is None or request.client.host not in LOOPBACK:
-            raise Refused(403, "deltas are accepted from this machine only")
+        """Live text from the worker, who alone has the secret; checked before a byte is read."""
+        offered = request.headers.get(DELTA_SECRET_HEADER, "")
+        if not config.delta_secret or not hmac.compare_digest(offered.encode(), config.delta_secret.encode()):
+            off = "" if config.delta_secret else " (none is set here: live text is off)"
+            raise Refused(403, f"deltas come from the worker only, with AGENT_DELTA_SECRET{off}")
+        require_type(request, {JSON}, "a delta")
         try:
-            delta = json.loads(await body_of(request))
+            delta = json.loads(await read_body(request, MAX_DELTA_BYTES, "a delta"))
             if not all(isinstance(delta.get(k), str) for k in ("session", "ref", "attempt", "text")):
                 raise ValueError("session, ref, attempt and text must be strings")
         except (ValueError, AttributeError) as error:
@@ -339,7 +348,7 @@ def owner_id(token: str) -> str:
 class TokenGate:
     """With tokens set: no token, no answer (401); a known token makes its owner id the
     request's `state.owner`. /internal/deltas is for the worker, which has no token; that
-    route checks for a loopback client instead."""
+    route checks the worker's secret instead."""
 
     def __init__(self, app: ASGIApp, tokens: tuple[str, ...]) -> None:
         self.app = app
