@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Each token is one user; a session belongs to the token that sent its first message.
     ui_token: str = env("UI_TOKEN", "")
     ui_tokens: Annotated[list[str], NoDecode] = env("UI_TOKENS", [])
+    # Admin tokens are users too, who may also open every session: those nobody owns (made through
+    # the ingress, or before the UI had tokens) answer no other token.
+    ui_admin_tokens: Annotated[list[str], NoDecode] = env("UI_ADMIN_TOKENS", [])
     # Host names the UI answers to besides loopback, addresses and UI_HOST (a proxy's public
     # name); "*": any. Any other Host is refused, so a DNS-rebound page reads nothing.
     ui_allowed_hosts: Annotated[list[str], NoDecode] = env("UI_ALLOWED_HOSTS", [])
@@ -159,7 +162,8 @@ class Settings(BaseSettings):
     budget_tokens: int = env("AGENT_BUDGET_TOKENS", 400_000, ge=1)
     budget_seconds: float = env("AGENT_BUDGET_SECONDS", 3600.0, gt=0)
 
-    @field_validator("approval_patterns", "ui_tokens", "ui_allowed_hosts", "identity_keys", mode="before")
+    @field_validator("approval_patterns", "ui_tokens", "ui_admin_tokens", "ui_allowed_hosts", "identity_keys",
+                     mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -176,8 +180,8 @@ class Settings(BaseSettings):
 
     @property
     def ui_token_list(self) -> list[str]:
-        """Every token the web UI accepts: UI_TOKEN and each of UI_TOKENS."""
-        return list(dict.fromkeys(t for t in [self.ui_token.strip(), *self.ui_tokens] if t))
+        """Every token the web UI accepts: UI_TOKEN, each of UI_TOKENS and of UI_ADMIN_TOKENS."""
+        return list(dict.fromkeys(t for t in [self.ui_token.strip(), *self.ui_tokens, *self.ui_admin_tokens] if t))
 
     @property
     def restate_ingresses(self) -> list[str]:

@@ -1,14 +1,16 @@
 """`SessionOwner`: a virtual object keyed by session id that remembers who owns the session.
 
 The web UI serves several users, each with a token of their own. A session belongs to the
-user whose token sent its first message through the UI, and the UI answers 403 to every other
-token for it. The owner is kept here, durably, so that it survives a restart of the UI (which
-keeps nothing of its own) and needs no lock on the Agent: the UI asks before every call.
+user whose token used it first through the UI (a fork's new session: whoever forked it, claimed
+before the fork), and the UI answers 403 to every other token for it. The owner is kept here,
+durably, so that it survives a restart of the UI (which keeps nothing of its own) and needs no
+lock on the Agent: the UI asks before every call (ui/access.py has the whole rule).
 
 What is stored is an opaque owner id that the UI derives from the token (a hash), never the
-token itself. A session created by calling the ingress directly has no owner until the UI
-claims it. The ingress is not a public edge (docs/deploy.md): whoever reaches it is trusted
-with every session, so these handlers need no protection of their own.
+token itself. The UI claims only sessions that do not exist yet: one created by calling the
+ingress directly (or before the UI had tokens) keeps no owner, and answers the UI's admin tokens
+only. The ingress is not a public edge (docs/deploy.md): whoever reaches it is trusted with
+every session, so these handlers need no protection of their own.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Who may use the web UI: it will not listen on a network without a token; a page on another
-site (a form post, a DNS-rebound name) can neither drive nor read it; and with several tokens
-each session belongs to the token that started it (403 for the others), across a restart of the
-UI process."""
+site (a form post, a DNS-rebound name) can neither drive nor read it; and with tokens each session
+belongs to the token that started it (403 for the others, across a restart of the UI), a session
+nobody owns answers admin tokens only, and a fork's new session is its forker's before it exists."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,14 @@ def test_a_session_answers_only_its_owner_even_after_a_ui_restart(stack_factory)
         listed = client.get("/api/sessions", params={"ids": "a1,b1"}, headers=BOB).json()["sessions"]
         assert [s["state"] for s in listed] == ["forbidden", "idle"]
 
+    # A session made through the ingress has no owner: it answers neither of them.
+    assert stack.call("Agent", "direct", "message", {"text": "made without the UI"})[0] == 200
+    wait_idle(stack, "direct")
+    for who in (ALICE, BOB):
+        assert client.get("/api/sessions/direct/history", headers=who).status_code == 403
+        assert client.post("/api/sessions/direct/message", json={"text": "mine now?"}, headers=who).status_code == 403
+    assert [m["text"] for m in history(stack, "direct") if m["role"] == "user"] == ["made without the UI"]
+
     # A fork into bob's session is refused before the Agent sees it; a fork needs no new token.
     into_bob = client.post("/api/sessions/a1/fork", json={"checkpoint": "c1", "session": "b1"}, headers=ALICE)
     assert into_bob.status_code == 403
@@ -169,3 +178,63 @@ def test_a_page_on_a_rebound_name_reads_nothing():
             httpx.Client(base_url=url, trust_env=False, timeout=5) as client:
         assert client.get("/api/sessions/s/history", headers={"host": "agent.example"}).status_code == 200
         assert client.get("/api/sessions/s/history", headers={"host": "evil.example"}).status_code == 403
+
+
+# --- sessions nobody owns, and forks (over a canned ingress) -------------------------------------
+
+
+def test_a_session_nobody_owns_answers_no_ordinary_token_and_a_new_one_is_its_first_users():
+    calls: list[Call] = []
+    owners: dict[str, str] = {}
+    # "direct" exists (made through the ingress, or before the UI had tokens) and has no owner.
+    sessions = {"direct": CannedSession(history=[{"role": "user", "text": "private"}])}
+    with ui_over_canned_ingress(sessions, calls, owners, tokens=("alice-token", "bob-token")) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+        for method, route, body in SESSION_ROUTES:
+            refused = _call(client, method, "direct", route, body, BOB)
+            assert refused.status_code == 403, (route, refused.status_code, refused.text)
+            assert "no owner" in refused.json()["message"]
+        listed = client.get("/api/sessions", params={"ids": "direct"}, headers=BOB).json()["sessions"]
+        assert listed == [{"id": "direct", "state": "forbidden"}]
+        assert writes(calls) == [] and owners == {}  # and nobody took it over
+
+        # A session that does not exist yet is the first token's that uses it, even for a read:
+        # a stream opened on it must never show another user's session later.
+        assert client.get("/api/sessions/fresh/status", headers=BOB).status_code == 404  # the Agent's: new
+        assert client.get("/api/sessions/fresh/status", headers=ALICE).status_code == 403
+        assert client.post("/api/sessions/fresh/message", json={"text": "x"}, headers=ALICE).status_code == 403
+        assert client.post("/api/sessions/fresh/message", json={"text": "x"}, headers=BOB).status_code == 200
+
+
+def test_an_admin_token_opens_every_session_and_takes_none_over():
+    owners: dict[str, str] = {}
+    sessions = {"direct": CannedSession(history=[{"role": "user", "text": "private"}])}
+    with ui_over_canned_ingress(sessions, owners=owners, tokens=("bob-token",), admin_tokens=("root-token",)) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+        root = {"authorization": "Bearer root-token"}
+        assert client.post("/api/sessions/b1/message", json={"text": "x"}, headers=BOB).status_code == 200
+        sessions["b1"] = CannedSession()
+        for session in ("direct", "b1"):
+            assert client.get(f"/api/sessions/{session}/history", headers=root).status_code == 200, session
+        assert client.post("/api/sessions/direct/message", json={"text": "y"}, headers=root).status_code == 200
+        assert list(owners) == ["b1"]  # "direct" still has no owner; b1 is still bob's
+        assert client.get("/api/sessions/direct/history", headers=BOB).status_code == 403
+
+
+def test_a_forks_new_session_is_claimed_before_the_fork_is_made():
+    calls: list[Call] = []
+    sessions: dict[str, CannedSession] = {}
+    with ui_over_canned_ingress(sessions, calls, tokens=("alice-token",)) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=10, headers=ALICE) as alice:
+        assert alice.post("/api/sessions/a1/message", json={"text": "hello"}).status_code == 200  # claims a1
+        sessions["a1"] = CannedSession()
+        for ask in ({"checkpoint": "c1"}, {"checkpoint": "c1", "session": "named"}):
+            calls.clear()
+            forked = alice.post("/api/sessions/a1/fork", json=ask)
+            assert forked.status_code == 200, forked.text
+            new = forked.json()["session"]
+            assert new == ask.get("session", new) and new.startswith(ask.get("session", "a1-fork-"))
+            order = [(handler, key) for handler, key, _ in calls]
+            # The Agent is told the new session's name, which is the forker's by then.
+            assert order.index(("SessionOwner.claim", new)) < order.index(("Agent.fork", "a1")), order
+            assert next(json.loads(body) for handler, _, body in calls if handler == "Agent.fork")["session"] == new

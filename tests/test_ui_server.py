@@ -362,7 +362,7 @@ def test_an_import_makes_a_new_session_its_uploaders(stack_factory):
     assert bob.post("/api/sessions/hers/export", json={"branch": "b"}).status_code == 403
 
 
-# --- the worker's way in, and what the server holds (over a canned ingress) ------------------------
+# --- the worker's way in, the token link, and what the server holds (over a canned ingress) ------
 
 
 def test_deltas_need_the_workers_secret_even_from_loopback():
@@ -396,6 +396,23 @@ def test_an_oversize_body_is_cut_off_while_it_is_read():
                 conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             answer = conn.recv(4096)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_a_token_link_sets_the_cookie_only_for_a_token_the_ui_accepts():
+    with ui_over_canned_ingress({}, tokens=("good",)) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+        # A signed-in browser (its cookie passes the gate) sent to /?token=bad keeps its cookie.
+        kept = client.get("/?token=bad", headers={"cookie": "ui_token=good"})
+        assert kept.status_code == 303 and "set-cookie" not in kept.headers
+        assert client.get("/?token=bad").status_code == 401
+        # A link to /?token=<someone's token> followed from another site (login CSRF): no cookie.
+        crossed = client.get("/?token=good", headers={"sec-fetch-site": "cross-site"})
+        assert crossed.status_code == 403 and "set-cookie" not in crossed.headers
+        # Typed, pasted, or opened from the terminal that printed it: the cookie, and the
+        # token leaves the address bar.
+        for headers in ({"sec-fetch-site": "none"}, {}):
+            typed = client.get("/?token=good", headers=headers)
+            assert typed.status_code == 303 and typed.headers["set-cookie"].startswith("ui_token=good;")
 
 
 def test_a_round_nobody_settles_is_forgotten_once_idle(monkeypatch):

@@ -1,9 +1,9 @@
 """`python -m ui`: serve the web UI on $UI_HOST:$UI_PORT (127.0.0.1:3000) with hypercorn.
 
-It refuses to listen on anything but loopback without a token (UI_TOKEN or UI_TOKENS): the UI
-can steer every session, so an open one on a network would hand the agent to anyone. It says at
-start what it will not do for want of a setting: answer to a host name beyond loopback
-(UI_ALLOWED_HOSTS), take the worker's live text (AGENT_DELTA_SECRET).
+It refuses to listen on anything but loopback without a token (UI_TOKEN, UI_TOKENS or
+UI_ADMIN_TOKENS): the UI can steer every session, so an open one on a network would hand the
+agent to anyone. It says at start what it will not do for want of a setting: answer to a host
+name beyond loopback (UI_ALLOWED_HOSTS), take the worker's live text (AGENT_DELTA_SECRET).
 """
 
 from __future__ import annotations

@@ -33,23 +33,19 @@ What a request must look like (ui/guard.py): a Host that names this server, and 
 that changes something this server's own page as its Origin and a JSON body (an archive for an
 import), never a form's. Bodies are read within their limit as they arrive.
 
-/internal/deltas takes the worker's shared secret, from loopback callers too (behind a same-host
-proxy every browser is 127.0.0.1).
-
-With UI_TOKEN or UI_TOKENS set, every route but /internal/deltas needs a token: `Authorization:
-Bearer`, the cookie that visiting `/?token=...` sets, or `?token=` (for EventSource). Each token
-is a user, and each session has an owner: the user whose token sent its first message (or
-steering, or fork into it) through the UI, kept by the `SessionOwner` object (app/owners.py) so
-that it outlives this process. An import into a session nobody owns claims it too. Every
-`/api/sessions/{s}/...` route answers 403 to anyone else, before anything reaches the Agent.
+With UI_TOKEN, UI_TOKENS or UI_ADMIN_TOKENS set, every route but /internal/deltas needs a token,
+and each session answers its owner only (ui/access.py): a session's first user owns it, forks
+included, and one that exists without an owner answers admin tokens only. /internal/deltas takes
+the worker's shared secret instead, from loopback callers too (behind a same-host proxy every
+browser is 127.0.0.1).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
+import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +57,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ui.access import COOKIE, NEW, Owners, TokenGate, known
 from ui.feed import Hub
 from ui.guard import JSON, BrowserGuard, read_body, require_type
 from ui.ingress import Answer, Ingress
@@ -70,7 +66,6 @@ from ui.refusals import HANDLERS, Passthrough, Refused
 from ui.workspace import workspace_zip
 
 STATIC = Path(__file__).resolve().parent / "static"
-COOKIE = "ui_token"
 MAX_BODY_BYTES = 1_000_000  # every JSON body; an import's archive has its own cap (UiConfig)
 MAX_DELTA_BYTES = 256_000  # a batch of about 100 ms of model text is a few hundred bytes
 DELTA_SECRET_HEADER = "x-delta-secret"  # app.llm.DELTA_SECRET_HEADER: what the worker sends
@@ -87,6 +82,7 @@ class UiConfig:
     ingress_urls: list[str]
     admin_url: str
     tokens: tuple[str, ...] = ()
+    admin_tokens: tuple[str, ...] = ()  # users too, who may also open every session
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and addresses; "*": any
     delta_secret: str = ""  # what the worker sends with each delta; "": take none
     poll_interval_s: float = 0.1
@@ -99,13 +95,19 @@ class UiConfig:
 
         s = settings()
         return cls(ingress_urls=s.restate_ingresses, admin_url=f"http://127.0.0.1:{s.admin_port}",
-                   tokens=tuple(s.ui_token_list), allowed_hosts=(s.ui_host, *s.ui_allowed_hosts),
-                   delta_secret=s.delta_secret, poll_interval_s=s.ui_poll_ms / 1000, import_max_bytes=s.import_max_bytes)
+                   tokens=tuple(s.ui_token_list), admin_tokens=tuple(s.ui_admin_tokens),
+                   allowed_hosts=(s.ui_host, *s.ui_allowed_hosts), delta_secret=s.delta_secret,
+                   poll_interval_s=s.ui_poll_ms / 1000, import_max_bytes=s.import_max_bytes)
+
+    @property
+    def tokens_on(self) -> bool:
+        return bool(self.tokens or self.admin_tokens)
 
 
 def build_app(config: UiConfig) -> Starlette:
     ingress = Ingress(config.ingress_urls)
     hub = Hub(ingress, config.poll_interval_s, config.heartbeat_s)
+    owners = Owners(ingress, config.tokens_on)
 
     def passthrough(answer: Answer) -> Response:
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
@@ -117,56 +119,48 @@ def build_app(config: UiConfig) -> Starlette:
     # --- pages -------------------------------------------------------------------------------
 
     async def index(request: Request) -> Response:
-        if config.tokens and request.query_params.get("token"):
-            # Trade the token in the URL for a cookie, and drop it from the address bar.
+        offered = request.query_params.get("token")
+        if config.tokens_on and offered:
+            # Trade the token in the URL for a cookie, and drop it from the address bar. Only a
+            # token the gate takes, and only from a link typed, pasted or opened from outside the
+            # browser: a page elsewhere must not sign this browser in as someone (login CSRF).
             response: Response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict")
+            if known(config.tokens + config.admin_tokens, offered) is None:
+                return response  # the gate let the request in by another token: keep that one
+            if request.headers.get("sec-fetch-site", "none") not in ("none", "same-origin"):
+                raise Refused(403, "a token link followed from another page does not sign in here: paste the "
+                                   "link into the address bar")
+            response.set_cookie(COOKIE, offered, httponly=True, samesite="strict")
             return response
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
     async def ui_config(request: Request) -> Response:
         return JSONResponse({"restate_ui": f"{config.admin_url}/ui/"})
 
-    # --- who owns a session ------------------------------------------------------------------
+    # --- who may use a session ------------------------------------------------------------
 
-    async def owner_of(request: Request, session: str, claim: bool = False) -> str | None:
-        """The session's owner; with `claim`, the caller becomes it unless there is one.
-        None when tokens are off (one user) or nobody has claimed the session yet."""
-        if not config.tokens:
-            return None
-        if claim:
-            answer = await ingress.call("SessionOwner", session, "claim", {"owner": request.state.owner})
-        else:
-            answer = await ingress.call("SessionOwner", session, "get")
-        if not answer.ok:  # an invalid session id (400), Restate unreachable (502): say so
-            raise Passthrough(answer)
-        return answer.json().get("owner")
-
-    async def check_owner(request: Request, session: str, claim: bool = False) -> None:
-        owner = await owner_of(request, session, claim)
-        if owner is not None and owner != request.state.owner:
-            raise Refused(403, f"session {session!r} belongs to another user of this UI")
-
-    def owned(endpoint: Any, claim: bool = False) -> Any:
-        """`endpoint`, for the session's owner only (403 for other tokens)."""
+    def owned(endpoint: Any) -> Any:
+        """`endpoint`, for whoever may use the session (ui/access.py; 403 for the others). A
+        session nobody has used yet becomes the caller's."""
         async def checked(request: Request) -> Response:
-            await check_owner(request, request.path_params["session"], claim)
+            await owners.check(request, request.path_params["session"])
             return await endpoint(request)
         return checked
 
     # --- the Agent ---------------------------------------------------------------------------
 
     async def sessions(request: Request) -> Response:
+        """Which of these sessions exist, and their state; listing one claims nothing."""
         ids = [i for i in request.query_params.get("ids", "").split(",") if i][:100]
         found = []
         for session in ids:
             try:
-                await check_owner(request, session)
-            except Refused:
-                found.append({"id": session, "state": "forbidden"})
-                continue
+                standing = await owners.standing(request, session)
             except Passthrough:
                 found.append({"id": session, "state": "unknown"})
+                continue
+            if standing != NEW and not owners.may_use(request, standing):
+                found.append({"id": session, "state": "forbidden"})
                 continue
             answer = await ingress.call("Agent", session, "status")
             state = answer.json()["state"] if answer.ok else "new" if answer.status == 404 else "unknown"
@@ -180,18 +174,19 @@ def build_app(config: UiConfig) -> Starlette:
         return endpoint
 
     async def fork(request: Request) -> Response:
-        """Agent.fork, and the new session belongs to whoever forked it."""
-        body = await body_of(request)
+        """Agent.fork into a session that is the forker's before it exists: named here when the
+        request names none (as the Agent would: `<session>-fork-<8 hex>`), and claimed first."""
+        session, body = request.path_params["session"], await body_of(request)
         try:
-            named = json.loads(body or b"{}").get("session")
-        except (ValueError, AttributeError):
-            named = None  # the Agent answers the 400
-        if isinstance(named, str) and named:
-            await check_owner(request, named)  # claimed below, once the fork exists
-        answer = await ingress.call("Agent", request.path_params["session"], "fork", body)
-        if answer.ok and config.tokens:
-            await check_owner(request, answer.json()["session"], claim=True)
-        return passthrough(answer)
+            ask = json.loads(body)
+        except ValueError:
+            ask = None
+        if not isinstance(ask, dict):  # the Agent answers the 400
+            return passthrough(await ingress.call("Agent", session, "fork", body))
+        target = ask.get("session") or f"{session[:40]}-fork-{secrets.token_hex(4)}"
+        if isinstance(target, str):
+            await owners.check(request, target)
+        return passthrough(await ingress.call("Agent", session, "fork", {**ask, "session": target}))
 
     async def resolve(request: Request) -> Response:
         try:
@@ -301,14 +296,12 @@ def build_app(config: UiConfig) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/config", ui_config),
         Route("/api/sessions", sessions),
-        # A message or steering to a session nobody owns yet (a new one) makes it the caller's.
-        Route(f"{s}/message", owned(agent_call("message", True), claim=True), methods=["POST"]),
-        Route(f"{s}/steer", owned(agent_call("steer", True), claim=True), methods=["POST"]),
+        Route(f"{s}/message", owned(agent_call("message", True)), methods=["POST"]),
+        Route(f"{s}/steer", owned(agent_call("steer", True)), methods=["POST"]),
         Route(f"{s}/interrupt", owned(agent_call("interrupt", False)), methods=["POST"]),
         Route(f"{s}/rewind", owned(agent_call("rewind", True)), methods=["POST"]),
         Route(f"{s}/fork", owned(fork), methods=["POST"]),
-        # An import may be a new session's first request: like a message, it claims it.
-        Route(f"{s}/import", owned(import_, claim=True), methods=["POST"]),
+        Route(f"{s}/import", owned(import_), methods=["POST"]),
         Route(f"{s}/export", owned(agent_call("export", True)), methods=["POST"]),
         Route(f"{s}/diff", owned(diff)),
         Route(f"{s}/patch", owned(patch)),
@@ -327,8 +320,8 @@ def build_app(config: UiConfig) -> Starlette:
     ]
     # The guard first: a request under a foreign Host, or a cross-site write, gets no further.
     middleware = [Middleware(BrowserGuard, hosts=config.allowed_hosts)]
-    if config.tokens:
-        middleware.append(Middleware(TokenGate, tokens=config.tokens))
+    if config.tokens_on:
+        middleware.append(Middleware(TokenGate, tokens=config.tokens, admin_tokens=config.admin_tokens))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=HANDLERS)
     app.state.hub = hub
     return app
@@ -339,41 +332,3 @@ def attachment(filename: str) -> dict[str, str]:
     need no quoting: a session id may hold anything)."""
     return {"content-disposition": f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", filename)}"'}
 
-
-def owner_id(token: str) -> str:
-    """The owner id a token stands for: a hash, so Restate's state never holds a token."""
-    return hashlib.sha256(b"durable-coding-agent ui owner\0" + token.encode()).hexdigest()[:32]
-
-
-class TokenGate:
-    """With tokens set: no token, no answer (401); a known token makes its owner id the
-    request's `state.owner`. /internal/deltas is for the worker, which has no token; that
-    route checks the worker's secret instead."""
-
-    def __init__(self, app: ASGIApp, tokens: tuple[str, ...]) -> None:
-        self.app = app
-        self.tokens = tokens
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/internal/deltas":
-            await self.app(scope, receive, send)
-            return
-        token = self._token(Request(scope))
-        if token is not None:
-            scope.setdefault("state", {})["owner"] = owner_id(token)
-            await self.app(scope, receive, send)
-            return
-        response = JSONResponse({"message": "this UI needs an access token: open /?token=<your token>, "
-                                            "or send Authorization: Bearer <your token>"}, status_code=401)
-        await response(scope, receive, send)
-
-    def _token(self, request: Request) -> str | None:
-        """The first offered token that is one of ours (header, then cookie, then query)."""
-        auth = request.headers.get("authorization", "")
-        offered = [auth[7:] if auth.lower().startswith("bearer ") else "",
-                   request.cookies.get(COOKIE, ""), request.query_params.get("token", "")]
-        for candidate in offered:
-            for token in self.tokens:
-                if candidate and hmac.compare_digest(candidate.encode(), token.encode()):
-                    return token
-        return None
