@@ -110,6 +110,9 @@ def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_b
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--disable-userns",  # no nested user namespaces: less kernel surface to attack
         "--die-with-parent",  # the worker dies -> the whole sandboxed tree dies
+        # The program is the PID namespace's init: no command can stop or kill it (the
+        # supervisor, sandbox/supervisor.py, which also collects the sandbox's orphans).
+        "--as-pid-1",
         "--new-session",  # no TIOCSTI into a terminal outside
         "--hostname", "sandbox",
         "--ro-bind", "/usr", "/usr",

@@ -17,15 +17,22 @@ running. The next command, from whichever worker, finds the socket dead and star
 environment; if the old one had processes running in the background, that command's result
 says they were stopped. Stopping a sandbox (terminate, expiry) kills its leader and
 everything in its cgroups, from any worker.
+
+No wait for the supervisor is unbounded: a late answer is followed by a ping on a new
+connection (`ping`), and one that answers no ping is frozen (EnvUnresponsive); the worker then
+stops the environment and starts a new one (sandbox/local.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import socket
+import struct
 import subprocess
+import termios
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,13 +98,16 @@ def listen(env_dir: Path) -> socket.socket:
 
 
 def answers(env_dir: Path) -> bool:
-    """Whether a supervisor is there to connect to (blocking, immediate)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+    """Whether a supervisor is there to connect to (immediate). A full backlog counts as there:
+    whether it still answers is for a ping to tell (ping)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as probe:
         try:
             with _short(env_dir / "sock") as short:
                 probe.connect(short)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             return False
+        except BlockingIOError:
+            return True
     return True
 
 
@@ -138,6 +148,10 @@ class EnvLost(Exception):
     """The environment is not there (never started, stopped, or died with its owner)."""
 
 
+class EnvUnresponsive(Exception):
+    """The environment's supervisor is there but answers nothing, not even a ping (frozen)."""
+
+
 class Channel:
     """One connection to a supervisor: JSON lines both ways, descriptors with the first answer."""
 
@@ -155,6 +169,9 @@ class Channel:
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:
             sock.close()
             raise EnvLost(str(e)) from None
+        except BlockingIOError:  # its backlog is full: it has not accepted a connection for long
+            sock.close()
+            raise EnvUnresponsive("the sandbox's supervisor accepts no more connections") from None
         except BaseException:
             sock.close()
             raise
@@ -199,6 +216,11 @@ class Channel:
             raise EnvLost("the sandbox's supervisor sent garbage")
         return answer
 
+    def unread(self) -> int:
+        """Bytes sent on this connection that the supervisor has not read yet (SIOCOUTQ): while
+        any are left it has not seen the whole request, so it has not acted on it."""
+        return int(struct.unpack("i", fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0])
+
     def take_fds(self) -> list[int]:
         fds, self._fds = self._fds, []
         return fds
@@ -207,6 +229,23 @@ class Channel:
         for fd in self.take_fds():
             os.close(fd)
         self.sock.close()
+
+
+async def ping(env_dir: Path, timeout_s: float) -> bool:
+    """Whether the supervisor answers a ping within `timeout_s` (an environment that is gone
+    does not). Asked when an answer is late: a busy supervisor answers, a frozen one does not."""
+    try:
+        channel = await Channel.open(env_dir)
+    except (EnvLost, EnvUnresponsive):
+        return False
+    try:
+        channel.send({"ping": True})
+        async with asyncio.timeout(timeout_s):
+            return (await channel.line()).get("pong") is True
+    except (EnvLost, TimeoutError):
+        return False
+    finally:
+        channel.close()
 
 
 async def stop_op(env_dir: Path, op_id: str, wait_s: float) -> None:

@@ -48,6 +48,10 @@ class LocalLimits(BaseSettings):
         default_factory=lambda: max(8, 4 * (os.cpu_count() or 1)), ge=1,
         description="Commands running at once on this host, across every worker process that shares "
         "the data dir; more wait in line for a slot (sandbox/slots.py). Default: 4 per CPU, at least 8.")
+    supervisor_timeout_s: float = Field(
+        default=10, gt=0,
+        description="A sandbox's supervisor that answers neither a request nor then a ping within this "
+        "many seconds each is taken for frozen: the sandbox's processes are stopped and started afresh.")
     output_head_bytes: int = Field(default=8192, ge=0, description="Bytes kept from the start of each stream.")
     output_tail_bytes: int = Field(default=8192, ge=0, description="Bytes kept from the end of each stream.")
     max_output_mb: int = Field(

@@ -92,6 +92,7 @@ _DRAIN_AFTER_EXIT_S = 0.2
 _KILL_WAIT_S = 5.0  # a killed command's report from the supervisor
 _NOT_STARTED = "[sandbox] not started: another attempt of this operation stopped it first\n"
 _FULL = "processes left running in the background filled the sandbox's process limit"  # why a restart
+_FROZEN = "the sandbox's supervisor answered nothing, not even a ping"  # why a restart
 
 
 class _Meta(BaseModel):
@@ -478,12 +479,18 @@ class LocalBackend:
                     readers = asyncio.gather(pump(streams[0], out), pump(streams[1], err))
                     try:
                         try:
-                            exited = await asyncio.wait_for(channel.line(), max(wait_s, 0))
+                            exited = await self._answer(meta, channel, time.monotonic() + max(wait_s, 0))
                         except TimeoutError:
                             run.kill(stopped_by)
-                            exited = await asyncio.wait_for(channel.line(), _KILL_WAIT_S)
+                            exited = await self._answer(meta, channel, time.monotonic() + _KILL_WAIT_S)
                     except env.EnvLost:
                         exited = None  # the sandbox's processes were stopped under the command
+                    except (env.EnvUnresponsive, TimeoutError):  # it stopped answering: restart them all
+                        exited, frozen = None, await self._restart_frozen(meta, run)
+                        if run.killed_for is None:
+                            run.killed_for, run.why = "unresponsive", frozen
+                        else:
+                            notices.append(frozen)
                     try:
                         await asyncio.wait_for(asyncio.shield(readers), _DRAIN_AFTER_EXIT_S)
                     except TimeoutError:
@@ -539,40 +546,94 @@ class LocalBackend:
         # The record decides, wherever the command was started; a gone sandbox is checked after,
         # so even then nothing keeps running.
         if name := _name_of(sandbox_id):
-            await ops.stop(self._dir(name) / "ops", op_id, sandbox_id,
-                           partial(env.stop_op, self._dir(name) / "env", op_id, ops.STOP_WAIT_S))
+            await ops.stop(self._dir(name) / "ops", op_id, sandbox_id, partial(self._stop_op_in_env, sandbox_id, op_id))
         await self._live(sandbox_id)
+
+    async def _stop_op_in_env(self, sandbox_id: str, op_id: str) -> None:
+        """Have the supervisor stop what runs under `op_id`; one that answers no ping either is
+        frozen, and the sandbox's processes are stopped (the next command says so)."""
+        env_dir = self._dir(_name_of(sandbox_id)) / "env"
+        try:
+            await env.stop_op(env_dir, op_id, ops.STOP_WAIT_S)
+        except (TimeoutError, env.EnvUnresponsive):
+            meta = self._read_meta(_name_of(sandbox_id))
+            if await env.ping(env_dir, self.limits.supervisor_timeout_s) or meta is None or meta.gone:
+                raise
+            await asyncio.to_thread(self._stop_env, meta, _FROZEN)
 
     async def _start(self, meta: _Meta, run: _Run, command: str) -> _Start:
         """Ask the sandbox's supervisor to start `command` (on `run.channel`).
 
-        A sandbox whose processes fill its process limit cannot start anything: what runs in its
-        background is then stopped (the processes are restarted) and the command started in
-        the fresh ones. It cannot have run: the supervisor refuses before it forks."""
+        Twice the sandbox's processes are stopped and started afresh, and the command started
+        in the fresh ones, each time sure that it has not run: when the supervisor refuses it
+        because the sandbox's processes fill its process limit (it refuses before it forks), and
+        when the supervisor answers nothing, not even a ping, and never read the request
+        (Channel.unread). One that read it and froze may have started it: that is reported."""
         notices: list[str] = []
         for attempt in range(2):
-            run.channel, notice = await self._channel(meta)
+            if attempt and run.channel is not None:
+                run.channel.close()
+            try:
+                run.channel, notice = await self._channel(meta)
+            except env.EnvUnresponsive:  # its backlog is full: nothing was sent
+                notices.append(await self._restart_frozen(meta, run) + "; the command ran in the fresh ones")
+                run.channel, notice = await self._channel(meta)
             notices += [notice] if notice else []
             record = env.read_record(self._env_dir(meta))
             group = _group_of(record)
             hits_before = group.limit_hits() if group else (0, 0)
             run.channel.send({"run": command, "op": run.op_id})
             try:
-                answer = await run.channel.line()  # {"pid": n}, with the output pipes
+                answer = await self._answer(meta, run.channel)  # {"pid": n}, with the output pipes
             except env.EnvLost:  # the sandbox's processes were stopped before the command could start
                 return _Start(False, record, hits_before, notices)
+            except env.EnvUnresponsive:
+                unread = run.channel.unread() > 0
+                frozen = await self._restart_frozen(meta, run)
+                if not unread or attempt:
+                    run.killed_for, run.why = "unresponsive", frozen
+                    return _Start(False, record, hits_before, notices)
+                notices.append(frozen + "; the command had not started, and ran in the fresh ones")
+                continue
             if "unstarted" not in answer:
                 return _Start(True, record, hits_before, notices)
-            run.channel.close()
             background = answer.get("background")
             stopped = f" ({background})" if isinstance(background, int) else ""
-            why = (f"the processes that earlier commands left running in the background{stopped} filled the "
-                   f"sandbox's limit of {self.limits.pids_max} processes, so this command could not start; they "
-                   "were all stopped, and it ran in fresh ones")
-            if attempt == 0:
-                await asyncio.to_thread(self._restart_env, meta, _FULL, run)
-                notices.append(why)
-        raise RuntimeError(f"the sandbox's supervisor could not start a command in fresh processes: {answer}")
+            if attempt:
+                break
+            await self._restart(meta, _FULL, run)
+            notices.append(f"the processes that earlier commands left running in the background{stopped} filled the "
+                           f"sandbox's limit of {self.limits.pids_max} processes, so this command could not start; "
+                           "they were all stopped, and it ran in fresh ones")
+        raise RuntimeError("the sandbox's supervisor could not start a command in fresh processes")
+
+    async def _answer(self, meta: _Meta, channel: Channel, deadline: float | None = None) -> dict[str, Any]:
+        """The supervisor's next answer on `channel`. While it is late the supervisor is pinged,
+        every `supervisor_timeout_s`: EnvUnresponsive when a ping goes unanswered too (frozen),
+        TimeoutError at `deadline` (time.monotonic())."""
+        every = self.limits.supervisor_timeout_s
+        while True:
+            wait = every if deadline is None else min(every, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(channel.line(), wait)
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            if not await env.ping(self._env_dir(meta), every):
+                raise env.EnvUnresponsive(f"the sandbox's supervisor answered no ping within {every:g} s")
+
+    async def _restart_frozen(self, meta: _Meta, run: _Run) -> str:
+        """Stop every process of a sandbox whose supervisor answers nothing (SIGKILL reaches
+        stopped processes too) and start fresh ones. Returns what the model is told."""
+        record = env.read_record(self._env_dir(meta))
+        await self._restart(meta, _FROZEN, run)
+        among = f" ({record.background} left running in the background among them)" if record and \
+            record.background else ""
+        return (f"the sandbox's supervisor answered nothing, not even a ping, for "
+                f"{2 * self.limits.supervisor_timeout_s:g} s, so every process of the sandbox was stopped{among} and "
+                "started afresh")
 
     async def _after_process_limit(self, meta: _Meta, run: _Run, forks: int,
                                    exited: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
@@ -595,7 +656,7 @@ class LocalBackend:
             note += f"; the {killed} process(es) the command left running in the background were stopped"
         group = _group_of(env.read_record(self._env_dir(meta)))
         if group is not None and group.processes() > limit // 2:
-            await asyncio.to_thread(self._restart_env, meta, _FULL, run)
+            await self._restart(meta, _FULL, run)
             note += (f"; processes left running in the background ({background}) still "
                      "held most of the limit after that, so they were all stopped")
             background = 0
@@ -692,6 +753,10 @@ class LocalBackend:
         await asyncio.to_thread(self._stop_env, meta, f"the workspace grew past its {self.limits.workspace_mb} MB "
                                                       "cap; delete files before writing more")
 
+    async def _restart(self, meta: _Meta, why: str, spare: _Run) -> None:
+        await asyncio.to_thread(self._restart_env, meta, why, spare)
+        self._watch_between_commands(meta)
+
     def _restart_env(self, meta: _Meta, why: str, spare: _Run) -> None:
         """Stop every process of the sandbox and start fresh ones now (blocking): the command
         `spare` tells the model with its result, so the next command does not. Other commands of
@@ -747,6 +812,8 @@ class LocalBackend:
         if killed_for in ("lost", "restarted"):
             notes.append(f"killed: the sandbox's processes were stopped while it ran ({run.why}); anything it "
                          "left in the background was stopped too")
+        if killed_for == "unresponsive":
+            notes.append(f"killed: {run.why}; the command's processes went with them")
         if over_cap:
             notes.append(f"the workspace is over its cap ({usage // MB} MB of {limits.workspace_mb} MB); "
                          "delete files before writing more")

@@ -6,8 +6,16 @@ sandbox sees only its own copy of this file) and only the standard library.
 
 FD is a listening unix socket the worker bound outside the sandbox; every worker process of
 the machine can connect to it, nothing inside the sandbox can (the path is not bound in, and
-this process is not dumpable, so no command can borrow the descriptor). One connection is one
-request, a JSON line:
+this process is not dumpable, so no command can borrow the descriptor).
+
+It runs as PID 1 of the sandbox's PID namespace (bubblewrap's `--as-pid-1`), so no command can
+stop or kill it: the kernel drops every signal sent to a namespace's init from inside unless
+the init handles it (SIGSTOP and SIGKILL never), and `kill -1` skips it. It runs as the same uid
+as the commands, so that is what keeps them from freezing it (`kill -STOP -1` did); ptrace is
+refused by its being non-dumpable. Being the init, it also collects every orphan that exits in
+the sandbox. The only signal it handles is SIGCHLD (harmless if a command sends it).
+
+One connection is one request, a JSON line:
 
 - `{"run": command, "op": op_id or null}`: fork `sh -c command` in a process group of its own,
   with stdin /dev/null and fresh pipes for stdout and stderr. The answer is `{"pid": n}` with
@@ -21,6 +29,8 @@ request, a JSON line:
 - `{"stop": op_id}`: kill the group of the command running under op_id and answer
   `{"stopped": true}` once its shell is reaped (at once if none runs). That a late start never
   runs is the worker's part (sandbox/ops.py).
+- `{"ping": true}`: answered `{"pong": true}` at once; the worker asks when an answer is late,
+  to tell a busy supervisor from a frozen one.
 
 What a command leaves in the background keeps running in the sandbox until it ends. After a
 command's report has been read, this process keeps its own copy of the output pipes and reads
@@ -41,10 +51,11 @@ _MAX_LINE = 1 << 20
 
 
 class Command:
-    def __init__(self, conn, pid, pidfd, op, out_r, err_r):
-        self.conn, self.pid, self.pidfd, self.op = conn, pid, pidfd, op
+    def __init__(self, conn, pid, op, out_r, err_r):
+        self.conn, self.pid, self.op = conn, pid, op
         self.pipes = [out_r, err_r]  # our copies of the read ends, drained once the worker is done
-        self.exited = False
+        self.status = None  # its shell's wait status, once reaped
+        self.exited = False  # reported
         self.killed = False  # the worker asked for it to be killed (a timeout, a cancelled attempt)
         self.waiters = []  # connections of `stop` requests waiting for this command to end
 
@@ -55,7 +66,14 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, ("accept", None))
         self.commands = {}  # conn -> Command (conn is the run request's connection)
+        self.shells = {}  # pid -> Command whose shell has not been reaped yet
+        self.ended = []  # Commands reaped but not yet reported
         self.buffers = {}  # conn -> bytes received so far
+        # SIGCHLD wakes the loop through this pipe; the handler itself does nothing.
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(wake_r, selectors.EVENT_READ, ("reap", None))
 
     def serve(self):
         while True:
@@ -68,6 +86,7 @@ class Supervisor:
                     # workers can connect, so this is a bug on their side; drop the connection.
                     if kind == "request":
                         self.hang_up(key.fileobj)
+                self.report_ended()
 
     def on_accept(self, listener, _):
         conn, _ = listener.accept()
@@ -107,6 +126,8 @@ class Supervisor:
             self.kill_leftovers(conn)
         elif "stop" in req:
             self.stop(conn, req["stop"])
+        elif "ping" in req:
+            self.answer_and_close(conn, {"pong": True})
 
     def run(self, conn, command, op):
         fds = []
@@ -124,10 +145,9 @@ class Supervisor:
             self.child(command, out_w, err_w)
         os.close(out_w)
         os.close(err_w)
-        pidfd = os.pidfd_open(pid)
-        cmd = Command(conn, pid, pidfd, op, out_r, err_r)
+        cmd = Command(conn, pid, op, out_r, err_r)
         self.commands[conn] = cmd
-        self.sel.register(pidfd, selectors.EVENT_READ, ("exit", cmd))
+        self.shells[pid] = cmd
         socket.send_fds(conn, [json.dumps({"pid": pid}).encode() + b"\n"], [out_r, err_r])
 
     def child(self, command, out_w, err_w):
@@ -137,6 +157,7 @@ class Supervisor:
             os.dup2(null, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
+            signal.set_wakeup_fd(-1)
             os.closerange(3, 1 << 16)
             for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):  # as a shell would have them
                 signal.signal(sig, signal.SIG_DFL)
@@ -149,22 +170,60 @@ class Supervisor:
             finally:
                 os._exit(126)
 
-    def on_exit(self, pidfd, cmd):
-        _, status = os.waitpid(cmd.pid, 0)
-        self.sel.unregister(pidfd)
-        os.close(pidfd)
+    def on_reap(self, wake_r, _):
+        try:
+            while os.read(wake_r, 4096):  # the wakeup bytes: empty it (it ends in BlockingIOError)
+                pass
+        except BlockingIOError:
+            pass
+        self.reap()
+
+    def reap(self):
+        """Collect every child that has ended: commands' shells (reported by report_ended) and,
+        as the sandbox's init, every orphan, whose pid would otherwise stay taken."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            cmd = self.shells.pop(pid, None)
+            if cmd is not None:
+                cmd.status = status
+                self.ended.append(cmd)
+
+    def report_ended(self):
+        while self.ended:
+            self.on_exit(self.ended.pop(0))
+
+    def until_gone(self, pgid, timeout=2.0):
+        """Wait (briefly) until no process of group `pgid` is left, collecting them as they go."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reap()
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.005)
+
+    def on_exit(self, cmd):
         cmd.exited = True
-        code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(cmd.status)
         if cmd.waiters or cmd.killed:
             kill_group(cmd.pid)  # stopped: what it left in the background goes too
             # Reported once the whole group is gone, not only its leader: whoever is told
             # "stopped" (stop_op, a cancelled attempt) may go on to run the next attempt.
-            until_gone(cmd.pid)
+            self.until_gone(cmd.pid)
         for waiter in cmd.waiters:
             self.answer_and_close(waiter, {"stopped": True})
         cmd.waiters = []
         if cmd.conn in self.commands:
-            send(cmd.conn, {"exit": code if code >= 0 else 128 - code, "background": self.background()})
+            try:
+                send(cmd.conn, {"exit": code if code >= 0 else 128 - code, "background": self.background()})
+            except OSError:
+                pass  # the worker went away; its hang-up is read next
 
     def kill_leftovers(self, conn):
         """After its exit: kill what the command left running in its group (it hit the process
@@ -174,7 +233,7 @@ class Supervisor:
             raise ValueError("kill_group before the command's exit")
         left = sum(1 for _, pgid in processes() if pgid == cmd.pid)
         kill_group(cmd.pid)
-        until_gone(cmd.pid)
+        self.until_gone(cmd.pid)
         send(conn, {"killed": left, "background": self.background()})
 
     def stop(self, conn, op):
@@ -207,7 +266,7 @@ class Supervisor:
             return
         if not cmd.exited:
             kill_group(cmd.pid)
-            # Reaped in on_exit, which no longer reports (the connection is gone).
+            # Reaped as any child, then on_exit no longer reports (the connection is gone).
         for fd in cmd.pipes:
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, ("drain", None))
@@ -222,7 +281,7 @@ class Supervisor:
         os.close(fd)
 
     def background(self):
-        """Processes in the sandbox besides its init, this supervisor and running commands' groups."""
+        """Processes in the sandbox besides this supervisor (its init) and running commands' groups."""
         busy = {c.pid for c in self.commands.values() if not c.exited}
         ours = {1, os.getpid()}
         return sum(1 for pid, pgid in processes() if pid not in ours and pgid not in busy)
@@ -251,17 +310,6 @@ def send(conn, message):
         conn.setblocking(False)
 
 
-def until_gone(pgid, timeout=2.0):
-    """Wait (briefly) until no process of group `pgid` is left; the sandbox's init reaps them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.005)
-
-
 def kill_group(pgid):
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -274,6 +322,7 @@ def main():
     # Not dumpable: no command (same uid) can ptrace this process or open its descriptors.
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's own handler would let a command's SIGINT in
     listener = socket.socket(fileno=fd)
     listener.setblocking(False)
     os.set_inheritable(fd, False)

@@ -7,6 +7,8 @@ and the service (this test process, and the machine) is unharmed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -418,6 +420,91 @@ def test_a_timeout_kills_its_commands_group_and_spares_the_others(box: tuple[San
     assert late.timed_out and processes_with("9876512") == [] and processes_with("9876513") == []
     assert sibling.stdout == "sibling done\n" and sibling.exit_code == 0, sibling  # type: ignore[attr-defined]
     assert len(processes_with("9876511")) == 1
+
+
+FIND_AND_STOP_SUPERVISOR = ("for f in /proc/[0-9]*/cmdline; do p=${f#/proc/}; p=${p%/cmdline}; "
+                            "[ $p != $$ ] && grep -q supervisor.py $f 2>/dev/null && kill -STOP $p; done; "
+                            "kill -STOP 1")
+
+
+@pytest.mark.parametrize("attack", ["kill -STOP -1", FIND_AND_STOP_SUPERVISOR], ids=["all", "by pid"])
+def test_a_command_cannot_freeze_the_supervisor(box: tuple[SandboxBackend, str], run: Run, attack: str) -> None:
+    """A stopped supervisor used to hang every later command of the session (and hold a
+    host-wide command slot while it did): the supervisor must be out of the commands' reach."""
+    backend, sid = box
+    slots = backend.slots  # type: ignore[attr-defined]
+
+    async def attack_then_next() -> tuple[object, object]:
+        attacked = await asyncio.wait_for(backend.exec(sid, attack, 120), 30)
+        return attacked, await asyncio.wait_for(backend.exec(sid, "echo next", 120), 30)
+
+    attacked, after = run(attack_then_next())
+
+    assert (after.exit_code, after.stdout) == (0, "next\n"), (attacked, after)  # type: ignore[attr-defined]
+    assert slots.use().in_use == 0
+    service_is_fine()
+
+
+def supervisor_of(sandbox_root: Path, name: str) -> int:
+    """The host pid of a live sandbox's supervisor: the python below its leader running supervisor.py."""
+    record = json.loads(next(sandbox_root.glob(f"*/{name}/env/env.json")).read_text())
+    leader = record["leader"]["pid"]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if argv[0] != b"/usr/bin/python3" or b"/opt/sandbox/supervisor.py" not in argv:
+                continue
+            pid = int(entry)
+            while pid > 1:  # up the tree to the leader
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                pid = int(stat[stat.rindex(")") + 2:].split()[1])
+                if pid == leader:
+                    return int(entry)
+        except OSError:
+            continue
+    raise AssertionError(f"no supervisor below {leader}")
+
+
+@pytest.mark.parametrize("when", ["between commands", "while a command runs"])
+def test_a_supervisor_that_stops_answering_is_restarted(local: MakeBackend, run: Run, sandbox_root: Path,
+                                                        processes_with: Callable[[str], list[int]],
+                                                        when: str) -> None:
+    """Stopped from outside (which no command can do): every wait for it is bounded, a ping
+    tells frozen from busy, and the sandbox's processes are started afresh."""
+    backend = local(supervisor_timeout_s=2)
+    sid = run(backend.create("frozen")).sandbox_id
+    run(backend.exec(sid, "sleep 9876541 &", 30))
+    frozen = supervisor_of(sandbox_root, "frozen")
+
+    async def next_commands() -> list[object]:
+        if when == "between commands":
+            os.kill(frozen, signal.SIGSTOP)
+            first = backend.exec(sid, "echo next", 120)
+        else:
+            first = asyncio.create_task(backend.exec(sid, "echo running; sleep 9876542", 120))
+            while not processes_with("9876542"):
+                await asyncio.sleep(0.02)
+            os.kill(frozen, signal.SIGSTOP)
+        results = [await asyncio.wait_for(first, 20)]
+        results.append(await asyncio.wait_for(backend.exec(sid, "echo again", 120), 20))
+        return results
+
+    try:
+        first, again = run(next_commands())
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # if it is still there, it is not left stopped
+            os.kill(frozen, signal.SIGCONT)
+
+    assert "supervisor answered nothing" in first.stderr, first  # type: ignore[attr-defined]
+    if when == "between commands":  # it had not read the request: the command ran in the new processes
+        assert (first.exit_code, first.stdout) == (0, "next\n"), first  # type: ignore[attr-defined]
+    else:
+        assert first.exit_code == 137 and first.stdout == "running\n", first  # type: ignore[attr-defined]
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "again\n", ""), again  # type: ignore[attr-defined]
+    assert backend.slots.use().in_use == 0  # type: ignore[attr-defined]
+    assert not processes_with("987654")  # the frozen processes went with the restart
 
 
 LINGERER = textwrap.dedent("""
