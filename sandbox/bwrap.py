@@ -3,9 +3,10 @@
 A command runs as `/bin/sh -c <command>` inside bubblewrap: every namespace unshared (so
 no network but its own loopback, its own PIDs, hostname and IPC), a read-only root with
 /usr and a few /etc files, a fresh size-limited tmpfs at /tmp, the workspace read-write at
-/project, and an environment built from nothing, so the service's own variables (API keys,
-tokens) never reach a command. Resource limits are not bubblewrap's job: sandbox/spawn.py
-and sandbox/cgroup.py apply them around this argv.
+/project, an environment built from nothing (so the service's own variables, API keys and
+tokens, never reach a command), and the seccomp filter of sandbox/seccomp.py. Resource
+limits are not bubblewrap's job: sandbox/spawn.py and sandbox/cgroup.py apply them around
+this argv.
 """
 
 from __future__ import annotations
@@ -84,9 +85,11 @@ def write_etc(etc_dir: Path) -> None:
 
 
 def sandboxed(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int,
-              *, staged: bool, program: list[str] | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+              *, staged: bool, seccomp_fd: int | None, program: list[str] | None = None,
+              ) -> tuple[list[str], list[tuple[str, str]]]:
     """The argv of a sandboxed command, and what spawn.prepare_child must stage for it.
     `program` runs instead of `sh -c command` (the supervisor of a live sandbox).
+    `seccomp_fd`: the filter of sandbox/seccomp.py, for bwrap to read (None: no filter).
 
     `staged` (the worker is root and drops commands to the host uid): bwrap finds the
     workspace and our /etc files where the child stages them, so the host uid needs no way
@@ -94,14 +97,14 @@ def sandboxed(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_byte
     reads them where they are.
     """
     if not staged:
-        return sandbox_argv(bwrap, workspace, etc_dir, command, tmp_bytes, program), []
+        return sandbox_argv(bwrap, workspace, etc_dir, command, tmp_bytes, seccomp_fd, program), []
     project, etc = f"{STAGE}/project", f"{STAGE}/etc"
-    return (sandbox_argv(bwrap, Path(project), Path(etc), command, tmp_bytes, program),
+    return (sandbox_argv(bwrap, Path(project), Path(etc), command, tmp_bytes, seccomp_fd, program),
             [(str(workspace), project), (str(etc_dir), etc)])
 
 
 def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_bytes: int,
-                 program: list[str] | None = None) -> list[str]:
+                 seccomp_fd: int | None = None, program: list[str] | None = None) -> list[str]:
     """`bwrap ... -- /bin/sh -c command` (or `-- *program`), with `workspace` bound read-write
     at /project."""
     argv = [
@@ -110,9 +113,9 @@ def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_b
         "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
         "--disable-userns",  # no nested user namespaces: less kernel surface to attack
         "--die-with-parent",  # the worker dies -> the whole sandboxed tree dies
-        # The program is the PID namespace's init: no command can stop or kill it (the
-        # supervisor, sandbox/supervisor.py, which also collects the sandbox's orphans).
-        "--as-pid-1",
+        # The supervisor (sandbox/supervisor.py) is the PID namespace's init, out of its commands'
+        # reach: nothing inside can stop or kill it. It collects the sandbox's orphans itself.
+        *(["--as-pid-1"] if program else []),
         "--new-session",  # no TIOCSTI into a terminal outside
         "--hostname", "sandbox",
         "--ro-bind", "/usr", "/usr",
@@ -141,6 +144,8 @@ def sandbox_argv(bwrap: str, workspace: Path, etc_dir: Path, command: str, tmp_b
     ]
     for key, value in COMMAND_ENV.items():
         argv += ["--setenv", key, value]
+    if seccomp_fd is not None:  # loaded last, just before the exec: everything in the sandbox runs under it
+        argv += ["--seccomp", str(seccomp_fd)]
     return [*argv, "--", *(program or ["/bin/sh", "-c", command])]
 
 

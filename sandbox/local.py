@@ -75,6 +75,7 @@ from sandbox.protocol import (
     WorkspaceFull,
 )
 from sandbox.quota import WorkspaceQuota
+from sandbox.seccomp import filter_fd as seccomp_filter_fd
 from sandbox.paths import MOUNT_POINT
 from sandbox.slots import CommandSlots
 from sandbox.spawn import prepare_child
@@ -162,7 +163,7 @@ class LocalBackend:
         write_etc(self.root / ".etc")
         machine = check_machine(self.root, limits)
         self._bwrap, self._cgroups, self._rlimits = machine.bwrap, machine.cgroups, machine.rlimits
-        self._owner, self._drop_to = machine.owner, machine.drop_to
+        self._owner, self._drop_to, self._seccomp = machine.owner, machine.drop_to, machine.seccomp
         self._worker = ops.Proc.of(os.getpid())  # how op records name this process
         assert self._worker is not None
         self._quota = WorkspaceQuota(limits.workspace_mb * MB)
@@ -705,12 +706,14 @@ class LocalBackend:
         listener = env.listen(env_dir)
         group = self._cgroups.create(limits.pids_max, limits.memory_mb * MB) if self._cgroups else None
         fds = group.open_procs() if group else []
+        seccomp = [seccomp_filter_fd()] if self._seccomp else []  # its descriptor, for bwrap to read
         try:
             supervise = [str(listener.fileno()), MOUNT_POINT, json.dumps(COMMAND_ENV)]
             if self._bwrap:
                 program = ["/usr/bin/python3", "-I", "-S", SUPERVISOR, *supervise]
                 argv, stage = sandboxed(self._bwrap, workspace, self.root / ".etc", "", limits.tmp_mb * MB,
-                                        staged=self._drop_to is not None, program=program)
+                                        staged=self._drop_to is not None, program=program,
+                                        seccomp_fd=seccomp[0] if seccomp else None)
                 launch_env, cwd = LAUNCHER_ENV, None
             else:  # allowed unprotected: the host uid may not reach the root, so source and cwd come from here
                 supervise[1] = "."
@@ -720,14 +723,14 @@ class LocalBackend:
             with open(env_dir / "log", "ab") as log:  # the supervisor's own complaints, if any
                 popen = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=launch_env, cwd=cwd,
-                    pass_fds=[listener.fileno()], start_new_session=True,
+                    pass_fds=[listener.fileno(), *seccomp], start_new_session=True,
                     preexec_fn=partial(prepare_child, fds, self._rlimits, self._drop_to, os.getpid(), stage))
         except BaseException:
             if group is not None:
                 group.remove()
             raise
         finally:
-            for fd in fds:
+            for fd in fds + seccomp:
                 os.close(fd)
             listener.close()  # the supervisor holds it now: when the sandbox dies, connecting fails
         self._envs[meta.sandbox_id] = popen

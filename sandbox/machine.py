@@ -19,6 +19,7 @@ from pathlib import Path
 from sandbox.bwrap import LAUNCHER_ENV, bwrap_path, sandboxed
 from sandbox.cgroup import Cgroups
 from sandbox.limits import MB, LocalLimits
+from sandbox.seccomp import UnsupportedArch, deny_filter, filter_fd
 from sandbox.spawn import prepare_child
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Machine:
     owner: tuple[int, int]  # host uid/gid that owns workspace files and runs commands
     drop_to: tuple[int, int] | None  # switch commands to this uid/gid (None: not root)
     rlimits: list[tuple[int, int]]
+    seccomp: bool  # bwrap loads sandbox/seccomp.py's filter (False: allowed unprotected)
 
 
 def check_machine(root: Path, limits: LocalLimits) -> Machine:
@@ -57,12 +59,19 @@ def check_machine(root: Path, limits: LocalLimits) -> Machine:
         cgroups = None
         missing.append(problem)
 
+    seccomp = True
+    try:
+        deny_filter()
+    except UnsupportedArch as e:
+        seccomp = False
+        missing.append(f"a seccomp filter: {e} in sandbox/seccomp.py")
+
     bwrap = bwrap_path()
     if bwrap is None:
         missing.append("bubblewrap: no `bwrap` on /usr/bin:/bin (apt-get install bubblewrap)")
-    elif problem := _probe_bwrap(bwrap, root, limits, owner, drop_to):
+    elif problem := _probe_bwrap(bwrap, root, limits, owner, drop_to, seccomp):
         bwrap = None
-        missing.append(f"bubblewrap does not run here: {problem}")
+        missing.append(f"bubblewrap does not run here{' with its seccomp filter' if seccomp else ''}: {problem}")
 
     if missing:
         if not limits.allow_unprotected:
@@ -72,25 +81,29 @@ def check_machine(root: Path, limits: LocalLimits) -> Machine:
                 "(only for trusted code on a machine you do not care about).")
         for item in missing:
             logger.warning("!!! SANDBOX UNPROTECTED (SANDBOX_ALLOW_UNPROTECTED=1): missing %s", item)
-    return Machine(bwrap, cgroups, owner, drop_to, _rlimits(limits, memory_cgroup=cgroups is not None))
+    return Machine(bwrap, cgroups, owner, drop_to, _rlimits(limits, memory_cgroup=cgroups is not None),
+                   seccomp and bwrap is not None)
 
 
 def _probe_bwrap(bwrap: str, root: Path, limits: LocalLimits, owner: tuple[int, int],
-                 drop_to: tuple[int, int] | None) -> str | None:
+                 drop_to: tuple[int, int] | None, seccomp: bool) -> str | None:
     """Run a real sandboxed `echo ok`, started exactly as commands will be."""
     probe = root / f".probe-{os.getpid()}" / "project"
     shutil.rmtree(probe.parent, ignore_errors=True)
     probe.mkdir(parents=True)
     os.chown(probe, *owner)
+    filter_fds = [filter_fd()] if seccomp else []
     try:
         argv, stage = sandboxed(bwrap, probe, root / ".etc", "echo ok", limits.tmp_mb * MB,
-                                staged=drop_to is not None)
+                                staged=drop_to is not None, seccomp_fd=filter_fds[0] if filter_fds else None)
         done = subprocess.run(argv, env=LAUNCHER_ENV, capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL, pass_fds=filter_fds,
                               preexec_fn=partial(prepare_child, [], [], drop_to, os.getpid(), stage))
     except (OSError, subprocess.SubprocessError) as e:
         return str(e)
     finally:
+        for fd in filter_fds:
+            os.close(fd)
         shutil.rmtree(probe.parent, ignore_errors=True)
     if done.returncode != 0 or done.stdout.strip() != "ok":
         return (done.stderr.strip() or f"exit status {done.returncode}")[:500]

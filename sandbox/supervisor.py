@@ -12,8 +12,9 @@ It runs as PID 1 of the sandbox's PID namespace (bubblewrap's `--as-pid-1`), so 
 stop or kill it: the kernel drops every signal sent to a namespace's init from inside unless
 the init handles it (SIGSTOP and SIGKILL never), and `kill -1` skips it. It runs as the same uid
 as the commands, so that is what keeps them from freezing it (`kill -STOP -1` did); ptrace is
-refused by its being non-dumpable. Being the init, it also collects every orphan that exits in
-the sandbox. The only signal it handles is SIGCHLD (harmless if a command sends it).
+refused by the seccomp filter and by its being non-dumpable. Being the init, it also collects
+every orphan that exits in the sandbox. The only signal it handles is SIGCHLD (harmless if a
+command sends it).
 
 One connection is one request, a JSON line:
 
