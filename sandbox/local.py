@@ -137,8 +137,9 @@ class _Run:
 
     channel: Channel | None  # to the supervisor that started it (sandbox/env.py); None until it is asked
     op_id: str | None = None
-    killed_for: str | None = None  # "timeout", "expired", "terminated", "workspace", "stopped", "cancelled",
-    #                                "restarted" (another command restarted the sandbox's processes: `why`)
+    # Why it was killed: "timeout", "expired", "terminated", "workspace", "stopped", "cancelled", or, with
+    # `why` saying more, "lost", "restarted" (another command restarted its processes), "unresponsive".
+    killed_for: str | None = None
     why: str | None = None
 
     def kill(self, reason: str) -> None:
@@ -204,7 +205,12 @@ class LocalBackend:
         command in a sandbox starts its processes again."""
         for sandbox_id, popen in list(self._envs.items()):
             self._unwatch(sandbox_id)
-            env.stop(self._dir(_name_of(sandbox_id)) / "env", popen)
+            env_dir = self._dir(_name_of(sandbox_id)) / "env"
+            record = env.read_record(env_dir)
+            if record is not None and record.owner != self._worker:  # another worker restarted it: theirs now
+                popen.poll()  # ours was killed then: collect it
+                continue
+            env.stop(env_dir, popen)
         self._envs.clear()
         if self._cgroups:
             self._cgroups.close()
