@@ -154,7 +154,7 @@ def test_session_commands_show_state_and_a_refusal_exits_1_with_the_servers_mess
 def test_ctrl_c_detaches_and_the_task_finishes_anyway(stack_factory, agent_for):
     stack = stack_factory(f"{SCRIPTS}:slow_note")
     following = agent_for(stack).start("chat", "s1", "write a note")
-    following.wait_for("▶ step 1: Write a note")
+    following.wait_for("← wrote 5 bytes to note.txt")  # the finishing round is still 5 s away
     following.proc.send_signal(signal.SIGINT)
     code, out = following.end(30)
     assert code == 130, out
