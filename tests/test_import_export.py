@@ -6,6 +6,7 @@ land in the middle of the import and of the export."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -279,3 +280,41 @@ def test_bad_imports_and_exports_get_a_4xx_and_change_nothing(stack_factory, rem
     assert stack.call("Agent", "bad", "diff", {"task": "nope"})[0] == 404
     assert stack.call("Agent", "nobody", "diff")[0] == 404
     assert stack.call("Agent", "bad", "export", {"branch": "x"})[0] == 409  # an archive import
+
+
+def test_credentials_come_from_the_workers_helper_and_reach_no_workspace_journal_or_event(
+        stack_factory, remote, tmp_path):
+    from tests.fakes.git_http import GitHttp
+
+    _, _, bare = remote
+    secret = "s3cret-T0KEN-for-the-test"
+    server = GitHttp(bare.parent, user="agent", password=secret).start()
+    try:
+        url = server.url("repo.git")
+        helper = f"!f() {{ echo username=agent; echo password={secret}; }}; f"
+        stack = stack_factory(SCRIPT, env={"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.helper",
+                                           "GIT_CONFIG_VALUE_0": helper})
+        code, imported = stack.call("Agent", "cred", "import", {"git": url}, timeout=120)
+        assert code == 200, imported
+        send_message(stack, "cred", "make f return 2 and add c.py")
+        wait_idle(stack, "cred", timeout=90)
+        code, exported = stack.call("Agent", "cred", "export", {"branch": "agent/cred", "push": True}, timeout=120)
+        assert code == 200 and exported["pushed"], exported
+        assert sh("git", "rev-parse", "refs/heads/agent/cred", cwd=bare).strip() == exported["commit"]
+        assert server.refused > 0  # git asked without credentials first: the server does require them
+
+        from stack.processes import http_client
+        tarball = http_client().post(stack.ingress.url("Agent", "cred", "archive"), timeout=60).content
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    assert secret.encode() not in tar.extractfile(member).read(), member.name
+        rows = stack.query("SELECT id, name, entry_json FROM sys_journal")  # entry_json: each entry's values
+        assert rows
+        journal = json.dumps(rows)
+        state = json.dumps(stack.query("SELECT * FROM state"))
+        code, events = stack.call("Events", "cred", "read", {"after": 0, "limit": 1000})
+        assert secret not in journal and secret not in state and secret not in json.dumps(events)
+        assert url in journal or url in state  # the URL itself is recorded, and it carries nothing secret
+    finally:
+        server.close()
