@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from tests.fakes.scripts import edit, finish, scripted, slow, write
 
-# Both of the step's model rounds answer only after 5 s: time to press Ctrl-C, or to kill the
-# worker, while the client follows (after the write has shown, the task still has 5 s to go,
-# however late a busy machine shows it).
+# The step's first model round answers only after 5 s: time to kill the worker while the
+# client follows.
 slow_note = scripted(
     plan=[("Write a note", "Create note.txt.")],
-    step_actions={1: [slow(write("note.txt", "slow\n"), 5.0), slow(finish("note.txt written"), 5.0)]},
+    step_actions={1: [slow(write("note.txt", "slow\n"), 5.0), finish("note.txt written")]},
+)
+
+# The finishing round takes 20 s: once the write has shown, there is time to press Ctrl-C while
+# the task still runs, however late a busy machine shows the write (CI saw more than 5 s).
+slow_finish = scripted(
+    plan=[("Write a note", "Create note.txt.")],
+    step_actions={1: [write("note.txt", "slow\n"), slow(finish("note.txt written"), 20.0)]},
 )
 
 # The project a test imports (a git repository), and a task that changes two of its files:
