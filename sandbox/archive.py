@@ -22,6 +22,7 @@ import secrets
 import stat
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 import zstandard
 
@@ -38,6 +39,16 @@ WORKSPACE, MARKERS = "project", "markers"  # the two top-level directories of an
 
 
 def write_snapshot(workspace: Path, markers_dir: Path, dest: Path) -> None:
+    def fill(tar: tarfile.TarFile) -> None:
+        _add_markers(tar, markers_dir)
+        _add_tree(tar, workspace, WORKSPACE)
+
+    _write_layered(dest, fill)
+
+
+def _write_layered(dest: Path, fill: Callable[[tarfile.TarFile], None]) -> None:
+    """Write an archive in the layout above (what `fill` adds comes after the workspace's top
+    directory) that appears under `dest` only when complete and flushed to disk."""
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as raw:
@@ -47,8 +58,7 @@ def write_snapshot(workspace: Path, markers_dir: Path, dest: Path) -> None:
                 top = tarfile.TarInfo(WORKSPACE)  # a member even when all is empty: tarfile
                 top.type, top.mode = tarfile.DIRTYPE, 0o755  # cannot read a lone global header
                 tar.addfile(top)
-                _add_markers(tar, markers_dir)
-                _add_tree(tar, workspace, WORKSPACE)
+                fill(tar)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, dest)
@@ -157,26 +167,14 @@ def tree_of_snapshot(archive: Path) -> bytes:
 
 
 def snapshot_of_tree(tree: bytes, dest: Path) -> None:
-    """Write a snapshot archive (no markers) whose workspace is `tree`. Like write_snapshot,
-    it appears under its final name only when complete; restore_snapshot filters it as any."""
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as raw:
-            with zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw, closefd=False) as zst, \
-                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
-                                 pax_headers={_LAYOUT_KEY: _LAYOUT}) as tar, \
-                    tarfile.open(fileobj=io.BytesIO(tree), mode="r:") as src:
-                top = tarfile.TarInfo(WORKSPACE)
-                top.type, top.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(top)
-                for member in src:
-                    if member.type not in _KEEP:
-                        continue
+    """Write a snapshot archive (no markers) whose workspace is `tree`, as write_snapshot does;
+    restore_snapshot filters it like any other."""
+
+    def fill(tar: tarfile.TarFile) -> None:
+        with tarfile.open(fileobj=io.BytesIO(tree), mode="r:") as src:
+            for member in src:
+                if member.type in _KEEP:
                     copy = member.replace(name=f"{WORKSPACE}/{member.name}", deep=False)
                     tar.addfile(copy, src.extractfile(member) if member.isfile() else None)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    _write_layered(dest, fill)
