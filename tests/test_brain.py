@@ -279,3 +279,26 @@ def test_a_failing_file_the_model_never_touched_is_sampled_from_the_traceback(tm
     result = run_step(task, "Running `python3 report.py` crashes with a KeyError. Fix it.")
     assert result.status == "done" and "get('qty', 0)" in (tmp_path / "report.py").read_text()
     assert "The current content of report.py" in model.text_requests()[0]  # it existed: always shown
+
+
+def test_a_quoted_command_that_exits_0_but_prints_the_error_has_not_passed(tmp_path: Path):
+    # The 1.5B "fixed" a crash the request quoted by catching the exception and printing it:
+    # exit 0, and the harness had called that verified.
+    (tmp_path / "due.py").write_text("import sys\nfrom datetime import datetime\n\n"
+                                     "print((datetime.strptime(sys.argv[2], '%d.%m.%Y')"
+                                     " - datetime.strptime(sys.argv[1], '%d.%m.%Y')).days)\n")
+    caught = block("import sys\nfrom datetime import datetime\n\ntry:\n"
+                   "    print((datetime.strptime(sys.argv[2], '%d.%m.%Y') - datetime.strptime(sys.argv[1], '%d.%m.%Y')).days)\n"
+                   "except ValueError as e:\n    print(f'Error: {e}')\n")
+    fixed = block("import sys\nfrom datetime import date\n\n"
+                  "print((date.fromisoformat(sys.argv[2]) - date.fromisoformat(sys.argv[1])).days)\n")
+    task, _, model = task_in(tmp_path, [call("read_file", path="due.py"), call("write_file", path="due.py"), caught,
+                                        call("finish", result="fixed"),
+                                        call("write_file", path="due.py"), fixed, call("finish", result="fixed")])
+    result = run_step(task, "`python3 due.py 2024-02-20 2024-03-05` crashes with a ValueError. Fix it.")
+    told = [m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool"]
+    assert any(checks.REPORTED_ERROR in t and "Error: time data" in t for t in told), told
+    assert result.status == "done" and "fromisoformat" in (tmp_path / "due.py").read_text()
+    [last] = [c for c in result.checks if c.kind == "command"][-1:]
+    assert evidence.ok(last) and last.summary == "exit code 0"
+    assert not checks.reported_error("0 errors found\n14\n")

@@ -135,7 +135,23 @@ def summarize(kind: CheckKind, exit_code: int | None, output: str) -> str:
         failed = sum(int(n) for n in _DOCTEST_FAILED.findall(output))
         return "the examples pass" if exit_code == 0 else (
             f"{failed} example{'s' if failed != 1 else ''} failed" if failed else f"exit code {exit_code}")
-    return f"exit code {exit_code}"
+    error = reported_error(output) if exit_code == 0 else None
+    return f"{REPORTED_ERROR} {error}" if error else f"exit code {exit_code}"
+
+
+# A command that exits 0 but prints a traceback or an error (a caught exception printed as
+# "Error: ...") has not shown that it works: the 1.5B "fixed" a crash the request quoted by
+# catching it and printing the error.
+REPORTED_ERROR = "exit code 0, but it reported an error:"
+_ERROR_LINE = re.compile(r"^(Traceback \(most recent call last\):.*|(?:[A-Za-z_][\w.]*)?(?:Error|Exception): .+)$",
+                         re.MULTILINE)
+
+
+def reported_error(output: str) -> str | None:
+    """The first line of `output` that reports an error (`Traceback (most recent call last):`,
+    `ValueError: ...`, `Error: ...`), clipped; None if there is none."""
+    found = _ERROR_LINE.search(output)
+    return found.group(0).strip()[:160] if found else None
 
 
 def _tests_summary(exit_code: int, output: str) -> str:

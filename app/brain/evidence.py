@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from app.brain.checks import REPORTED_ERROR
 from app.models import CheckRun, Verdict, VerdictKind
 
 BEHAVIOUR = ("tests", "examples", "command")
@@ -51,9 +52,9 @@ def latest(checks: list[CheckRun]) -> list[CheckRun]:
 
 
 def ok(check: CheckRun) -> bool:
-    """A check passed: exit code 0, and for tests at least one test ran (a test file with no
-    tests in it, or with every test skipped, proves nothing)."""
-    return check.exit_code == 0 and not check.summary.startswith(("0 tests", "no tests"))
+    """A check passed: exit code 0, for tests at least one test ran (a test file with no tests
+    in it, or with every test skipped, proves nothing), and a command reported no error."""
+    return check.exit_code == 0 and not check.summary.startswith(("0 tests", "no tests", REPORTED_ERROR))
 
 
 def claims_success(text: str) -> bool:
