@@ -12,6 +12,7 @@ this argv.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def write_etc(etc_dir: Path) -> None:
     for name, text in files.items():
         path = etc_dir / name
         if not path.exists() or path.read_text() != text:
-            tmp = etc_dir / f".{name}.tmp"
+            # A name of its own: workers sharing a data dir (a cluster's) write these at once.
+            tmp = etc_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
             tmp.write_text(text)
             tmp.chmod(0o644)
             tmp.replace(path)

@@ -12,11 +12,11 @@ slow_note = scripted(
     step_actions={1: [slow(write("note.txt", "slow\n"), 5.0), finish("note.txt written")]},
 )
 
-# The finishing round takes 20 s: once the write has shown, there is time to press Ctrl-C while
-# the task still runs, however late a busy machine shows the write (CI saw more than 5 s).
+# The finishing round takes 8 s: once the write has shown, there is time to press Ctrl-C while
+# the task still runs.
 slow_finish = scripted(
     plan=[("Write a note", "Create note.txt.")],
-    step_actions={1: [write("note.txt", "slow\n"), slow(finish("note.txt written"), 20.0)]},
+    step_actions={1: [write("note.txt", "slow\n"), slow(finish("note.txt written"), 8.0)]},
 )
 
 # The project a test imports (a git repository), and a task that changes two of its files:
