@@ -529,7 +529,7 @@ async def _bring_in(name: str, raw: bytes, source: GitSourceIn | None) -> _Impor
 
 def _git_source(raw: bytes) -> GitSourceIn | None:
     """A JSON body names a git source; anything else is an archive."""
-    if not raw.lstrip()[:1] == b"{":
+    if raw.lstrip()[:1] != b"{":
         return None
     return parse(raw, GitSourceIn, max_bytes=10_000)
 

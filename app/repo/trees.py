@@ -122,17 +122,14 @@ class Scratch:
                **({"GIT_INDEX_FILE": str(index)} if index else {}), **(extra or {})}
         return git(*args, cwd=work or self.root, env=clean_env(env))
 
-    def tree(self, tree: bytes | None, name: str, start: str | None = None) -> str:
-        """The git tree id of `tree` (None: the empty tree). `start`: a tree or commit whose
-        files are in the index first, so that files it tracks stay tracked even if ignored."""
+    def tree(self, tree: bytes | None, name: str) -> str:
+        """The git tree id of `tree` (None: the empty tree)."""
         if tree is None:
             return EMPTY_TREE
         work = self.root / name
         work.mkdir()
         unpack(tree, work)
         index = self.root / f"{name}.index"
-        if start:
-            self.run("read-tree", start, index=index)
         self.run("add", "--all", ".", work=work, index=index)
         return self.run("write-tree", index=index).decode().strip()
 
